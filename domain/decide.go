@@ -1,0 +1,100 @@
+package domain
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Decide checks command c against the prescription p and the workflow table.
+// It returns the events that record the transition, or a *Rejection.
+// now is the decision time; Decide never reads the clock.
+func Decide(p Prescription, c Command, now time.Time) ([]Event, error) {
+	w := Prescriptions
+	reject := func(code ReasonCode, format string, args ...any) ([]Event, error) {
+		return nil, &Rejection{Code: code, Reason: fmt.Sprintf(format, args...), Status: p.Status, Command: c.Type}
+	}
+	if !slices.Contains(CommandTypes, c.Type) {
+		return reject(ReasonUnknownCommand, "unknown event %q", c.Type)
+	}
+	if p.Status != StatusNone && c.URN != p.URN {
+		return reject(ReasonURNMismatch, "command for %q applied to prescription %q", c.URN, p.URN)
+	}
+	t, ok := w.Lookup(p.Status, c.Type)
+	switch {
+	case ok:
+	case p.Status == StatusNone:
+		return reject(ReasonUnknownPrescription, "prescription %q was never requested", c.URN)
+	case c.Type == Request:
+		return reject(ReasonDuplicateRequest, "prescription %q already exists (status %s)", c.URN, p.Status)
+	case w.IsFinal(p.Status):
+		return reject(ReasonFinalState, "prescription is %s, a final state: no further transitions", p.Status)
+	default:
+		return reject(ReasonInvalidTransition, "%s is not allowed from %s (allowed: %v)", c.Type, p.Status, w.Exits(p.Status))
+	}
+	for _, g := range t.Guards {
+		if reason, ok := g.Check(p, c); !ok {
+			return nil, &Rejection{Code: ReasonGuardFailed, Reason: reason, Status: p.Status, Command: c.Type, Guard: g.Name}
+		}
+	}
+	return []Event{newEvent(p, c, now)}, nil
+}
+
+// newEvent builds the event recording command c; Decide has already checked it.
+func newEvent(p Prescription, c Command, now time.Time) Event {
+	switch c.Type {
+	case Request:
+		return Requested{URN: c.URN, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID, Medication: c.Medication, At: now}
+	case Approve:
+		return Approved{ApprovedBy: approver(c), At: now}
+	case Reject:
+		return Rejected{RejectedBy: c.Actor, Reason: c.Reason, At: now}
+	case Process:
+		pharmacy := c.PharmacyID
+		if pharmacy == "" {
+			pharmacy = p.PharmacyID
+		}
+		return ProcessingStarted{PharmacyID: pharmacy, At: now}
+	case Dispense:
+		return Dispensed{Dispensing: c.Dispensing, At: now}
+	case Complete:
+		return Completed{At: now}
+	default: // Fail: Decide admits only the table's commands.
+		return Failed{Reason: c.Reason, At: now}
+	}
+}
+
+// Evolve folds event e into p. It never fails: events are facts.
+func Evolve(p Prescription, e Event) Prescription {
+	p.Revision++
+	if to, ok := Prescriptions.Target(e.Cause()); ok {
+		p.Status = to
+	}
+	switch e := e.(type) {
+	case Requested:
+		p.URN, p.PatientID, p.PrescriberID, p.PharmacyID = e.URN, e.PatientID, e.PrescriberID, e.PharmacyID
+		p.Medication, p.RequestedAt = e.Medication, e.At
+	case Approved:
+		p.ApprovedBy, p.ApprovedAt = e.ApprovedBy, e.At
+	case Rejected:
+		p.RejectedBy, p.RejectionReason, p.RejectedAt = e.RejectedBy, e.Reason, e.At
+	case ProcessingStarted:
+		p.PharmacyID, p.ProcessingAt = e.PharmacyID, e.At
+	case Dispensed:
+		p.Dispensing, p.DispensedAt = e.Dispensing, e.At
+	case Completed:
+		p.CompletedAt = e.At
+	case Failed:
+		p.FailureReason, p.FailedAt = e.Reason, e.At
+	}
+	return p
+}
+
+// Fold rebuilds a prescription from its history.
+func Fold(history []Event) Prescription {
+	var p Prescription
+	for _, e := range history {
+		p = Evolve(p, e)
+	}
+	return p
+}

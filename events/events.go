@@ -1,0 +1,82 @@
+// Package events is the stored form of the prescription's domain events:
+// explicit, stable event names, versioned JSON payloads, the metadata
+// written beside every event, stream names and deterministic event ids.
+package events
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"rxflow/domain"
+)
+
+// StreamPrefix starts every prescription stream: one stream per prescription.
+const StreamPrefix = "prescription-"
+
+// StreamName is the stream that holds prescription urn's events.
+func StreamName(urn string) string { return StreamPrefix + urn }
+
+// URNFromStream is the inverse of StreamName.
+func URNFromStream(stream string) (string, bool) {
+	urn, ok := strings.CutPrefix(stream, StreamPrefix)
+	return urn, ok && urn != ""
+}
+
+// Stable event names. They never change once stored; a new payload shape
+// gets a new SchemaVersion, not a new name.
+const (
+	NameRequested         = "PrescriptionRequested"
+	NameApproved          = "PrescriptionApproved"
+	NameRejected          = "PrescriptionRejected"
+	NameProcessingStarted = "PrescriptionProcessingStarted"
+	NameDispensed         = "PrescriptionDispensed"
+	NameCompleted         = "PrescriptionCompleted"
+	NameFailed            = "PrescriptionFailed"
+)
+
+// SchemaVersion is the payload version this code writes.
+const SchemaVersion = 1
+
+// Errors of Decode, matched with errors.Is.
+var (
+	ErrUnknownEvent       = errors.New("unknown event name")
+	ErrUnsupportedVersion = errors.New("unsupported schema version")
+	ErrMalformedPayload   = errors.New("malformed event payload")
+)
+
+// Metadata is stored as JSON beside every event.
+type Metadata struct {
+	EventID       string    `json:"eventId"`
+	CommandID     string    `json:"commandId"`
+	CommandHash   string    `json:"commandHash,omitempty"` // fingerprint of the command's content, to tell a retry from a conflicting reuse of its id
+	CorrelationID string    `json:"correlationId,omitempty"`
+	CausationID   string    `json:"causationId,omitempty"`
+	Actor         string    `json:"actor,omitempty"`
+	OccurredAt    time.Time `json:"occurredAt"`
+	SchemaVersion int       `json:"schemaVersion"`
+}
+
+// Recorded is an event read back from the store.
+type Recorded struct {
+	URN      string
+	Name     string
+	Event    domain.Event
+	Meta     Metadata
+	Data     []byte // the stored JSON payload, for audit
+	Revision uint64 // position in its stream, from 0
+	Position uint64 // commit position in $all
+	Created  time.Time
+}
+
+var eventIDSpace = uuid.MustParse("9a3c3c1e-8f7c-4a8e-9a55-3f1f6c1b2d10")
+
+// EventID derives the id of the index-th event recorded for commandID. The
+// same command always yields the same ids, so a retried append is
+// idempotent in EventStoreDB.
+func EventID(commandID string, index int) uuid.UUID {
+	return uuid.NewSHA1(eventIDSpace, []byte(commandID+"#"+strconv.Itoa(index)))
+}
