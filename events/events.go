@@ -80,3 +80,20 @@ var eventIDSpace = uuid.MustParse("9a3c3c1e-8f7c-4a8e-9a55-3f1f6c1b2d10")
 func EventID(commandID string, index int) uuid.UUID {
 	return uuid.NewSHA1(eventIDSpace, []byte(commandID+"#"+strconv.Itoa(index)))
 }
+
+// Pending is an event ready to be appended.
+type Pending struct {
+	Name string
+	Data []byte
+	Meta Metadata
+}
+
+// New encodes e with its metadata for appending.
+func New(e domain.Event, meta Metadata) (Pending, error) {
+	name, data, err := Encode(e)
+	if err != nil {
+		return Pending{}, err
+	}
+	meta.SchemaVersion = SchemaVersion
+	return Pending{Name: name, Data: data, Meta: meta}, nil
+}

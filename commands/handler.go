@@ -1,0 +1,171 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"rxflow/domain"
+	"rxflow/events"
+)
+
+// ErrConcurrency is returned by EventStore.Append when the stream moved
+// past the expected revision.
+var ErrConcurrency = errors.New("stream changed since it was read")
+
+// ErrPermanent marks a failure that retrying cannot fix, such as a stream
+// holding an event this code cannot read.
+var ErrPermanent = errors.New("permanent failure")
+
+// NoStream is the expected revision of a stream that must not exist yet.
+const NoStream int64 = -1
+
+// EventStore is the handler's port to the prescription streams.
+type EventStore interface {
+	// Load returns every event of urn's stream, oldest first; none if the
+	// stream does not exist.
+	Load(ctx context.Context, urn string) ([]events.Recorded, error)
+	// Append writes evs to urn's stream if its last revision is expected
+	// (NoStream for a new stream). It returns ErrConcurrency otherwise, and
+	// the $all position of the last event written.
+	Append(ctx context.Context, urn string, expected int64, evs []events.Pending) (position uint64, err error)
+}
+
+// ReasonCommandIDReused rejects a command whose id was already used for
+// different content.
+const ReasonCommandIDReused domain.ReasonCode = "command_id_reused"
+
+// OutcomeKind says what became of a command.
+type OutcomeKind string
+
+// Outcome kinds.
+const (
+	Appended  OutcomeKind = "appended"
+	Duplicate OutcomeKind = "duplicate" // already applied: nothing written
+	Rejected  OutcomeKind = "rejected"
+)
+
+// Outcome is the result of handling one command.
+type Outcome struct {
+	Kind      OutcomeKind
+	Status    domain.Status // the prescription's status afterwards
+	Rejection *domain.Rejection
+	Position  uint64 // $all position of the last appended event
+	Revision  int64  // stream revision afterwards; -1 if the stream does not exist
+	Attempts  int    // appends tried, counting concurrency retries
+}
+
+// HandlerConfig tunes the Handler.
+type HandlerConfig struct {
+	MaxAttempts int // appends tried on concurrency conflicts; default 5
+	CacheSize   int // prescriptions kept in memory; 0 disables the cache
+	Clock       func() time.Time
+}
+
+// Handler loads a prescription, decides and appends: the command path. It
+// never calls a partner; side effects happen in projectors.
+type Handler struct {
+	store       EventStore
+	clock       func() time.Time
+	maxAttempts int
+	cache       *stateCache
+}
+
+// NewHandler returns a Handler over store.
+func NewHandler(store EventStore, cfg HandlerConfig) *Handler {
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Handler{store: store, clock: cfg.Clock, maxAttempts: cfg.MaxAttempts, cache: newStateCache(cfg.CacheSize)}
+}
+
+// Handle applies env exactly once. A returned error is transient (store
+// down, too many conflicts) or wraps ErrPermanent; rejections are outcomes.
+func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
+	urn := env.Command.URN
+	for attempt := 1; ; attempt++ {
+		st, cached := h.cache.get(urn)
+		if !cached {
+			var err error
+			if st, err = h.load(ctx, urn); err != nil {
+				return Outcome{}, err
+			}
+		}
+		out, pending, next, err := h.decide(st, env)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if out.Kind != Appended && cached {
+			// Refusals and duplicates are only as good as the state they were
+			// judged on: confirm them against the stream, not the cache.
+			h.cache.drop(urn)
+			continue
+		}
+		out.Attempts = attempt
+		if out.Kind != Appended {
+			return out, nil
+		}
+		pos, err := h.store.Append(ctx, urn, st.last, pending)
+		switch {
+		case errors.Is(err, ErrConcurrency) && attempt < h.maxAttempts:
+			h.cache.drop(urn)
+			continue
+		case err != nil:
+			h.cache.drop(urn)
+			return Outcome{}, fmt.Errorf("append %s after %d attempts: %w", env.ID, attempt, err)
+		}
+		h.cache.put(urn, next)
+		out.Position = pos
+		return out, nil
+	}
+}
+
+func (h *Handler) load(ctx context.Context, urn string) (state, error) {
+	recs, err := h.store.Load(ctx, urn)
+	if err != nil {
+		return state{}, fmt.Errorf("load %s: %w", urn, err)
+	}
+	return stateOf(recs), nil
+}
+
+// decide turns a command into an outcome and, when accepted, the events to
+// append and the state they lead to.
+func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, state, error) {
+	out := Outcome{Status: st.p.Status, Revision: st.last}
+	if hash, seen := st.commands[env.ID]; seen {
+		if hash == env.Hash {
+			out.Kind = Duplicate
+			return out, nil, st, nil
+		}
+		out.Kind = Rejected
+		out.Rejection = &domain.Rejection{Code: ReasonCommandIDReused, Status: st.p.Status, Command: env.Command.Type,
+			Reason: fmt.Sprintf("command id %q was already used for a different command", env.ID)}
+		return out, nil, st, nil
+	}
+	now := h.clock().UTC()
+	evs, err := domain.Decide(st.p, env.Command, now)
+	if rej, ok := errors.AsType[*domain.Rejection](err); ok {
+		out.Kind, out.Rejection = Rejected, rej
+		return out, nil, st, nil
+	}
+	if err != nil {
+		return Outcome{}, nil, st, err
+	}
+	pending := make([]events.Pending, len(evs))
+	for i, e := range evs {
+		meta := events.Metadata{
+			EventID: events.EventID(env.ID, i).String(), CommandID: env.ID, CommandHash: env.Hash,
+			CorrelationID: env.CorrelationID, CausationID: env.ID, Actor: env.Command.Actor, OccurredAt: now,
+		}
+		if pending[i], err = events.New(e, meta); err != nil {
+			return Outcome{}, nil, st, err
+		}
+	}
+	next := st.with(env, evs)
+	out.Kind, out.Status, out.Revision = Appended, next.p.Status, next.last
+	return out, pending, next, nil
+}

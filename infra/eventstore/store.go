@@ -1,0 +1,143 @@
+// Package eventstore is the one adapter to EventStoreDB: the official client
+// (EventStore-Client-Go v4), used by the command handler to load and append
+// prescription streams and by the projectors to follow $all and read history.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+
+	"rxflow/commands"
+	"rxflow/events"
+)
+
+// Config says where EventStoreDB is.
+type Config struct {
+	// ConnectionString is an esdb:// URL, e.g. esdb://127.0.0.1:2113?tls=false.
+	ConnectionString string
+}
+
+// Validate reports every problem with the config.
+func (c Config) Validate() error {
+	if c.ConnectionString == "" {
+		return errors.New("eventstore: connection string is required")
+	}
+	if _, err := esdb.ParseConnectionString(c.ConnectionString); err != nil {
+		return fmt.Errorf("eventstore: connection string: %w", err)
+	}
+	return nil
+}
+
+// Store reads and writes prescription streams.
+type Store struct {
+	client *esdb.Client
+}
+
+// Open connects to EventStoreDB. The client connects lazily: an unreachable
+// server surfaces on the first call, as a transient error.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	settings, err := esdb.ParseConnectionString(cfg.ConnectionString)
+	if err != nil {
+		return nil, err
+	}
+	client, err := esdb.NewClient(settings)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	return &Store{client: client}, nil
+}
+
+// Close releases the connection.
+func (s *Store) Close() error { return s.client.Close() }
+
+// Load returns every event of urn's stream, oldest first.
+func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error) {
+	stream, err := s.client.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
+	if err != nil {
+		return nil, mapError(err)
+	}
+	defer stream.Close()
+	var out []events.Recorded
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if esErr, ok := esdb.FromError(err); !ok && esErr.Code() == esdb.ErrorCodeResourceNotFound {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, mapError(err)
+		}
+		rec, err := Decode(ev)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", commands.ErrPermanent, err)
+		}
+		out = append(out, rec)
+	}
+}
+
+// Append writes evs to urn's stream at the expected revision and returns the
+// $all position of the last one.
+func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []events.Pending) (uint64, error) {
+	data := make([]esdb.EventData, len(evs))
+	for i, e := range evs {
+		id, err := uuid.Parse(e.Meta.EventID)
+		if err != nil {
+			return 0, fmt.Errorf("event id %q: %w", e.Meta.EventID, err)
+		}
+		meta, err := json.Marshal(e.Meta)
+		if err != nil {
+			return 0, err
+		}
+		data[i] = esdb.EventData{EventID: id, EventType: e.Name, ContentType: esdb.ContentTypeJson, Data: e.Data, Metadata: meta}
+	}
+	var rev esdb.ExpectedRevision = esdb.NoStream{}
+	if expected >= 0 {
+		rev = esdb.Revision(uint64(expected))
+	}
+	res, err := s.client.AppendToStream(ctx, events.StreamName(urn), esdb.AppendToStreamOptions{ExpectedRevision: rev}, data...)
+	if err != nil {
+		return 0, mapError(err)
+	}
+	return res.CommitPosition, nil
+}
+
+// Decode turns a stored event into its domain form.
+func Decode(ev *esdb.ResolvedEvent) (events.Recorded, error) {
+	e := ev.OriginalEvent()
+	rec := events.Recorded{Name: e.EventType, Data: e.Data, Revision: e.EventNumber, Position: e.Position.Commit, Created: e.CreatedDate}
+	var ok bool
+	if rec.URN, ok = events.URNFromStream(e.StreamID); !ok {
+		return rec, fmt.Errorf("stream %q is not a prescription stream", e.StreamID)
+	}
+	if err := json.Unmarshal(e.UserMetadata, &rec.Meta); err != nil {
+		return rec, fmt.Errorf("%s@%d: metadata: %w", e.StreamID, e.EventNumber, err)
+	}
+	var err error
+	if rec.Event, err = events.Decode(e.EventType, rec.Meta.SchemaVersion, e.Data); err != nil {
+		return rec, fmt.Errorf("%s@%d: %w", e.StreamID, e.EventNumber, err)
+	}
+	return rec, nil
+}
+
+// mapError turns client errors into the ports' sentinel errors.
+func mapError(err error) error {
+	esErr, _ := esdb.FromError(err)
+	switch esErr.Code() {
+	case esdb.ErrorCodeWrongExpectedVersion:
+		return fmt.Errorf("%w: %v", commands.ErrConcurrency, err)
+	case esdb.ErrorCodeStreamDeleted:
+		return fmt.Errorf("%w: %v", commands.ErrPermanent, err)
+	}
+	return fmt.Errorf("eventstore: %w", err)
+}
