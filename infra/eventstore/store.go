@@ -141,3 +141,16 @@ func mapError(err error) error {
 	}
 	return fmt.Errorf("eventstore: %w", err)
 }
+
+// Ping checks that the server answers.
+func (s *Store) Ping(ctx context.Context) error {
+	stream, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return mapError(err)
+	}
+	defer stream.Close()
+	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		return mapError(err)
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+// Package processor runs the command side as a service: a Watermill router
+// feeds messages from the command topic to commands.Processor, outcomes go
+// to the rejection and dead-letter topics, and /healthz, /readyz and
+// /metrics are served over HTTP. cmd/processor and cmd/stack wire it.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rxflow/commands"
+	"rxflow/domain"
+	"rxflow/infra/eventstore"
+	"rxflow/infra/kafka"
+	"rxflow/infra/ops"
+)
+
+// Config of the processor service. Zero values take the defaults.
+type Config struct {
+	Kafka           kafka.Config // ConsumerGroup defaults to "rxflow-processor"
+	CommandTopic    string       // default "prescription.events"
+	RejectionTopic  string       // default "prescription.rejections"
+	DeadLetterTopic string       // default "prescription.events.dlq"
+	Partitions      int32        // partitions of the topics it creates; default 8
+	EventStore      eventstore.Config
+	HTTPAddr        string // default 127.0.0.1:9101; "" after defaults disables it
+	MaxCommandBytes int    // default commands.DefaultMaxCommandBytes
+	CacheSize       int    // prescriptions cached in memory; default 10000
+	Logger          *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Kafka.ConsumerGroup == "" {
+		c.Kafka.ConsumerGroup = "rxflow-processor"
+	}
+	c.Kafka.MaxMessageBytes = cmp(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes)
+	c.CommandTopic = cmp(c.CommandTopic, "prescription.events")
+	c.RejectionTopic = cmp(c.RejectionTopic, "prescription.rejections")
+	c.DeadLetterTopic = cmp(c.DeadLetterTopic, "prescription.events.dlq")
+	c.HTTPAddr = cmp(c.HTTPAddr, "127.0.0.1:9101")
+	c.Partitions = cmp(c.Partitions, 8)
+	c.MaxCommandBytes = cmp(c.MaxCommandBytes, commands.DefaultMaxCommandBytes)
+	c.CacheSize = cmp(c.CacheSize, 10000)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	errs := []error{c.Kafka.Validate(), c.EventStore.Validate()}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("processor: partitions must be positive, got %d", c.Partitions))
+	}
+	if limit := cmp(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes); c.MaxCommandBytes < 1 || c.MaxCommandBytes > limit {
+		errs = append(errs, fmt.Errorf("processor: max command bytes %d must be in [1, %d], the Kafka message limit", c.MaxCommandBytes, limit))
+	}
+	topics := map[string]bool{}
+	for _, t := range []string{c.CommandTopic, c.RejectionTopic, c.DeadLetterTopic} {
+		if topics[t] {
+			errs = append(errs, fmt.Errorf("processor: topic %q is used twice", t))
+		}
+		topics[t] = true
+	}
+	return errors.Join(errs...)
+}
+
+// cmp returns v, or def when v is the zero value.
+func cmp[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Service is a running processor.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *eventstore.Store
+	pub     message.Publisher
+	sub     message.Subscriber
+	router  *message.Router
+	http    *ops.Server
+	metrics *metrics
+}
+
+// New connects everything the processor needs; Run starts it.
+func New(cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := domain.Prescriptions.Validate(); err != nil {
+		return nil, fmt.Errorf("workflow table: %w", err)
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	var err error
+	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
+		return nil, err
+	}
+	wlog := watermill.NewSlogLogger(cfg.Logger)
+	if s.pub, err = kafka.NewPublisher(cfg.Kafka, wlog); err != nil {
+		return nil, err
+	}
+	if s.sub, err = kafka.NewSubscriber(cfg.Kafka, wlog); err != nil {
+		return nil, err
+	}
+	handler := commands.NewHandler(s.store, commands.HandlerConfig{CacheSize: cfg.CacheSize})
+	proc := commands.NewProcessor(handler, &outbox{pub: s.pub, rejectionTopic: cfg.RejectionTopic, deadLetterTopic: cfg.DeadLetterTopic, maxBytes: cfg.Kafka.MaxMessageBytes}, cfg.MaxCommandBytes)
+
+	reg := ops.NewRegistry()
+	s.metrics = newMetrics(reg)
+	if s.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog); err != nil {
+		return nil, err
+	}
+	s.router.AddMiddleware(
+		middleware.Recoverer,
+		middleware.Retry{MaxRetries: 8, InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: 5 * time.Second, Logger: wlog}.Middleware,
+	)
+	s.router.AddConsumerHandler("commands", cfg.CommandTopic, s.sub, s.handle(proc))
+
+	if cfg.HTTPAddr != "" {
+		mux := http.NewServeMux()
+		ops.Handle(mux, reg, s.ready)
+		if s.http, err = ops.Listen(cfg.HTTPAddr, mux); err != nil {
+			return nil, fmt.Errorf("processor: http: %w", err)
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+// HTTPAddr is where /healthz, /readyz and /metrics are served.
+func (s *Service) HTTPAddr() string {
+	if s.http == nil {
+		return ""
+	}
+	return s.http.Addr()
+}
+
+// Run creates the topics if needed and processes commands until ctx ends.
+// In-flight messages finish and their offsets are committed before it returns.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.close()
+	topics := []string{s.cfg.CommandTopic, s.cfg.RejectionTopic, s.cfg.DeadLetterTopic}
+	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.router.Run(ctx) }()
+	if s.http != nil {
+		go func() { errc <- s.http.Serve(ctx, s.log) }()
+	}
+	s.log.Info("processor running", "topic", s.cfg.CommandTopic, "group", s.cfg.Kafka.ConsumerGroup, "http", s.HTTPAddr())
+	err := <-errc
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Running is closed once the router is consuming.
+func (s *Service) Running() chan struct{} { return s.router.Running() }
+
+func (s *Service) ready(ctx context.Context) error {
+	if !s.router.IsRunning() {
+		return errors.New("router not running")
+	}
+	return s.store.Ping(ctx)
+}
+
+func (s *Service) close() {
+	if s.router != nil {
+		_ = s.router.Close()
+	}
+	var errs []error
+	if s.sub != nil {
+		errs = append(errs, s.sub.Close())
+	}
+	if s.pub != nil {
+		errs = append(errs, s.pub.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.log.Warn("processor: close", "err", err)
+	}
+}
+
+// handle adapts a Kafka message to commands.Processor and records the outcome.
+func (s *Service) handle(proc *commands.Processor) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		start := time.Now()
+		raw := rawOf(msg)
+		res, err := proc.Process(msg.Context(), raw)
+		if err != nil {
+			s.metrics.transient.Inc()
+			s.log.Warn("command not processed, will retry", "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
+			return err
+		}
+		outcome := string(res.Outcome.Kind)
+		attrs := []any{"command_id", res.Envelope.ID, "urn", res.Envelope.Command.URN, "event", res.Envelope.Command.Type}
+		switch {
+		case res.DeadLetter != "":
+			outcome = "dead_lettered"
+			s.log.Warn("command dead-lettered", "code", res.DeadLetter, "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset)
+		case res.Outcome.Kind == commands.Rejected:
+			s.log.Info("command rejected", append(attrs, "code", res.Outcome.Rejection.Code, "status", res.Outcome.Status)...)
+		default:
+			s.log.Debug("command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
+		}
+		s.metrics.handled.WithLabelValues(outcome).Inc()
+		s.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+		return nil
+	}
+}
+
+// rawOf turns a consumed message back into the record it came from.
+func rawOf(msg *message.Message) commands.Raw {
+	raw := commands.Raw{Value: msg.Payload, Headers: map[string]string{}}
+	for k, v := range msg.Metadata {
+		switch k {
+		case kafka.MetadataTopic:
+			raw.Topic = v
+		case kafka.MetadataPartition:
+			p, _ := strconv.ParseInt(v, 10, 32) // written by our unmarshaler
+			raw.Partition = int32(p)
+		case kafka.MetadataOffset:
+			raw.Offset, _ = strconv.ParseInt(v, 10, 64)
+		case kafka.MetadataKey:
+			raw.Key = []byte(v)
+		default:
+			raw.Headers[k] = v
+		}
+	}
+	return raw
+}
+
+type metrics struct {
+	handled   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	transient prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rxflow_commands_total",
+			Help: "Commands handled, by outcome: appended, duplicate, rejected, dead_lettered."}, []string{"outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rxflow_command_handling_seconds",
+			Help: "Time from receiving a command to its durable outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"outcome"}),
+		transient: prometheus.NewCounter(prometheus.CounterOpts{Name: "rxflow_command_failures_total",
+			Help: "Transient failures; the command is retried, never dropped."}),
+	}
+	reg.MustRegister(m.handled, m.latency, m.transient)
+	return m
+}
