@@ -287,12 +287,13 @@ func (s *Sim) partnerHandler(p Partner) http.HandlerFunc {
 			t := time.NewTimer(latency)
 			select {
 			case <-t.C:
-			case <-r.Context().Done():
+			case <-r.Context().Done(): // client gave up
 				t.Stop()
 				return
 			case <-s.done:
+				// Drop the connection rather than let the server send an empty 200.
 				t.Stop()
-				return
+				panic(http.ErrAbortHandler)
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
