@@ -292,6 +292,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 		sim.SetLatency(partnersim.Alerting, time.Minute)
 		cfg := fastConfig(sim.URL(partnersim.Alerting))
 		cfg.Timeout = 2 * time.Minute
+		cfg.MaxAttempts = 1 // cancellation must win over "retries exhausted"
 		c := newClient(t, cfg)
 
 		ctx, cancel := context.WithCancel(context.Background())
@@ -303,7 +304,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 		waitCalls(t, sim, partnersim.Alerting, 1)
 		cancel()
 		got := <-done
-		if !errors.Is(got.err, context.Canceled) || got.res.Attempts != 1 {
+		if !errors.Is(got.err, context.Canceled) || errors.Is(got.err, partners.ErrExhausted) || got.res.Attempts != 1 {
 			t.Fatalf("result %+v err %v, want context.Canceled after 1 attempt", got.res, got.err)
 		}
 	})
