@@ -94,20 +94,82 @@ type ReadModel interface {
 	Stats(ctx context.Context) (map[domain.Status]int, error)
 }
 
-// ParkedEffect is a partner call that failed after all its attempts. It is
-// kept, visible through the API, and support is alerted.
-type ParkedEffect struct {
-	ID        string    `json:"id"`        // "<projector>/<event id>"
-	Projector string    `json:"projector"` // e.g. "insurance"
-	URN       string    `json:"urn"`
-	EventID   string    `json:"eventId"`
-	EventName string    `json:"eventName"`
-	Attempts  int       `json:"attempts"`
-	LastError string    `json:"lastError"`
-	ParkedAt  time.Time `json:"parkedAt"`
+// ParkedEffects lists the partner calls that failed after all their
+// attempts (status EffectParked), oldest first: visible through the API.
+type ParkedEffects interface {
+	Parked(ctx context.Context) ([]Effect, error)
 }
 
-// ParkedEffects lists parked partner calls, oldest first.
-type ParkedEffects interface {
-	Parked(ctx context.Context) ([]ParkedEffect, error)
+// ErrPartnerFailed marks a partner call that was refused, or kept failing
+// after its retries. Other errors (such as a cancelled context) are
+// transient: the event is handled again later.
+var ErrPartnerFailed = errors.New("partner call failed")
+
+// Alert is a message for the support team.
+type Alert struct {
+	URN      string
+	Summary  string
+	Detail   string
+	Severity string // "critical" or "warning"
+	At       time.Time
+}
+
+// Partners are the external parties the reactors call. key is an
+// idempotency key: the same key is the same call.
+type Partners interface {
+	NotifyInsurance(ctx context.Context, key string, p domain.Prescription) error
+	SendToPharmacy(ctx context.Context, key string, p domain.Prescription) error
+	NotifyPatient(ctx context.Context, key string, p domain.Prescription, message string) error
+	AlertSupport(ctx context.Context, key string, a Alert) error
+}
+
+// Outbound is a message for a Kafka topic.
+type Outbound struct {
+	Topic   string
+	Key     string // the urn
+	ID      string // unique per message, and its dedupe key: derived from the event id
+	Type    string // CloudEvents type, e.g. "prescription.dispensed"
+	Time    time.Time
+	Payload []byte            // JSON
+	Headers map[string]string // extra headers
+}
+
+// Publisher sends outbound messages; it returns once they are durable.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...Outbound) error
+}
+
+// EffectStatus is the outcome of a reactor's side effect.
+type EffectStatus string
+
+// Effect outcomes.
+const (
+	EffectDone       EffectStatus = "done"        // the partner accepted the call
+	EffectParked     EffectStatus = "parked"      // it kept failing: kept for support
+	EffectFailedOver EffectStatus = "failed_over" // it kept failing: the prescription is being failed
+)
+
+// Effect is one side effect's durable outcome.
+type Effect struct {
+	ID        string       `json:"id"` // "<projector>/<event id>"
+	Projector string       `json:"projector"`
+	URN       string       `json:"urn"`
+	EventID   string       `json:"eventId"`
+	EventName string       `json:"eventName"`
+	Status    EffectStatus `json:"status"`
+	Error     string       `json:"error,omitempty"`
+	At        time.Time    `json:"at"`
+}
+
+// Ledger is the reactors' durable memory: a checkpoint per projector and the
+// outcome of every side effect, so that none is repeated after a restart, a
+// crash or a replay.
+type Ledger interface {
+	ParkedEffects
+	Checkpoint(ctx context.Context, projector string) (uint64, error)
+	SaveCheckpoint(ctx context.Context, projector string, position uint64) error
+	// Effect returns the recorded outcome of effect id, if any.
+	Effect(ctx context.Context, id string) (Effect, bool, error)
+	// Record stores e and moves projector's checkpoint to position, atomically.
+	Record(ctx context.Context, e Effect, position uint64) error
 }

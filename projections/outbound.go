@@ -1,0 +1,113 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"rxflow/domain"
+	"rxflow/events"
+)
+
+// OutboundTopics names the topics the outbound projector publishes to.
+type OutboundTopics struct {
+	Dispensed     string // default "prescription.dispensed"
+	Failed        string // default "prescription.failed"
+	StatusChanged string // default "prescription.status-changed"
+}
+
+// Dispensed is the seed's prescription.dispensed payload.
+type Dispensed struct {
+	URN        string    `json:"urn"`
+	PatientID  string    `json:"patientId"`
+	PharmacyID string    `json:"pharmacyId"`
+	Timestamp  time.Time `json:"timestamp"`
+}
+
+// Failed is the seed's prescription.failed payload.
+type Failed struct {
+	URN       string    `json:"urn"`
+	Reason    string    `json:"reason"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// StatusChanged is published for every transition.
+type StatusChanged struct {
+	URN           string        `json:"urn"`
+	EventID       string        `json:"eventId"`
+	EventType     string        `json:"eventType"` // the stored event name, e.g. PrescriptionApproved
+	Event         string        `json:"event"`     // the seed's event, e.g. prescription.approve
+	From          domain.Status `json:"from"`      // "" for a new prescription
+	To            domain.Status `json:"to"`
+	Revision      uint64        `json:"revision"`
+	Position      uint64        `json:"position"`
+	CorrelationID string        `json:"correlationId,omitempty"`
+	Timestamp     time.Time     `json:"timestamp"`
+}
+
+// OutboundProjector publishes the seed's Kafka events and every status
+// change. Messages are keyed by urn and carry the event id as dedupe key:
+// after a crash a message may be published again, never lost.
+type OutboundProjector struct {
+	ledger    Ledger
+	history   History
+	publisher Publisher
+	topics    OutboundTopics
+}
+
+// NewOutboundProjector returns the outbound projector; its checkpoint is kept in ledger.
+func NewOutboundProjector(ledger Ledger, history History, publisher Publisher, topics OutboundTopics) *OutboundProjector {
+	topics.Dispensed = orDefault(topics.Dispensed, "prescription.dispensed")
+	topics.Failed = orDefault(topics.Failed, "prescription.failed")
+	topics.StatusChanged = orDefault(topics.StatusChanged, "prescription.status-changed")
+	return &OutboundProjector{ledger: ledger, history: history, publisher: publisher, topics: topics}
+}
+
+// Name implements Projector.
+func (o *OutboundProjector) Name() string { return "kafka-outbound" }
+
+// Checkpoint implements Projector.
+func (o *OutboundProjector) Checkpoint(ctx context.Context) (uint64, error) {
+	return o.ledger.Checkpoint(ctx, o.Name())
+}
+
+// SaveCheckpoint implements Projector.
+func (o *OutboundProjector) SaveCheckpoint(ctx context.Context, pos uint64) error {
+	return o.ledger.SaveCheckpoint(ctx, o.Name(), pos)
+}
+
+// Handle implements Projector.
+func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) error {
+	c, err := loadChange(ctx, o.history, rec)
+	if err != nil {
+		return err
+	}
+	at := rec.Event.OccurredAt()
+	msgs := []Outbound{o.message(o.topics.StatusChanged, c, StatusChanged{
+		URN: rec.URN, EventID: rec.Meta.EventID, EventType: rec.Name, Event: string(rec.Event.Cause()),
+		From: c.Before.Status, To: c.After.Status, Revision: rec.Revision, Position: rec.Position,
+		CorrelationID: rec.Meta.CorrelationID, Timestamp: at,
+	})}
+	seedEvents := []struct {
+		when    Trigger
+		topic   string
+		payload any
+	}{
+		{Trigger{From: domain.StatusProcessing, To: domain.StatusDispensed}, o.topics.Dispensed,
+			Dispensed{URN: rec.URN, PatientID: c.After.PatientID, PharmacyID: c.After.PharmacyID, Timestamp: at}},
+		{Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, o.topics.Failed,
+			Failed{URN: rec.URN, Reason: c.After.FailureReason, Timestamp: at}},
+	}
+	for _, e := range seedEvents {
+		if e.when.matches(c) {
+			msgs = append(msgs, o.message(e.topic, c, e.payload))
+		}
+	}
+	return o.publisher.Publish(ctx, msgs...)
+}
+
+func (o *OutboundProjector) message(topic string, c Change, payload any) Outbound {
+	body, _ := json.Marshal(payload) // plain structs of strings, numbers and times
+	return Outbound{Topic: topic, Key: c.Event.URN, ID: c.Event.Meta.EventID, Type: topic, Time: c.Event.Event.OccurredAt(), Payload: body,
+		Headers: map[string]string{"correlation-id": c.Event.Meta.CorrelationID}}
+}
