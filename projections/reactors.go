@@ -170,7 +170,7 @@ func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
 		}
 	default:
 		effect.Status, effect.Error = EffectParked, err.Error()
-		x.alertParked(ctx, effect)
+		x.alertParked(ctx, effect, rec.Event.OccurredAt())
 	}
 	effect.At = x.deps.Clock().UTC()
 	x.deps.Logger.Info("side effect recorded", "projector", x.r.Name, "urn", rec.URN, "event_id", rec.Meta.EventID, "status", effect.Status)
@@ -193,10 +193,11 @@ func (x *Reactor) failPrescription(ctx context.Context, c Change, cause error) e
 }
 
 // alertParked tells support about a parked call. If alerting fails too, the
-// parked record is still kept and listed by the API.
-func (x *Reactor) alertParked(ctx context.Context, e Effect) {
+// parked record is still kept and listed by the API. The alert is built from
+// the event alone, so that a retry is the same call.
+func (x *Reactor) alertParked(ctx context.Context, e Effect, at time.Time) {
 	err := x.deps.Partners.AlertSupport(ctx, "parked/"+e.ID, Alert{URN: e.URN, Severity: "warning",
-		Summary: fmt.Sprintf("%s call parked after retries", e.Projector), Detail: e.Error, At: x.deps.Clock().UTC()})
+		Summary: fmt.Sprintf("%s call parked after retries", e.Projector), Detail: "the " + e.Projector + " partner did not accept the call", At: at})
 	if err != nil {
 		x.deps.Logger.Error("support alert for parked call failed", "effect", e.ID, "err", err)
 	}

@@ -1,0 +1,62 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"rxflow/events"
+	"rxflow/projections"
+)
+
+// Subscribe implements projections.Feed: a catch-up subscription to $all,
+// filtered on the server to the prescription streams, with checkpoints so
+// that a projector moves past unrelated events too.
+func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscription, error) {
+	var from esdb.AllPosition = esdb.Start{}
+	if after > 0 {
+		from = esdb.Position{Commit: after, Prepare: after}
+	}
+	sub, err := s.client.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
+		From:               from,
+		Filter:             &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{events.StreamPrefix}},
+		CheckpointInterval: 1,
+	})
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return &subscription{sub: sub}, nil
+}
+
+type subscription struct {
+	sub *esdb.Subscription
+}
+
+func (s *subscription) Recv() (projections.Message, error) {
+	for {
+		ev := s.sub.Recv()
+		switch {
+		case ev.EventAppeared != nil:
+			rec, err := Decode(ev.EventAppeared)
+			if err != nil {
+				return projections.Message{Event: &rec, DecodeErr: err}, nil
+			}
+			return projections.Message{Event: &rec}, nil
+		case ev.CheckPointReached != nil:
+			return projections.Message{Checkpoint: ev.CheckPointReached.Commit}, nil
+		case ev.CaughtUp != nil:
+			return projections.Message{CaughtUp: true}, nil
+		case ev.FellBehind != nil:
+			return projections.Message{FellBehind: true}, nil
+		case ev.SubscriptionDropped != nil:
+			err := ev.SubscriptionDropped.Error
+			if err == nil {
+				err = errors.New("subscription dropped")
+			}
+			return projections.Message{}, mapError(err)
+		}
+	}
+}
+
+func (s *subscription) Close() error { return s.sub.Close() }
