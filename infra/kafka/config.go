@@ -1,0 +1,106 @@
+// Package kafka connects rxflow to Apache Kafka through Watermill and sarama.
+//
+// Every publisher and subscriber shares one set of settings, chosen so that
+// they behave the same on a real Kafka 4.x cluster and on kfake:
+//
+//   - Publishing is synchronous with acks=all and an idempotent producer.
+//     The watermill metadata entry [MetadataKey] becomes the record key and
+//     so picks the partition (murmur2, as Kafka's Java client does); records
+//     with one key therefore keep their order.
+//   - Subscribing needs a consumer group. A group without committed offsets
+//     starts at the oldest record.
+//   - Delivery is at least once. watermill-kafka marks a record's offset only
+//     after the handler acks the message, and sarama's auto-commit sends the
+//     marked offsets to Kafka every second and when the group session ends
+//     (rebalance or Close). A message delivered but not acked is therefore
+//     delivered again, to this or another member; handlers must be idempotent.
+//   - Within a partition, the next message is delivered only after the
+//     previous one is acked. A nacked message is delivered again after 100ms
+//     and blocks its partition until it is acked.
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// DefaultMaxMessageBytes is the default Config.MaxMessageBytes: 1 MiB.
+const DefaultMaxMessageBytes = 1 << 20
+
+// protocolVersion is the Kafka protocol version sarama speaks; both kfake and
+// Kafka 4.x accept it.
+var protocolVersion = sarama.V3_6_0_0
+
+// Config holds the settings shared by publishers, subscribers and EnsureTopics.
+type Config struct {
+	// Brokers lists the bootstrap brokers as host:port.
+	Brokers []string
+
+	// ConsumerGroup names the consumer group; required for subscribers.
+	ConsumerGroup string
+
+	// MaxMessageBytes is the largest message the publisher sends, and the
+	// max.message.bytes of topics made by EnsureTopics. Subscribers fetch this
+	// much per partition at once and still receive larger records, so that the
+	// application can dead-letter them rather than lose them.
+	// Default DefaultMaxMessageBytes.
+	MaxMessageBytes int
+
+	// ClientID is the Kafka client.id. Default "rxflow".
+	ClientID string
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.ClientID == "" {
+		c.ClientID = "rxflow"
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+// A zero MaxMessageBytes or ClientID is valid: it means the default.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka: no brokers configured"))
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("kafka: broker %q is not host:port: %w", b, err))
+		}
+	}
+	if c.MaxMessageBytes < 0 || c.MaxMessageBytes >= int(sarama.MaxRequestSize) {
+		errs = append(errs, fmt.Errorf("kafka: MaxMessageBytes %d is outside [0, %d)", c.MaxMessageBytes, sarama.MaxRequestSize))
+	}
+	return errors.Join(errs...)
+}
+
+// saramaConfig returns the sarama settings of c; c must have its defaults set.
+func (c Config) saramaConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = protocolVersion
+	sc.ClientID = c.ClientID
+
+	sc.Producer.Return.Successes = true // required by the sync producer
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1 // required by the idempotent producer
+	sc.Producer.Retry.Max = 10
+	sc.Producer.MaxMessageBytes = c.MaxMessageBytes
+	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
+
+	sc.Consumer.Return.Errors = true
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	// Committing synchronously after every message (auto-commit off) limits a
+	// subscriber to tens of messages per second.
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
+	sc.Consumer.Fetch.Default = max(sc.Consumer.Fetch.Default, int32(c.MaxMessageBytes))
+	return sc
+}

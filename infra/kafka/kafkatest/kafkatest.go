@@ -1,0 +1,254 @@
+// Package kafkatest runs Kafka-facing tests against kfake always and also
+// against a real Kafka cluster when KAFKA_BROKERS names one, and offers raw
+// record helpers for assertions that bypass Watermill.
+package kafkatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"rxflow/infra/kafka/embedded"
+)
+
+// BrokersEnv names the environment variable with the comma-separated brokers
+// of a real Kafka cluster, the same one the services read in production.
+const BrokersEnv = "KAFKA_BROKERS"
+
+// timeout bounds each helper's round trips to the cluster.
+const timeout = 30 * time.Second
+
+// RealBrokers returns the brokers named by KAFKA_BROKERS, or nil when unset.
+func RealBrokers() []string {
+	var brokers []string
+	for b := range strings.SplitSeq(os.Getenv(BrokersEnv), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	return brokers
+}
+
+// Brokers starts an in-memory embedded broker on a free port for the test
+// and returns its addresses; the broker stops when the test ends.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	b, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatalf("start embedded kafka: %v", err)
+	}
+	t.Cleanup(b.Close)
+	return b.Addrs()
+}
+
+var logNoRealKafka sync.Once
+
+// ForEachCluster runs fn as subtest "kfake" against a fresh embedded broker,
+// then as subtest "kafka" against KAFKA_BROKERS. Without KAFKA_BROKERS there
+// is no "kafka" subtest at all; that is logged once per test binary.
+// Real clusters are shared: use UniqueTopic and UniqueGroup.
+func ForEachCluster(t *testing.T, fn func(t *testing.T, brokers []string)) {
+	t.Run("kfake", func(t *testing.T) { fn(t, Brokers(t)) })
+	brokers := RealBrokers()
+	if brokers == nil {
+		logNoRealKafka.Do(func() { t.Logf("%s not set: Kafka tests run against kfake only", BrokersEnv) })
+		return
+	}
+	t.Run("kafka", func(t *testing.T) { fn(t, brokers) })
+}
+
+// UniqueTopic returns a topic name not used before, built from prefix and
+// the test's name.
+func UniqueTopic(t testing.TB, prefix string) string { return unique(t, prefix) }
+
+// UniqueGroup returns a consumer group name not used before.
+func UniqueGroup(t testing.TB, prefix string) string { return unique(t, prefix) }
+
+func unique(t testing.TB, prefix string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	if len(name) > 120 {
+		name = name[len(name)-120:]
+	}
+	return fmt.Sprintf("%s-%s-%s", prefix, name, uuid.NewString()[:8])
+}
+
+// Record is a raw Kafka record.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte // nil: no key
+	Value     []byte
+	Headers   map[string]string
+}
+
+// Produce writes recs to topic with franz-go, independently of the sarama
+// client under test, and returns them with partition and offset set. Keyed
+// records go to the partition Kafka's Java client would choose (murmur2).
+// Missing topics are created with the broker's defaults.
+func Produce(t testing.TB, brokers []string, topic string, recs ...Record) []Record {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.AllowAutoTopicCreation(),
+		kgo.ProducerBatchMaxBytes(32<<20),
+	)
+	if err != nil {
+		t.Fatalf("kafkatest: new client: %v", err)
+	}
+	defer cl.Close()
+
+	krs := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		kr := &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}
+		for k, v := range r.Headers {
+			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		}
+		krs[i] = kr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, krs...).FirstErr(); err != nil {
+		t.Fatalf("kafkatest: produce to %s: %v", topic, err)
+	}
+	out := make([]Record, len(recs))
+	for i, kr := range krs {
+		out[i] = recs[i]
+		out[i].Topic, out[i].Partition, out[i].Offset = topic, kr.Partition, kr.Offset
+	}
+	return out
+}
+
+// ConsumeAll returns every record in topic up to each partition's current
+// end, ordered by partition, then offset.
+func ConsumeAll(t testing.TB, brokers []string, topic string) []Record {
+	t.Helper()
+	recs, err := consumeAll(brokers, topic)
+	if err != nil {
+		t.Fatalf("kafkatest: consume %s: %v", topic, err)
+	}
+	return recs
+}
+
+func consumeAll(brokers []string, topic string) (recs []Record, err error) {
+	client, err := sarama.NewClient(brokers, saramaConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, client.Close()) }()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, consumer.Close()) }()
+
+	partitions, err := client.Partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range partitions {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return nil, err
+		}
+		start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return nil, err
+		}
+		if start >= end {
+			continue
+		}
+		got, err := consumePartition(consumer, topic, p, start, end)
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		recs = append(recs, got...)
+	}
+	return recs, nil
+}
+
+func consumePartition(consumer sarama.Consumer, topic string, p int32, start, end int64) (recs []Record, err error) {
+	pc, err := consumer.ConsumePartition(topic, p, start)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, pc.Close()) }()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-pc.Messages():
+			r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value}
+			if len(m.Headers) > 0 {
+				r.Headers = make(map[string]string, len(m.Headers))
+				for _, h := range m.Headers {
+					r.Headers[string(h.Key)] = string(h.Value)
+				}
+			}
+			recs = append(recs, r)
+			if m.Offset >= end-1 {
+				return recs, nil
+			}
+		case err := <-pc.Errors():
+			return nil, err
+		case <-deadline:
+			return nil, fmt.Errorf("read %d records of [%d, %d) within %s", len(recs), start, end, timeout)
+		}
+	}
+}
+
+// CommittedOffsets returns the offsets group has committed on topic's
+// partitions; partitions without a commit are absent.
+func CommittedOffsets(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
+	t.Helper()
+	offsets, err := committedOffsets(brokers, group, topic)
+	if err != nil {
+		t.Fatalf("kafkatest: committed offsets of %s on %s: %v", group, topic, err)
+	}
+	return offsets
+}
+
+func committedOffsets(brokers []string, group, topic string) (offsets map[int32]int64, err error) {
+	admin, err := sarama.NewClusterAdmin(brokers, saramaConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, admin.Close()) }()
+	resp, err := admin.ListConsumerGroupOffsets(group, nil) // nil: every partition
+	if err != nil {
+		return nil, err
+	}
+	if resp.Err != sarama.ErrNoError {
+		return nil, resp.Err
+	}
+	offsets = make(map[int32]int64)
+	for p, b := range resp.Blocks[topic] {
+		if b.Err != sarama.ErrNoError {
+			return nil, fmt.Errorf("partition %d: %w", p, b.Err)
+		}
+		if b.Offset >= 0 {
+			offsets[p] = b.Offset
+		}
+	}
+	return offsets, nil
+}
+
+func saramaConfig() *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = sarama.V3_6_0_0
+	c.ClientID = "rxflow-kafkatest"
+	return c
+}

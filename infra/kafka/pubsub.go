@@ -1,0 +1,114 @@
+package kafka
+
+import (
+	"errors"
+	"log/slog"
+	"slices"
+	"strconv"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Metadata entries of consumed messages. MetadataKey is also read by the
+// publisher: its value becomes the record key. Every other metadata entry
+// travels as a record header and comes back unchanged.
+//
+// The record's timestamp is in the message context:
+// wkafka.MessageTimestampFromCtx(msg.Context()).
+const (
+	MetadataKey       = "key"             // record key; absent for records without one
+	MetadataTopic     = "kafka_topic"     // topic the record was read from
+	MetadataPartition = "kafka_partition" // partition, decimal
+	MetadataOffset    = "kafka_offset"    // offset within the partition, decimal
+)
+
+// recordMetadata holds the entries that describe a consumed record rather than
+// the message; the publisher does not write them as headers.
+var recordMetadata = []string{MetadataKey, MetadataTopic, MetadataPartition, MetadataOffset}
+
+// NewPublisher returns a synchronous publisher: Publish returns once every
+// message is stored by all in-sync replicas. A nil logger logs to slog.Default().
+func NewPublisher(cfg Config, logger watermill.LoggerAdapter) (message.Publisher, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return wkafka.NewPublisher(wkafka.PublisherConfig{
+		Brokers:               cfg.Brokers,
+		Marshaler:             newMarshaler(),
+		OverwriteSaramaConfig: cfg.saramaConfig(),
+	}, orDefault(logger))
+}
+
+// NewSubscriber returns a consumer-group subscriber; see the package
+// documentation for when offsets are committed. Consumed messages carry the
+// record's topic, partition, offset and key in their metadata (MetadataTopic
+// and the others) besides the record headers. A nil logger logs to
+// slog.Default().
+func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscriber, error) {
+	cfg.setDefaults()
+	err := cfg.Validate()
+	if cfg.ConsumerGroup == "" {
+		err = errors.Join(err, errors.New("kafka: subscribers need a ConsumerGroup"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return wkafka.NewSubscriber(wkafka.SubscriberConfig{
+		Brokers:               cfg.Brokers,
+		Unmarshaler:           newMarshaler(),
+		OverwriteSaramaConfig: cfg.saramaConfig(),
+		ConsumerGroup:         cfg.ConsumerGroup,
+	}, orDefault(logger))
+}
+
+func orDefault(logger watermill.LoggerAdapter) watermill.LoggerAdapter {
+	if logger == nil {
+		return watermill.NewSlogLogger(slog.Default())
+	}
+	return logger
+}
+
+// marshaler keys records by MetadataKey and exposes the consumed record's
+// coordinates as metadata.
+type marshaler struct {
+	wkafka.MarshalerUnmarshaler
+}
+
+func newMarshaler() marshaler {
+	return marshaler{wkafka.NewWithPartitioningMarshaler(func(_ string, msg *message.Message) (string, error) {
+		return msg.Metadata.Get(MetadataKey), nil
+	})}
+}
+
+func (m marshaler) Marshal(topic string, msg *message.Message) (*sarama.ProducerMessage, error) {
+	pm, err := m.MarshalerUnmarshaler.Marshal(topic, msg)
+	if err != nil {
+		return nil, err
+	}
+	if msg.Metadata.Get(MetadataKey) == "" {
+		pm.Key = nil // spreads keyless records over the partitions
+	}
+	pm.Headers = slices.DeleteFunc(pm.Headers, func(h sarama.RecordHeader) bool {
+		return slices.Contains(recordMetadata, string(h.Key))
+	})
+	return pm, nil
+}
+
+func (m marshaler) Unmarshal(cm *sarama.ConsumerMessage) (*message.Message, error) {
+	msg, err := m.MarshalerUnmarshaler.Unmarshal(cm)
+	if err != nil {
+		return nil, err
+	}
+	delete(msg.Metadata, MetadataKey) // a header must not pose as the key
+	if cm.Key != nil {
+		msg.Metadata.Set(MetadataKey, string(cm.Key))
+	}
+	msg.Metadata.Set(MetadataTopic, cm.Topic)
+	msg.Metadata.Set(MetadataPartition, strconv.FormatInt(int64(cm.Partition), 10))
+	msg.Metadata.Set(MetadataOffset, strconv.FormatInt(cm.Offset, 10))
+	return msg, nil
+}
