@@ -1,0 +1,161 @@
+package esdbserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	features "github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// serverVersion is the EventStoreDB release whose behaviour this server
+// follows; the client parses it as purely numeric "major.minor.patch".
+const serverVersion = "24.10.4"
+
+// Server is a running embedded EventStoreDB.
+type Server struct {
+	log     *slog.Logger
+	lis     net.Listener
+	gs      *grpc.Server
+	ix      *index
+	st      *storage
+	w       *writer
+	maxSize int
+
+	closing   chan struct{} // closed when Close starts: live subscriptions end
+	closeOnce sync.Once
+	closeErr  error
+	served    chan struct{}
+}
+
+// Start opens the storage (replaying it into the in-memory index), listens
+// on cfg.Addr and serves in the background.
+func Start(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("esdbserver: invalid config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+
+	st, err := openStorage(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("esdbserver: %w", err)
+	}
+	ix := newIndex()
+	next, err := st.load(ix.replay)
+	if err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("esdbserver: load: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("esdbserver: listen: %w", err)
+	}
+
+	s := &Server{
+		log:     cfg.Logger,
+		lis:     lis,
+		ix:      ix,
+		st:      st,
+		w:       newWriter(ix, st, cfg.Logger, next),
+		maxSize: cfg.MaxAppendSize,
+		closing: make(chan struct{}),
+		served:  make(chan struct{}),
+	}
+	// Like EventStoreDB, accept requests of up to 16 MiB so an oversized
+	// append gets EventStoreDB's error rather than a transport one.
+	recv := max(16<<20, cfg.MaxAppendSize+1<<20)
+	s.gs = grpc.NewServer(
+		grpc.MaxRecvMsgSize(recv),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		// The client pings every 10 s even without calls.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(unaryInterceptor(s.log)),
+		grpc.ChainStreamInterceptor(streamInterceptor(s.log)),
+	)
+	api.RegisterStreamsServer(s.gs, &streamsAPI{s: s})
+	features.RegisterServerFeaturesServer(s.gs, featuresAPI{})
+
+	go s.w.run()
+	go func() {
+		defer close(s.served)
+		if err := s.gs.Serve(lis); err != nil {
+			s.log.Error("esdbserver: serve", "err", err)
+		}
+	}()
+	s.log.Info("esdbserver: started", "addr", s.Addr(), "data_dir", cfg.DataDir, "events", len(ix.log))
+	return s, nil
+}
+
+// Addr is the bound host:port.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// ConnectionString is what esdb.ParseConnectionString needs to reach s.
+func (s *Server) ConnectionString() string { return "esdb://" + s.Addr() + "?tls=false" }
+
+// Close stops serving: live subscriptions end with Unavailable, in-flight
+// appends finish, then the storage is flushed and closed.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		stopped := make(chan struct{})
+		go func() {
+			s.gs.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			s.gs.Stop()
+			<-stopped
+		}
+		<-s.served
+		s.w.close()
+		s.closeErr = s.st.close()
+		s.log.Info("esdbserver: stopped", "addr", s.Addr())
+	})
+	return s.closeErr
+}
+
+// replay applies a stored record during load, refusing a log whose
+// revisions do not follow each other.
+func (ix *index) replay(r *record, data []byte) error {
+	s := ix.streams[r.stream]
+	if s != nil && s.tombstone != nil {
+		return fmt.Errorf("stream %q has events after its tombstone", r.stream)
+	}
+	if r.rev != deletedStream && r.rev != uint64(s.last()+1) {
+		return fmt.Errorf("stream %q: revision %d follows %d", r.stream, r.rev, s.last())
+	}
+	ix.apply(r, data)
+	return nil
+}
+
+type featuresAPI struct {
+	features.UnimplementedServerFeaturesServer
+}
+
+// GetSupportedMethods lists the methods served, named the way EventStoreDB
+// does (lower-cased service and method names, see ServerFeatures.cs).
+func (featuresAPI) GetSupportedMethods(context.Context, *shared.Empty) (*features.SupportedMethods, error) {
+	const streams = "event_store.client.streams.streams"
+	return &features.SupportedMethods{
+		EventStoreServerVersion: serverVersion,
+		Methods: []*features.SupportedMethod{
+			{ServiceName: streams, MethodName: "read", Features: []string{"position", "events"}},
+			{ServiceName: streams, MethodName: "append"},
+			{ServiceName: streams, MethodName: "delete"},
+			{ServiceName: streams, MethodName: "tombstone"},
+			{ServiceName: streams, MethodName: "batchappend", Features: []string{"deadline_duration"}},
+			{ServiceName: "event_store.client.server_features.serverfeatures", MethodName: "getsupportedmethods"},
+		},
+	}, nil
+}
