@@ -43,7 +43,7 @@ type OutcomeKind string
 const (
 	Appended  OutcomeKind = "appended"
 	Duplicate OutcomeKind = "duplicate" // already applied: nothing written
-	Rejected  OutcomeKind = "rejected"
+	Rejected  OutcomeKind = "rejected"  // refused; recorded in the stream unless its id was reused
 )
 
 // Outcome is the result of handling one command.
@@ -51,9 +51,10 @@ type Outcome struct {
 	Kind      OutcomeKind
 	Status    domain.Status // the prescription's status afterwards
 	Rejection *domain.Rejection
-	Position  uint64 // $all position of the last appended event
-	Revision  int64  // stream revision afterwards; -1 if the stream does not exist
-	Attempts  int    // appends tried, counting concurrency retries
+	At        time.Time // when the outcome was decided; for a duplicate, zero
+	Position  uint64    // $all position of the last appended event
+	Revision  int64     // stream revision afterwards; -1 if the stream does not exist
+	Attempts  int       // appends tried, counting concurrency retries
 }
 
 // HandlerConfig tunes the Handler.
@@ -85,9 +86,14 @@ func NewHandler(store EventStore, cfg HandlerConfig) *Handler {
 
 // Handle applies env exactly once. A returned error is transient (store
 // down, too many conflicts) or wraps ErrPermanent; rejections are outcomes.
+// A refusal is appended too, as domain.Refused: the audit trail keeps it and
+// a redelivery of the command gets the same answer.
 func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 	urn := env.Command.URN
 	for attempt := 1; ; attempt++ {
+		// A cached state may be stale but never holds a command the stream
+		// lacks: duplicates found in it are real, and every append is
+		// guarded by the expected revision.
 		st, cached := h.cache.get(urn)
 		if !cached {
 			var err error
@@ -99,14 +105,8 @@ func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 		if err != nil {
 			return Outcome{}, err
 		}
-		if out.Kind != Appended && cached {
-			// Refusals and duplicates are only as good as the state they were
-			// judged on: confirm them against the stream, not the cache.
-			h.cache.drop(urn)
-			continue
-		}
 		out.Attempts = attempt
-		if out.Kind != Appended {
+		if len(pending) == 0 {
 			return out, nil
 		}
 		pos, err := h.store.Append(ctx, urn, st.last, pending)
@@ -132,27 +132,30 @@ func (h *Handler) load(ctx context.Context, urn string) (state, error) {
 	return stateOf(recs), nil
 }
 
-// decide turns a command into an outcome and, when accepted, the events to
-// append and the state they lead to.
+// decide turns a command into an outcome, the events to append (none for a
+// duplicate) and the state they lead to.
 func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, state, error) {
 	out := Outcome{Status: st.p.Status, Revision: st.last}
-	if hash, seen := st.commands[env.ID]; seen {
-		if hash == env.Hash {
+	if seen, ok := st.commands[env.ID]; ok {
+		switch {
+		case seen.hash != env.Hash:
+			out.Kind, out.At = Rejected, h.clock().UTC()
+			out.Rejection = &domain.Rejection{Code: ReasonCommandIDReused, Status: st.p.Status, Command: env.Command.Type,
+				Reason: fmt.Sprintf("command id %q was already used for a different command", env.ID)}
+		case seen.refusal != nil:
+			out.Kind, out.Rejection, out.At = Rejected, seen.refusal.Rejection(), seen.refusal.At
+		default:
 			out.Kind = Duplicate
-			return out, nil, st, nil
 		}
-		out.Kind = Rejected
-		out.Rejection = &domain.Rejection{Code: ReasonCommandIDReused, Status: st.p.Status, Command: env.Command.Type,
-			Reason: fmt.Sprintf("command id %q was already used for a different command", env.ID)}
 		return out, nil, st, nil
 	}
 	now := h.clock().UTC()
 	evs, err := domain.Decide(st.p, env.Command, now)
+	out.Kind, out.At = Appended, now
 	if rej, ok := errors.AsType[*domain.Rejection](err); ok {
 		out.Kind, out.Rejection = Rejected, rej
-		return out, nil, st, nil
-	}
-	if err != nil {
+		evs = []domain.Event{domain.RefusalOf(rej, now)}
+	} else if err != nil {
 		return Outcome{}, nil, st, err
 	}
 	pending := make([]events.Pending, len(evs))
@@ -166,6 +169,6 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 		}
 	}
 	next := st.with(env, evs)
-	out.Kind, out.Status, out.Revision = Appended, next.p.Status, next.last
+	out.Status, out.Revision = next.p.Status, next.last
 	return out, pending, next, nil
 }

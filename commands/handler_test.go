@@ -3,6 +3,8 @@ package commands_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -118,15 +120,24 @@ func TestHandlerDuplicatesAndReusedIDs(t *testing.T) {
 		if out.Kind != commands.Rejected || out.Rejection.Code != commands.ReasonCommandIDReused {
 			t.Fatalf("cache %d: reused id: %+v", cache, out)
 		}
-		// A second request under a new id is the domain's duplicate request.
-		out = handle(t, h, envelope(t, "dup-req-2", requestJSON))
-		if out.Kind != commands.Rejected || out.Rejection.Code != domain.ReasonDuplicateRequest {
-			t.Fatalf("cache %d: second request: %+v", cache, out)
+		// A second request under a new id is the domain's duplicate request,
+		// recorded once; its redelivery gets the same answer.
+		id := fmt.Sprintf("dup-req-cache-%d", cache)
+		first := handle(t, h, envelope(t, id, requestJSON))
+		again := handle(t, h, envelope(t, id, requestJSON))
+		if first.Kind != commands.Rejected || first.Rejection.Code != domain.ReasonDuplicateRequest ||
+			again.Kind != commands.Rejected || *again.Rejection != *first.Rejection || !again.At.Equal(first.At) {
+			t.Fatalf("cache %d: second request %+v, redelivered %+v", cache, first, again)
 		}
 	}
 	recs, _ := st.Load(context.Background(), "urn:rx:h1")
-	if len(recs) != 1 {
-		t.Fatalf("stream has %d events, want 1", len(recs))
+	names := []string{}
+	for _, r := range recs {
+		names = append(names, r.Name)
+	}
+	want := []string{events.NameRequested, events.NameCommandRefused, events.NameCommandRefused}
+	if !slices.Equal(names, want) {
+		t.Fatalf("stream = %v, want %v", names, want)
 	}
 }
 
@@ -177,7 +188,7 @@ func TestHandlerConcurrentWritersOneWinsEachRevision(t *testing.T) {
 		}
 	}
 	recs, _ := st.Load(context.Background(), "urn:rx:h1")
-	if appended != 1 || len(recs) != 2 {
-		t.Fatalf("%d appended, stream has %d events; want exactly one winner", appended, len(recs))
+	if appended != 1 || len(recs) != 3 || recs[2].Name != events.NameCommandRefused {
+		t.Fatalf("%d appended, stream has %d events; want exactly one winner and the loser's refusal", appended, len(recs))
 	}
 }

@@ -51,13 +51,12 @@ type Processor struct {
 	handler  *Handler
 	outbox   Outbox
 	maxBytes int
-	clock    func() time.Time
 }
 
 // NewProcessor returns a Processor. maxBytes bounds a command message
 // (DefaultMaxCommandBytes when <= 0).
 func NewProcessor(h *Handler, outbox Outbox, maxBytes int) *Processor {
-	return &Processor{handler: h, outbox: outbox, maxBytes: maxBytes, clock: h.clock}
+	return &Processor{handler: h, outbox: outbox, maxBytes: maxBytes}
 }
 
 // Process handles one message. An error means nothing durable happened for
@@ -82,7 +81,7 @@ func (p *Processor) Process(ctx context.Context, raw Raw) (Result, error) {
 	case err != nil:
 		return Result{}, err
 	case res.Outcome.Kind == Rejected:
-		if err := p.outbox.Reject(ctx, rejection(env, res.Outcome.Rejection, p.clock())); err != nil {
+		if err := p.outbox.Reject(ctx, rejection(env, res.Outcome.Rejection, res.Outcome.At)); err != nil {
 			return Result{}, fmt.Errorf("publish rejection: %w", err)
 		}
 	}

@@ -13,16 +13,29 @@ import (
 // the stream's last revision and the commands already applied.
 type state struct {
 	p        domain.Prescription
-	last     int64             // last stream revision; NoStream when empty
-	commands map[string]string // command id -> content hash
+	last     int64 // last stream revision; NoStream when empty
+	commands map[string]seenCommand
+}
+
+// seenCommand is a command already in the stream.
+type seenCommand struct {
+	hash    string
+	refusal *domain.Refused // set if the command was refused
+}
+
+func seen(hash string, e domain.Event) seenCommand {
+	if r, ok := e.(domain.Refused); ok {
+		return seenCommand{hash: hash, refusal: &r}
+	}
+	return seenCommand{hash: hash}
 }
 
 func stateOf(recs []events.Recorded) state {
-	st := state{last: NoStream, commands: make(map[string]string, len(recs))}
+	st := state{last: NoStream, commands: make(map[string]seenCommand, len(recs))}
 	for _, r := range recs {
 		st.p = domain.Evolve(st.p, r.Event)
 		st.last = int64(r.Revision)
-		st.commands[r.Meta.CommandID] = r.Meta.CommandHash
+		st.commands[r.Meta.CommandID] = seen(r.Meta.CommandHash, r.Event)
 	}
 	return st
 }
@@ -32,8 +45,8 @@ func (st state) with(env Envelope, evs []domain.Event) state {
 	next := state{p: st.p, last: st.last + int64(len(evs)), commands: maps.Clone(st.commands)}
 	for _, e := range evs {
 		next.p = domain.Evolve(next.p, e)
+		next.commands[env.ID] = seen(env.Hash, e)
 	}
-	next.commands[env.ID] = env.Hash
 	return next
 }
 

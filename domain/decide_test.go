@@ -234,3 +234,21 @@ func TestValidateFindsBrokenTables(t *testing.T) {
 		})
 	}
 }
+
+func TestRefusedChangesNothingButRevision(t *testing.T) {
+	p := domain.Fold(historyTo(t, domain.StatusApproved))
+	_, err := domain.Decide(p, validCommand(domain.Complete), now)
+	var r *domain.Rejection
+	if !errors.As(err, &r) {
+		t.Fatalf("complete from approved: %v", err)
+	}
+	refused := domain.RefusalOf(r, now)
+	after := domain.Evolve(p, refused)
+	p.Revision++
+	if !reflect.DeepEqual(after, p) {
+		t.Fatalf("refusal changed the state:\n got %+v\nwant %+v", after, p)
+	}
+	if got := refused.Rejection(); !reflect.DeepEqual(got, r) {
+		t.Fatalf("rejection round trip: %+v vs %+v", got, r)
+	}
+}

@@ -62,7 +62,8 @@ type Command struct {
 // Event is a fact that happened to a prescription. The set is closed: the
 // implementations below are the only ones.
 type Event interface {
-	// Cause is the command type whose transition this event records.
+	// Cause is the command type whose transition this event records; ""
+	// for Refused, which records none.
 	Cause() CommandType
 	// OccurredAt is when the decision was taken.
 	OccurredAt() time.Time
@@ -114,6 +115,29 @@ type Failed struct {
 	At     time.Time
 }
 
+// Refused records a command the workflow refused. It changes nothing but
+// keeps the refusal in the audit trail, so that a redelivered command gets
+// the same answer.
+type Refused struct {
+	Command CommandType
+	Code    ReasonCode
+	Reason  string
+	Guard   string
+	Status  Status // the status the command was refused in
+	At      time.Time
+}
+
+// RefusalOf records rejection r, decided at at.
+func RefusalOf(r *Rejection, at time.Time) Refused {
+	return Refused{Command: r.Command, Code: r.Code, Reason: r.Reason, Guard: r.Guard, Status: r.Status, At: at}
+}
+
+// Rejection returns the refusal as the rejection it recorded.
+func (e Refused) Rejection() *Rejection {
+	return &Rejection{Code: e.Code, Reason: e.Reason, Guard: e.Guard, Status: e.Status, Command: e.Command}
+}
+
+func (Refused) Cause() CommandType           { return "" } // no transition
 func (Requested) Cause() CommandType         { return Request }
 func (Approved) Cause() CommandType          { return Approve }
 func (Rejected) Cause() CommandType          { return Reject }
@@ -129,3 +153,4 @@ func (e ProcessingStarted) OccurredAt() time.Time { return e.At }
 func (e Dispensed) OccurredAt() time.Time         { return e.At }
 func (e Completed) OccurredAt() time.Time         { return e.At }
 func (e Failed) OccurredAt() time.Time            { return e.At }
+func (e Refused) OccurredAt() time.Time           { return e.At }

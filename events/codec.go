@@ -58,6 +58,15 @@ type failedV1 struct {
 	At     time.Time `json:"failedAt"`
 }
 
+type refusedV1 struct {
+	Command string    `json:"command"`
+	Code    string    `json:"code"`
+	Reason  string    `json:"reason"`
+	Guard   string    `json:"guard,omitempty"`
+	Status  string    `json:"status"`
+	At      time.Time `json:"refusedAt"`
+}
+
 // Encode returns the stable name and the JSON payload of e.
 func Encode(e domain.Event) (name string, data []byte, err error) {
 	var payload any
@@ -79,6 +88,8 @@ func Encode(e domain.Event) (name string, data []byte, err error) {
 		name, payload = NameCompleted, completedV1(e)
 	case domain.Failed:
 		name, payload = NameFailed, failedV1(e)
+	case domain.Refused:
+		name, payload = NameCommandRefused, refusedV1{Command: string(e.Command), Code: string(e.Code), Reason: e.Reason, Guard: e.Guard, Status: string(e.Status), At: e.At}
 	default:
 		return "", nil, fmt.Errorf("%w: %T", ErrUnknownEvent, e)
 	}
@@ -123,6 +134,10 @@ func decode(name string, version int, data []byte) (domain.Event, error) {
 	case NameFailed:
 		p, err := unmarshal[failedV1](name, data)
 		return domain.Failed(p), err
+	case NameCommandRefused:
+		p, err := unmarshal[refusedV1](name, data)
+		return domain.Refused{Command: domain.CommandType(p.Command), Code: domain.ReasonCode(p.Code), Reason: p.Reason, Guard: p.Guard,
+			Status: domain.Status(p.Status), At: p.At}, err
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownEvent, name)
 }

@@ -36,6 +36,9 @@ const (
 	NameDispensed         = "PrescriptionDispensed"
 	NameCompleted         = "PrescriptionCompleted"
 	NameFailed            = "PrescriptionFailed"
+	// NameCommandRefused records a refused command: no transition, but the
+	// audit trail keeps it and a redelivery gets the same answer.
+	NameCommandRefused = "PrescriptionCommandRefused"
 )
 
 // SchemaVersion is the payload version this code writes.

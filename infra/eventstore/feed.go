@@ -6,13 +6,15 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"rxflow/domain"
 	"rxflow/events"
 	"rxflow/projections"
 )
 
 // Subscribe implements projections.Feed: a catch-up subscription to $all,
 // filtered on the server to the prescription streams, with checkpoints so
-// that a projector moves past unrelated events too.
+// that a projector moves past unrelated events too. Refused commands arrive
+// as checkpoints: they change no prescription.
 func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscription, error) {
 	var from esdb.AllPosition = esdb.Start{}
 	if after > 0 {
@@ -41,6 +43,10 @@ func (s *subscription) Recv() (projections.Message, error) {
 			rec, err := Decode(ev.EventAppeared)
 			if err != nil {
 				return projections.Message{Event: &rec, DecodeErr: err}, nil
+			}
+			if _, refused := rec.Event.(domain.Refused); refused {
+				// Refusals change no prescription: projectors only move past them.
+				return projections.Message{Checkpoint: rec.Position}, nil
 			}
 			return projections.Message{Event: &rec}, nil
 		case ev.CheckPointReached != nil:

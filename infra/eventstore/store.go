@@ -4,11 +4,13 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
@@ -21,6 +23,8 @@ import (
 type Config struct {
 	// ConnectionString is an esdb:// URL, e.g. esdb://127.0.0.1:2113?tls=false.
 	ConnectionString string
+	// Logger receives the client's own logs; default slog.Default().
+	Logger *slog.Logger
 }
 
 // Validate reports every problem with the config.
@@ -49,6 +53,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	settings.Logger = clientLogger(cmp.Or(cfg.Logger, slog.Default()))
 	client, err := esdb.NewClient(settings)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: %w", err)
@@ -128,6 +133,27 @@ func Decode(ev *esdb.ResolvedEvent) (events.Recorded, error) {
 		return rec, fmt.Errorf("%s@%d: %w", e.StreamID, e.EventNumber, err)
 	}
 	return rec, nil
+}
+
+// clientLogger routes the client's logs to slog; its chatter (discovery,
+// reconnection attempts) goes to debug.
+func clientLogger(log *slog.Logger) esdb.LoggingFunc {
+	return func(level esdb.LogLevel, format string, args ...any) {
+		// The client passes its arguments as one slice.
+		if len(args) == 1 {
+			if inner, ok := args[0].([]any); ok {
+				args = inner
+			}
+		}
+		l := slog.LevelDebug
+		switch level {
+		case esdb.LogWarn:
+			l = slog.LevelWarn
+		case esdb.LogError:
+			l = slog.LevelError
+		}
+		log.Log(context.Background(), l, "esdb client: "+fmt.Sprintf(format, args...))
+	}
 }
 
 // mapError turns client errors into the ports' sentinel errors.
