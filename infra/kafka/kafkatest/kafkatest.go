@@ -4,10 +4,12 @@
 package kafkatest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +108,7 @@ func Produce(t testing.TB, brokers []string, topic string, recs ...Record) []Rec
 		kgo.SeedBrokers(brokers...),
 		kgo.AllowAutoTopicCreation(),
 		kgo.ProducerBatchMaxBytes(32<<20),
+		kgo.MetadataMinAge(100*time.Millisecond), // a topic just auto-created gets its leader soon
 	)
 	if err != nil {
 		t.Fatalf("kafkatest: new client: %v", err)
@@ -150,64 +153,70 @@ func consumeAll(brokers []string, topic string) (recs []Record, err error) {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, client.Close()) }()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, consumer.Close()) }()
-
 	partitions, err := client.Partitions(topic)
 	if err != nil {
 		return nil, err
 	}
+	offsets := map[int32]kgo.Offset{}
+	ends := map[int32]int64{}
 	for _, p := range partitions {
-		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return nil, err
-		}
 		start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
 		if err != nil {
 			return nil, err
 		}
-		if start >= end {
-			continue
-		}
-		got, err := consumePartition(consumer, topic, p, start, end)
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
-			return nil, fmt.Errorf("partition %d: %w", p, err)
+			return nil, err
 		}
-		recs = append(recs, got...)
+		if start < end {
+			offsets[p] = kgo.NewOffset().At(start)
+			ends[p] = end
+		}
 	}
-	return recs, nil
-}
+	if len(offsets) == 0 {
+		return nil, nil
+	}
 
-func consumePartition(consumer sarama.Consumer, topic string, p int32, start, end int64) (recs []Record, err error) {
-	pc, err := consumer.ConsumePartition(topic, p, start)
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+	)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { err = errors.Join(err, pc.Close()) }()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case m := <-pc.Messages():
-			r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value}
-			if len(m.Headers) > 0 {
-				r.Headers = make(map[string]string, len(m.Headers))
-				for _, h := range m.Headers {
-					r.Headers[string(h.Key)] = string(h.Value)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for len(ends) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%d partitions not read to their end within %s", len(ends), timeout)
+		}
+		if err := fetches.Err(); err != nil {
+			return nil, err
+		}
+		for _, r := range fetches.Records() {
+			end, ok := ends[r.Partition]
+			if !ok || r.Offset >= end {
+				continue
+			}
+			rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
+			if len(r.Headers) > 0 {
+				rec.Headers = make(map[string]string, len(r.Headers))
+				for _, h := range r.Headers {
+					rec.Headers[h.Key] = string(h.Value)
 				}
 			}
-			recs = append(recs, r)
-			if m.Offset >= end-1 {
-				return recs, nil
+			recs = append(recs, rec)
+			if r.Offset == end-1 {
+				delete(ends, r.Partition)
 			}
-		case err := <-pc.Errors():
-			return nil, err
-		case <-deadline:
-			return nil, fmt.Errorf("read %d records of [%d, %d) within %s", len(recs), start, end, timeout)
 		}
 	}
+	slices.SortFunc(recs, func(a, b Record) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
+	return recs, nil
 }
 
 // CommittedOffsets returns the offsets group has committed on topic's
