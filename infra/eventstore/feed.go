@@ -20,13 +20,14 @@ func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscr
 	if after > 0 {
 		from = esdb.Position{Commit: after, Prepare: after}
 	}
-	sub, err := s.client.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
+	c := s.conn()
+	sub, err := c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
 		From:               from,
 		Filter:             &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{events.StreamPrefix}},
 		CheckpointInterval: 1,
 	})
 	if err != nil {
-		return nil, mapError(err)
+		return nil, s.fail(c, err)
 	}
 	return &subscription{sub: sub}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
@@ -40,7 +41,10 @@ func (c Config) Validate() error {
 
 // Store reads and writes prescription streams.
 type Store struct {
-	client *esdb.Client
+	settings *esdb.Configuration
+	mu       sync.Mutex
+	client   *esdb.Client
+	closed   bool
 }
 
 // Open connects to EventStoreDB. The client connects lazily: an unreachable
@@ -58,17 +62,46 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: %w", err)
 	}
-	return &Store{client: client}, nil
+	return &Store{settings: settings, client: client}, nil
 }
 
 // Close releases the connection.
-func (s *Store) Close() error { return s.client.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.client.Close()
+}
+
+// conn returns the current client.
+func (s *Store) conn() *esdb.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.client
+}
+
+// fail maps a client error to the ports' errors. The client closes itself for
+// good once discovery fails; then it is replaced, so that the next call
+// reconnects when the server is back.
+func (s *Store) fail(c *esdb.Client, err error) error {
+	if esErr, _ := esdb.FromError(err); esErr.Code() == esdb.ErrorCodeConnectionClosed {
+		s.mu.Lock()
+		if s.client == c && !s.closed {
+			if fresh, newErr := esdb.NewClient(s.settings); newErr == nil {
+				s.client = fresh
+			}
+		}
+		s.mu.Unlock()
+	}
+	return mapError(err)
+}
 
 // Load returns every event of urn's stream, oldest first.
 func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error) {
-	stream, err := s.client.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
+	c := s.conn()
+	stream, err := c.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
 	if err != nil {
-		return nil, mapError(err)
+		return nil, s.fail(c, err)
 	}
 	defer stream.Close()
 	var out []events.Recorded
@@ -81,7 +114,7 @@ func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error)
 			return nil, nil
 		}
 		if err != nil {
-			return nil, mapError(err)
+			return nil, s.fail(c, err)
 		}
 		rec, err := Decode(ev)
 		if err != nil {
@@ -110,9 +143,10 @@ func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []ev
 	if expected >= 0 {
 		rev = esdb.Revision(uint64(expected))
 	}
-	res, err := s.client.AppendToStream(ctx, events.StreamName(urn), esdb.AppendToStreamOptions{ExpectedRevision: rev}, data...)
+	c := s.conn()
+	res, err := c.AppendToStream(ctx, events.StreamName(urn), esdb.AppendToStreamOptions{ExpectedRevision: rev}, data...)
 	if err != nil {
-		return 0, mapError(err)
+		return 0, s.fail(c, err)
 	}
 	return res.CommitPosition, nil
 }
@@ -170,13 +204,14 @@ func mapError(err error) error {
 
 // Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error {
-	stream, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	c := s.conn()
+	stream, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 	if err != nil {
-		return mapError(err)
+		return s.fail(c, err)
 	}
 	defer stream.Close()
 	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
-		return mapError(err)
+		return s.fail(c, err)
 	}
 	return nil
 }
