@@ -23,18 +23,17 @@ const (
 	liveBuffer = 256
 )
 
-// record is one committed event. It is immutable once published. In disk
-// mode data and meta are nil and are read back from bbolt on demand.
+// record is one committed event. It is immutable once published. enc is
+// its wire form (a RecordedEvent message) in memory mode; in disk mode it
+// is nil and the same bytes are read back from bbolt.
 type record struct {
 	pos     uint64 // commit == prepare position in $all
 	stream  string
 	rev     uint64 // deletedStream for a tombstone
 	id      uuid.UUID
 	typ     string
-	isJSON  bool
 	created int64 // 100 ns ticks since the Unix epoch
-	data    []byte
-	meta    []byte
+	enc     []byte
 }
 
 // streamMeta is the part of a stream's metadata ($$stream) that changes

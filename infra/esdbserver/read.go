@@ -207,16 +207,13 @@ func (r *reader) send(recs []*record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	evs, err := r.s.st.events(recs, r.uuidString)
+	encs, err := r.s.st.events(recs, r.uuidString)
 	if err != nil {
 		r.s.log.Error("esdbserver: read payloads", "err", err)
 		return &rpcError{code: codes.Internal, msg: "read failed"}
 	}
-	for i, ev := range evs {
-		if err := r.srv.Send(&api.ReadResp{Content: &api.ReadResp_Event{Event: &api.ReadResp_ReadEvent{
-			Event:    ev,
-			Position: &api.ReadResp_ReadEvent_CommitPosition{CommitPosition: recs[i].pos},
-		}}}); err != nil {
+	for i, enc := range encs {
+		if err := r.srv.SendMsg(readEventMsg(enc, recs[i].pos)); err != nil {
 			return err
 		}
 	}

@@ -76,6 +76,7 @@ func Start(cfg Config) (*Server, error) {
 	s.gs = grpc.NewServer(
 		grpc.MaxRecvMsgSize(recv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.ForceServerCodec(codec{}),
 		// The client pings every 10 s even without calls.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryInterceptor(s.log)),

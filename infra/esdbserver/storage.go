@@ -107,12 +107,7 @@ func (st *storage) commit(recs []newRecord) error {
 		b := tx.Bucket(bucketLog)
 		b.FillPercent = 1 // keys only ever grow
 		for _, n := range recs {
-			r := n.rec
-			v, err := proto.Marshal(recordedEvent(r, n.data, n.meta, false))
-			if err != nil {
-				return err
-			}
-			if err := b.Put(posKey(r.pos), v); err != nil {
+			if err := b.Put(posKey(n.rec.pos), n.enc); err != nil {
 				return err
 			}
 		}
@@ -120,34 +115,43 @@ func (st *storage) commit(recs []newRecord) error {
 	})
 }
 
-// events loads the wire form of committed records.
-func (st *storage) events(recs []*record, uuidString bool) ([]*api.ReadResp_ReadEvent_RecordedEvent, error) {
-	out := make([]*api.ReadResp_ReadEvent_RecordedEvent, len(recs))
+// events returns the wire form (RecordedEvent) of committed records; with
+// uuidString the event id is re-encoded as a string.
+func (st *storage) events(recs []*record, uuidString bool) ([][]byte, error) {
+	out := make([][]byte, len(recs))
 	if st.inMemory() {
 		for i, r := range recs {
-			out[i] = recordedEvent(r, r.data, r.meta, uuidString)
+			out[i] = r.enc
 		}
-		return out, nil
-	}
-	err := st.db.View(func(tx *bolt.Tx) error {
+	} else if err := st.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
 		for i, r := range recs {
 			v := b.Get(posKey(r.pos))
 			if v == nil {
 				return fmt.Errorf("record at %d missing", r.pos)
 			}
-			ev := &api.ReadResp_ReadEvent_RecordedEvent{}
-			if err := proto.Unmarshal(v, ev); err != nil {
-				return fmt.Errorf("record at %d: %w", r.pos, err)
-			}
-			if uuidString {
-				ev.Id = &shared.UUID{Value: &shared.UUID_String_{String_: r.id.String()}}
-			}
-			out[i] = ev
+			out[i] = append([]byte(nil), v...)
 		}
 		return nil
-	})
-	return out, err
+	}); err != nil {
+		return nil, err
+	}
+	if !uuidString {
+		return out, nil
+	}
+	for i, v := range out {
+		ev := &api.ReadResp_ReadEvent_RecordedEvent{}
+		if err := proto.Unmarshal(v, ev); err != nil {
+			return nil, fmt.Errorf("record at %d: %w", recs[i].pos, err)
+		}
+		ev.Id = wireUUID(recs[i].id, true)
+		enc, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = enc
+	}
+	return out, nil
 }
 
 func (st *storage) close() error {
@@ -157,36 +161,27 @@ func (st *storage) close() error {
 	return st.db.Close()
 }
 
-func contentType(isJSON bool) string {
-	if isJSON {
-		return "application/json"
-	}
-	return "application/octet-stream"
-}
-
-// recordedEvent builds the wire form, with the system metadata EventStoreDB
+// encodeRecord builds the wire form, with the system metadata EventStoreDB
 // always sends (type, content-type, created).
-func recordedEvent(r *record, data, meta []byte, uuidString bool) *api.ReadResp_ReadEvent_RecordedEvent {
-	if data == nil {
-		data = []byte{}
+func encodeRecord(r *record, isJSON bool, data, meta []byte) ([]byte, error) {
+	ct := "application/octet-stream"
+	if isJSON {
+		ct = "application/json"
 	}
-	if meta == nil {
-		meta = []byte{}
-	}
-	return &api.ReadResp_ReadEvent_RecordedEvent{
-		Id:               wireUUID(r.id, uuidString),
+	return proto.Marshal(&api.ReadResp_ReadEvent_RecordedEvent{
+		Id:               wireUUID(r.id, false),
 		StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(r.stream)},
 		StreamRevision:   r.rev,
 		PreparePosition:  r.pos,
 		CommitPosition:   r.pos,
 		Metadata: map[string]string{
 			"type":         r.typ,
-			"content-type": contentType(r.isJSON),
+			"content-type": ct,
 			"created":      strconv.FormatInt(r.created, 10),
 		},
 		CustomMetadata: meta,
 		Data:           data,
-	}
+	})
 }
 
 func wireUUID(id uuid.UUID, asString bool) *shared.UUID {
@@ -222,7 +217,6 @@ func decodeRecord(v []byte) (*record, []byte, []byte, error) {
 		rev:     ev.GetStreamRevision(),
 		id:      id,
 		typ:     md["type"],
-		isJSON:  md["content-type"] == "application/json",
 		created: created,
 	}
 	return r, ev.GetData(), ev.GetCustomMetadata(), nil

@@ -80,10 +80,12 @@ type writeResult struct {
 	hasPos  bool
 }
 
-// newRecord is a record with its payload, on its way to storage.
+// newRecord is a record on its way to storage, with its data (for
+// metadata events) and its wire form.
 type newRecord struct {
-	rec        *record
-	data, meta []byte
+	rec  *record
+	data []byte
+	enc  []byte
 }
 
 // maxBatch caps how many requests share one transaction.
@@ -150,22 +152,48 @@ func (w *writer) close() {
 
 func (w *writer) run() {
 	defer close(w.done)
+	// The previous batch size estimates how many clients are writing; until
+	// that many requests are queued, wait (at most about one commit's time)
+	// for the rest so they share one fsync instead of each paying for one.
+	prev, linger := 1, time.Duration(0)
 	for req := range w.reqs {
-		batch := []*writeReq{req}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-w.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
+		batch := w.collect([]*writeReq{req}, prev, linger)
+		prev = len(batch)
+		start := time.Now()
 		w.process(batch)
+		linger = min(max(time.Since(start), 200*time.Microsecond), 2*time.Millisecond)
 	}
+}
+
+func (w *writer) collect(batch []*writeReq, want int, linger time.Duration) []*writeReq {
+	var timeout <-chan time.Time
+	for len(batch) < maxBatch {
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if len(batch) >= want {
+			return batch
+		}
+		if timeout == nil {
+			timeout = time.After(linger)
+		}
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-timeout:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (w *writer) process(reqs []*writeReq) {
@@ -174,7 +202,11 @@ func (w *writer) process(reqs []*writeReq) {
 	for i, req := range reqs {
 		results[i] = b.handle(req)
 	}
-	if err := w.st.commit(b.recs); err != nil {
+	err := b.err
+	if err == nil {
+		err = w.st.commit(b.recs)
+	}
+	if err != nil {
 		w.log.Error("esdbserver: commit failed", "err", err, "requests", len(reqs))
 		for id, r := range b.savedIDs {
 			if r == nil {
@@ -257,6 +289,7 @@ type batch struct {
 	pos      uint64 // next position
 	lastPos  uint64 // position of the latest record, 0 if none
 	savedIDs map[uuid.UUID]*record
+	err      error // an encoding failure fails the whole batch
 }
 
 func (b *batch) get(name string) *pendingStream {
@@ -269,9 +302,13 @@ func (b *batch) get(name string) *pendingStream {
 }
 
 func (b *batch) add(name string, rev uint64, typ string, isJSON bool, id uuid.UUID, data, meta []byte, now int64) *record {
-	r := &record{pos: b.pos, stream: name, rev: rev, id: id, typ: typ, isJSON: isJSON, created: now}
+	r := &record{pos: b.pos, stream: name, rev: rev, id: id, typ: typ, created: now}
+	enc, err := encodeRecord(r, isJSON, data, meta)
+	if err != nil && b.err == nil {
+		b.err = err
+	}
 	if b.w.st.inMemory() {
-		r.data, r.meta = data, meta
+		r.enc = enc
 	}
 	b.lastPos = b.pos
 	b.pos += recordSize(name, typ, data, meta)
@@ -289,7 +326,7 @@ func (b *batch) add(name string, rev uint64, typ string, isJSON bool, id uuid.UU
 		b.savedIDs[id] = b.w.ids[id]
 	}
 	b.w.ids[id] = r
-	b.recs = append(b.recs, newRecord{rec: r, data: data, meta: meta})
+	b.recs = append(b.recs, newRecord{rec: r, data: data, enc: enc})
 	return r
 }
 
