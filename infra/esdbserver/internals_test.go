@@ -1,0 +1,387 @@
+package esdbserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+func rawConn(t *testing.T, s *Server, opts ...grpc.DialOption) api.StreamsClient {
+	t.Helper()
+	conn, err := grpc.NewClient(s.Addr(), append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return api.NewStreamsClient(conn)
+}
+
+func mustAppend(t *testing.T, c *esdb.Client, stream string, exp esdb.ExpectedRevision, events ...esdb.EventData) *esdb.WriteResult {
+	t.Helper()
+	r, err := c.AppendToStream(ctx(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: exp}, events...)
+	if err != nil {
+		t.Fatalf("append %s: %v", stream, err)
+	}
+	return r
+}
+
+func readStream(t *testing.T, c *esdb.Client, stream string) ([]*esdb.ResolvedEvent, error) {
+	t.Helper()
+	rs, err := c.ReadStream(ctx(t), stream, esdb.ReadStreamOptions{}, 1000)
+	return readAll(t, rs, err)
+}
+
+func esdbCode(err error) esdb.ErrorCode {
+	var e *esdb.Error
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return -1
+}
+
+// TestReopen closes a disk-backed server and starts a new one on the same
+// directory: streams, revisions, positions, soft deletes and tombstones
+// come back, and new writes continue where the old ones stopped.
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	s1, err := Start(Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := connect(t, s1)
+	mustAppend(t, c1, "a", esdb.NoStream{}, ev("A1"), ev("A2"))
+	mustAppend(t, c1, "soft", esdb.NoStream{}, ev("S1"), ev("S2"))
+	if _, err := c1.DeleteStream(ctx(t), "soft", esdb.DeleteStreamOptions{ExpectedRevision: esdb.StreamRevision{Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, c1, "gone", esdb.NoStream{}, ev("G1"))
+	if _, err := c1.TombstoneStream(ctx(t), "gone", esdb.TombstoneStreamOptions{ExpectedRevision: esdb.Any{}}); err != nil {
+		t.Fatal(err)
+	}
+	last := mustAppend(t, c1, "a", esdb.StreamRevision{Value: 1}, ev("A3"))
+	rs, err := c1.ReadAll(ctx(t), esdb.ReadAllOptions{}, 1000)
+	before, err := readAll(t, rs, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := start(t, dir)
+	c2 := connect(t, s2)
+	rs, err = c2.ReadAll(ctx(t), esdb.ReadAllOptions{}, 1000)
+	after, err := readAll(t, rs, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("%d events after reopen, %d before", len(after), len(before))
+	}
+	for i := range before {
+		b, a := before[i].Event, after[i].Event
+		if a.EventID != b.EventID || a.Position != b.Position || a.EventNumber != b.EventNumber ||
+			a.StreamID != b.StreamID || !a.CreatedDate.Equal(b.CreatedDate) || string(a.Data) != string(b.Data) {
+			t.Fatalf("event %d differs: %+v vs %+v", i, a, b)
+		}
+	}
+	if _, err := readStream(t, c2, "soft"); esdbCode(err) != esdb.ErrorCodeResourceNotFound {
+		t.Fatalf("soft-deleted stream: %v", err)
+	}
+	if _, err := readStream(t, c2, "gone"); esdbCode(err) != esdb.ErrorCodeStreamDeleted {
+		t.Fatalf("tombstoned stream: %v", err)
+	}
+	next := mustAppend(t, c2, "a", esdb.StreamRevision{Value: 2}, ev("A4"))
+	if next.NextExpectedVersion != 3 || next.CommitPosition <= last.CommitPosition {
+		t.Fatalf("append after reopen: %+v (last before %+v)", next, last)
+	}
+	re := mustAppend(t, c2, "soft", esdb.NoStream{}, ev("S3"))
+	if re.NextExpectedVersion != 2 {
+		t.Fatalf("recreated soft-deleted stream at %d, want revision 2", re.NextExpectedVersion)
+	}
+	got, err := readStream(t, c2, "soft")
+	if err != nil || len(got) != 1 || got[0].Event.EventNumber != 2 {
+		t.Fatalf("recreated stream: %v %v", err, got)
+	}
+	// A retry of an append acknowledged before the restart is idempotent.
+	retry, err := c2.AppendToStream(ctx(t), "a", esdb.AppendToStreamOptions{ExpectedRevision: esdb.StreamRevision{Value: 1}}, esdb.EventData{
+		EventID: before[len(before)-1].Event.EventID, EventType: "A3", ContentType: esdb.ContentTypeJson, Data: []byte(`{"a":1}`),
+	})
+	if err != nil || retry.NextExpectedVersion != 2 || retry.CommitPosition != last.CommitPosition {
+		t.Fatalf("idempotent retry after reopen: %+v %v", retry, err)
+	}
+}
+
+// TestSlowSubscriberFallsBehind stalls a subscriber while writers append
+// far more than its live buffer: writers must not block, and once it reads
+// again it gets FellBehind, every event exactly once in order, and CaughtUp.
+func TestSlowSubscriberFallsBehind(t *testing.T) {
+	s := start(t, "")
+	c := connect(t, s)
+	raw := rawConn(t, s, grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	sub, err := raw.Read(ctx(t), &api.ReadReq{Options: &api.ReadReq_Options{
+		StreamOption: &api.ReadReq_Options_All{All: &api.ReadReq_Options_AllOptions{AllOption: &api.ReadReq_Options_AllOptions_Start{Start: &shared.Empty{}}}},
+		CountOption:  &api.ReadReq_Options_Subscription{Subscription: &api.ReadReq_Options_SubscriptionOptions{}},
+		FilterOption: &api.ReadReq_Options_NoFilter{NoFilter: &shared.Empty{}},
+		UuidOption:   &api.ReadReq_Options_UUIDOption{Content: &api.ReadReq_Options_UUIDOption_Structured{Structured: &shared.Empty{}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.Recv()
+	if err != nil || msg.GetConfirmation() == nil {
+		t.Fatalf("want confirmation, got %v %v", msg, err)
+	}
+	if msg, err = sub.Recv(); err != nil || msg.GetCaughtUp() == nil {
+		t.Fatalf("want caught up, got %v %v", msg, err)
+	}
+
+	const total = 2000
+	payload := make([]byte, 1024)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < total; i += 50 {
+			batch := make([]esdb.EventData, 50)
+			for j := range batch {
+				batch[j] = esdb.EventData{EventID: uuid.New(), EventType: "Slow", ContentType: esdb.ContentTypeBinary, Data: payload}
+			}
+			if _, err := c.AppendToStream(ctx(t), "slow", esdb.AppendToStreamOptions{}, batch...); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("writers blocked by a stalled subscriber")
+	}
+
+	var fellBehind, caughtUp bool
+	next := uint64(0)
+	for next < total || !caughtUp {
+		msg, err := sub.Recv()
+		if err != nil {
+			t.Fatalf("after %d events: %v", next, err)
+		}
+		switch {
+		case msg.GetFellBehind() != nil:
+			fellBehind = true
+		case msg.GetCaughtUp() != nil:
+			caughtUp = next == total
+		case msg.GetEvent() != nil:
+			if rev := msg.GetEvent().GetEvent().GetStreamRevision(); rev != next {
+				t.Fatalf("got revision %d, want %d", rev, next)
+			}
+			next++
+		}
+	}
+	if !fellBehind {
+		t.Fatal("subscriber never fell behind")
+	}
+}
+
+// TestMalformedRequests sends requests the official client never would:
+// each must fail with InvalidArgument, and the server must keep serving.
+func TestMalformedRequests(t *testing.T) {
+	s := start(t, "")
+	raw := rawConn(t, s)
+	name := &shared.StreamIdentifier{StreamName: []byte("m")}
+	good := &api.AppendReq_ProposedMessage{
+		Id:       &shared.UUID{Value: &shared.UUID_String_{String_: uuid.NewString()}},
+		Metadata: map[string]string{"type": "T", "content-type": "application/json"},
+	}
+	appends := map[string][]*api.AppendReq{
+		"empty":               {},
+		"nil options":         {{Content: &api.AppendReq_Options_{}}},
+		"message first":       {{Content: &api.AppendReq_ProposedMessage_{ProposedMessage: good}}},
+		"no stream":           {{Content: &api.AppendReq_Options_{Options: &api.AppendReq_Options{ExpectedStreamRevision: &api.AppendReq_Options_Any{}}}}},
+		"no expected":         {{Content: &api.AppendReq_Options_{Options: &api.AppendReq_Options{StreamIdentifier: name}}}},
+		"bad uuid":            {anyHeader(name), proposedWith(&shared.UUID{Value: &shared.UUID_String_{String_: "nope"}})},
+		"nil uuid":            {anyHeader(name), proposedWith(nil)},
+		"empty structured id": {anyHeader(name), proposedWith(&shared.UUID{Value: &shared.UUID_Structured_{}})},
+		"nil content":         {anyHeader(name), {}},
+		"two headers":         {anyHeader(name), anyHeader(name)},
+	}
+	for what, msgs := range appends {
+		call, err := raw.Append(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if call.Send(m) != nil {
+				break
+			}
+		}
+		if _, err := call.CloseAndRecv(); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("append %s: got %v, want InvalidArgument", what, err)
+		}
+	}
+
+	uuidOpt := &api.ReadReq_Options_UUIDOption{Content: &api.ReadReq_Options_UUIDOption_Structured{}}
+	count := &api.ReadReq_Options_Count{Count: 10}
+	noFilter := &api.ReadReq_Options_NoFilter{}
+	all := &api.ReadReq_Options_All{All: &api.ReadReq_Options_AllOptions{AllOption: &api.ReadReq_Options_AllOptions_Start{}}}
+	reads := map[string]*api.ReadReq{
+		"nil options":    {},
+		"no uuid option": {Options: &api.ReadReq_Options{StreamOption: all, CountOption: count, FilterOption: noFilter}},
+		"nil stream":     {Options: &api.ReadReq_Options{StreamOption: &api.ReadReq_Options_Stream{}, CountOption: count, FilterOption: noFilter, UuidOption: uuidOpt}},
+		"nil all":        {Options: &api.ReadReq_Options{StreamOption: &api.ReadReq_Options_All{}, CountOption: count, FilterOption: noFilter, UuidOption: uuidOpt}},
+		"no count":       {Options: &api.ReadReq_Options{StreamOption: all, FilterOption: noFilter, UuidOption: uuidOpt}},
+		"no filter":      {Options: &api.ReadReq_Options{StreamOption: all, CountOption: count, UuidOption: uuidOpt}},
+		"nil filter":     {Options: &api.ReadReq_Options{StreamOption: all, CountOption: count, FilterOption: &api.ReadReq_Options_Filter{}, UuidOption: uuidOpt}},
+		"bad direction":  {Options: &api.ReadReq_Options{StreamOption: all, CountOption: count, FilterOption: noFilter, UuidOption: uuidOpt, ReadDirection: 7}},
+		"bad regex": {Options: &api.ReadReq_Options{StreamOption: all, CountOption: count, UuidOption: uuidOpt, FilterOption: &api.ReadReq_Options_Filter{Filter: &api.ReadReq_Options_FilterOptions{
+			Filter: &api.ReadReq_Options_FilterOptions_EventType{EventType: &api.ReadReq_Options_FilterOptions_Expression{Regex: "("}},
+			Window: &api.ReadReq_Options_FilterOptions_Count{},
+		}}}},
+		"backwards subscription": {Options: &api.ReadReq_Options{StreamOption: all, FilterOption: noFilter, UuidOption: uuidOpt,
+			ReadDirection: api.ReadReq_Options_Backwards, CountOption: &api.ReadReq_Options_Subscription{}}},
+		"prepare after commit": {Options: &api.ReadReq_Options{CountOption: count, FilterOption: noFilter, UuidOption: uuidOpt,
+			StreamOption: &api.ReadReq_Options_All{All: &api.ReadReq_Options_AllOptions{AllOption: &api.ReadReq_Options_AllOptions_Position{Position: &api.ReadReq_Options_Position{PreparePosition: 2}}}}}},
+	}
+	for what, req := range reads {
+		call, err := raw.Read(ctx(t), req)
+		if err == nil {
+			_, err = call.Recv()
+		}
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("read %s: got %v, want InvalidArgument", what, err)
+		}
+	}
+	if _, err := raw.Delete(ctx(t), &api.DeleteReq{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("delete without options: %v", err)
+	}
+	if _, err := raw.Tombstone(ctx(t), &api.TombstoneReq{Options: &api.TombstoneReq_Options{StreamIdentifier: name}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("tombstone without expected revision: %v", err)
+	}
+
+	// BatchAppend reports bad requests per correlation id.
+	batch, err := raw.BatchAppend(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	corr := &shared.UUID{Value: &shared.UUID_String_{String_: uuid.NewString()}}
+	for _, req := range []*api.BatchAppendReq{
+		{CorrelationId: &shared.UUID{}},
+		{CorrelationId: corr, Options: &api.BatchAppendReq_Options{}, IsFinal: true},
+	} {
+		if err := batch.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := batch.Recv()
+		if err != nil || resp.GetError().GetCode() != int32(codes.InvalidArgument) {
+			t.Errorf("batch append %v: got %v %v", req, resp, err)
+		}
+	}
+	_ = batch.CloseSend()
+	if _, err := batch.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("batch append end: %v", err)
+	}
+
+	// Still serving.
+	mustAppend(t, connect(t, s), "m", esdb.NoStream{}, ev("Fine"))
+}
+
+func anyHeader(name *shared.StreamIdentifier) *api.AppendReq {
+	return &api.AppendReq{Content: &api.AppendReq_Options_{Options: &api.AppendReq_Options{
+		StreamIdentifier: name, ExpectedStreamRevision: &api.AppendReq_Options_Any{Any: &shared.Empty{}},
+	}}}
+}
+
+func proposedWith(id *shared.UUID) *api.AppendReq {
+	return &api.AppendReq{Content: &api.AppendReq_ProposedMessage_{ProposedMessage: &api.AppendReq_ProposedMessage{
+		Id: id, Metadata: map[string]string{"type": "T", "content-type": "application/json"},
+	}}}
+}
+
+// TestBatchAppend writes through BatchAppend: a write split over two
+// requests, and a wrong expected version reported for its correlation id.
+func TestBatchAppend(t *testing.T) {
+	s := start(t, "")
+	raw := rawConn(t, s)
+	call, err := raw.BatchAppend(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func() *api.BatchAppendReq_ProposedMessage {
+		return &api.BatchAppendReq_ProposedMessage{
+			Id:       &shared.UUID{Value: &shared.UUID_String_{String_: uuid.NewString()}},
+			Metadata: map[string]string{"type": "B", "content-type": "application/json"},
+			Data:     []byte(`{}`),
+		}
+	}
+	c1 := &shared.UUID{Value: &shared.UUID_String_{String_: uuid.NewString()}}
+	c2 := &shared.UUID{Value: &shared.UUID_String_{String_: uuid.NewString()}}
+	opts := &api.BatchAppendReq_Options{
+		StreamIdentifier:       &shared.StreamIdentifier{StreamName: []byte("b")},
+		ExpectedStreamPosition: &api.BatchAppendReq_Options_NoStream{},
+	}
+	for _, req := range []*api.BatchAppendReq{
+		{CorrelationId: c1, Options: opts, ProposedMessages: []*api.BatchAppendReq_ProposedMessage{msg()}},
+		{CorrelationId: c1, ProposedMessages: []*api.BatchAppendReq_ProposedMessage{msg()}, IsFinal: true},
+	} {
+		if err := call.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := call.Recv()
+	if err != nil || resp.GetSuccess().GetCurrentRevision() != 1 || resp.GetCorrelationId().GetString_() != c1.GetString_() {
+		t.Fatalf("first write: %v %v", resp, err)
+	}
+	if err := call.Send(&api.BatchAppendReq{CorrelationId: c2, Options: opts, ProposedMessages: []*api.BatchAppendReq_ProposedMessage{msg()}, IsFinal: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = call.Recv()
+	if err != nil || resp.GetError().GetCode() != int32(codes.AlreadyExists) || resp.GetCorrelationId().GetString_() != c2.GetString_() {
+		t.Fatalf("second write: %v %v", resp, err)
+	}
+	wev := &shared.WrongExpectedVersion{}
+	if err := resp.GetError().GetDetails()[0].UnmarshalTo(wev); err != nil || wev.GetCurrentStreamRevision() != 1 || wev.GetExpectedNoStream() == nil {
+		t.Fatalf("wrong expected version details: %v %v", wev, err)
+	}
+	_ = call.CloseSend()
+	if _, err := call.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %v", err)
+	}
+}
+
+// TestShutdownEndsSubscriptions checks Close ends a live subscription with
+// an error the client reports, and that Close is idempotent.
+func TestShutdownEndsSubscriptions(t *testing.T) {
+	s := start(t, t.TempDir())
+	c := connect(t, s)
+	sub, err := c.SubscribeToAll(context.Background(), esdb.SubscribeToAllOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if e := sub.Recv(); e.CaughtUp == nil {
+		t.Fatalf("want caught up, got %+v", e)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := sub.Recv()
+	if e.SubscriptionDropped == nil || status.Code(e.SubscriptionDropped.Error) != codes.Unavailable {
+		t.Fatalf("want drop with Unavailable, got %+v", e)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
