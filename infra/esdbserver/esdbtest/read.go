@@ -114,6 +114,24 @@ func (s *suite) readStreamTests() []namedTest {
 				}
 			}
 		}},
+		{"StreamMetadataMaxCount", func(t *testing.T) {
+			// The client's own metadata test: what is set reads back equal,
+			// and reads honour $maxCount.
+			stream, e := setup(t)
+			var meta esdb.StreamMetadata
+			meta.SetMaxCount(3)
+			if _, err := s.client.SetStreamMetadata(ctxFor(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, meta); err != nil {
+				t.Fatalf("set metadata: %v", err)
+			}
+			got, err := s.client.GetStreamMetadata(ctxFor(t), stream, esdb.ReadStreamOptions{})
+			if err != nil {
+				t.Fatalf("get metadata: %v", err)
+			}
+			if mc := got.MaxCount(); mc == nil || *mc != 3 {
+				t.Fatalf("get metadata: max count %v, want 3", mc)
+			}
+			requireRevisions(t, "read with $maxCount 3", stream, s.mustReadStream(t, stream, esdb.ReadStreamOptions{}, 100), e, 7, 8, 9)
+		}},
 		{"CustomMetadataRoundTrips", func(t *testing.T) {
 			stream := streamName("meta")
 			e := newEvents(3, "MetaTested")
