@@ -1,0 +1,97 @@
+// Command projector follows the prescription events in EventStoreDB: it
+// calls the partners, publishes the outbound Kafka events, keeps the read
+// model and serves the query API.
+//
+//	projector [flags]          run the projectors and the query API
+//	projector rebuild [flags]  replay $all into a fresh read model and swap it in (projector stopped)
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"rxflow/infra/config"
+	"rxflow/infra/eventstore"
+	"rxflow/infra/kafka"
+	"rxflow/infra/partners"
+	"rxflow/infra/projector"
+	"rxflow/projections"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "rebuild" {
+		err = rebuild(ctx, os.Args[2:])
+	} else {
+		err = run(ctx, os.Args[1:])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "projector:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	f := config.NewFlags("projector")
+	brokers := f.String("brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
+	commandTopic := f.String("command-topic", "COMMAND_TOPIC", "prescription.events", "command topic, for the pharmacy's failure command")
+	dispensed := f.String("dispensed-topic", "DISPENSED_TOPIC", "prescription.dispensed", "topic of prescription.dispensed")
+	failed := f.String("failed-topic", "FAILED_TOPIC", "prescription.failed", "topic of prescription.failed")
+	changed := f.String("status-changed-topic", "STATUS_CHANGED_TOPIC", "prescription.status-changed", "topic of every status change")
+	partitions := f.Int("partitions", "KAFKA_PARTITIONS", 8, "partitions of topics created at start-up")
+	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
+	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
+	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, /healthz, /readyz and /metrics")
+	token := f.String("token", "QUERY_API_TOKEN", "", "bearer token the query API requires (required)")
+	insurance := f.String("insurance-url", "INSURANCE_URL", "http://127.0.0.1:8090/insurance", "insurance provider base URL")
+	pharmacy := f.String("pharmacy-url", "PHARMACY_URL", "http://127.0.0.1:8090/pharmacy", "pharmacy base URL")
+	notifications := f.String("notifications-url", "NOTIFICATIONS_URL", "http://127.0.0.1:8090/notifications", "patient notification service base URL")
+	alerting := f.String("alerting-url", "ALERTING_URL", "http://127.0.0.1:8090/alerting", "support alerting base URL")
+	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	log, err := config.Logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	svc, err := projector.New(projector.Config{
+		Kafka:        kafka.Config{Brokers: config.List(*brokers)},
+		CommandTopic: *commandTopic,
+		Outbound:     projections.OutboundTopics{Dispensed: *dispensed, Failed: *failed, StatusChanged: *changed},
+		Partitions:   int32(*partitions),
+		EventStore:   eventstore.Config{ConnectionString: *esdbURL, Logger: log},
+		DataDir:      *dataDir,
+		Partners: partners.Endpoints{
+			Insurance: partners.Config{BaseURL: *insurance, Logger: log}, Pharmacy: partners.Config{BaseURL: *pharmacy, Logger: log},
+			Notifications: partners.Config{BaseURL: *notifications, Logger: log}, Alerting: partners.Config{BaseURL: *alerting, Logger: log},
+		},
+		HTTPAddr: *httpAddr, Token: *token, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
+
+func rebuild(ctx context.Context, args []string) error {
+	f := config.NewFlags("projector rebuild")
+	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
+	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	res, err := projector.Rebuild(ctx, projector.RebuildConfig{EventStore: eventstore.Config{ConnectionString: *esdbURL}, DataDir: *dataDir},
+		func(n int, pos uint64) { fmt.Fprintf(os.Stderr, "\rreplayed %d events (position %d)", n, pos) })
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rebuilt read model: %d events, %d prescriptions, checkpoint %d, in %v\n", res.Events, res.Rows, res.Checkpoint, res.Took)
+	return nil
+}

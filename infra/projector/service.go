@@ -1,0 +1,250 @@
+// Package projector runs the projections as a service: one runner per
+// projector (read model, partner reactors, outbound Kafka events), each on
+// its own catch-up subscription and checkpoint, plus the HTTP query API with
+// /healthz, /readyz and /metrics. cmd/projector and cmd/stack wire it.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"rxflow/infra/eventstore"
+	"rxflow/infra/httpapi"
+	"rxflow/infra/kafka"
+	"rxflow/infra/ledger"
+	"rxflow/infra/ops"
+	"rxflow/infra/partners"
+	"rxflow/infra/readmodel"
+	"rxflow/projections"
+)
+
+// Config of the projector service. Zero values take the defaults.
+type Config struct {
+	Kafka        kafka.Config // only publishes: no consumer group needed
+	CommandTopic string       // where the pharmacy's failure command goes; default "prescription.events"
+	Outbound     projections.OutboundTopics
+	Partitions   int32 // partitions of the topics it creates; default 8
+	EventStore   eventstore.Config
+	DataDir      string // read model and ledger files; default ./data/projector
+	Partners     partners.Endpoints
+	HTTPAddr     string // query API and ops endpoints; default 127.0.0.1:8080
+	Token        string // bearer token of the query API; required
+	Logger       *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	c.CommandTopic = orDefault(c.CommandTopic, "prescription.events")
+	c.Outbound.Dispensed = orDefault(c.Outbound.Dispensed, "prescription.dispensed")
+	c.Outbound.Failed = orDefault(c.Outbound.Failed, "prescription.failed")
+	c.Outbound.StatusChanged = orDefault(c.Outbound.StatusChanged, "prescription.status-changed")
+	c.Partitions = orDefault(c.Partitions, 8)
+	c.DataDir = orDefault(c.DataDir, filepath.Join("data", "projector"))
+	c.HTTPAddr = orDefault(c.HTTPAddr, "127.0.0.1:8080")
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	errs := []error{c.Kafka.Validate(), c.EventStore.Validate()}
+	if c.Token == "" {
+		errs = append(errs, errors.New("projector: the query API token is required"))
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("projector: partitions must be positive, got %d", c.Partitions))
+	}
+	return errors.Join(errs...)
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Service is a running projector.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *eventstore.Store
+	readModel *readmodel.Store
+	ledger    *ledger.Ledger
+	pub       message.Publisher
+	runners   []*projections.Runner
+	lag       *projections.LagTracker
+	http      *ops.Server
+}
+
+// New opens everything the projector needs; Run starts it.
+func New(cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	var err error
+	if s.ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger.db")); err != nil {
+		return nil, err
+	}
+	if s.readModel, err = readmodel.Open(filepath.Join(cfg.DataDir, "readmodel.db")); err != nil {
+		return nil, err
+	}
+	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
+		return nil, err
+	}
+	if s.pub, err = kafka.NewPublisher(cfg.Kafka, watermill.NewSlogLogger(cfg.Logger)); err != nil {
+		return nil, err
+	}
+	partnerSet, err := partners.NewSet(cfg.Partners, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	deps := projections.ReactorDeps{Ledger: s.ledger, History: s.store, Partners: partnerSet, Publisher: publisher{s.pub},
+		CommandTopic: cfg.CommandTopic, Logger: cfg.Logger}
+	projectors := []projections.Projector{
+		projections.NewReadModelProjector(s.readModel),
+		projections.NewOutboundProjector(s.ledger, s.store, publisher{s.pub}, cfg.Outbound),
+	}
+	for _, r := range projections.Reactions {
+		projectors = append(projectors, projections.NewReactor(r, deps))
+	}
+	checkpoints := map[string]uint64{}
+	for _, p := range projectors {
+		if checkpoints[p.Name()], err = p.Checkpoint(context.Background()); err != nil {
+			return nil, fmt.Errorf("checkpoint of %s: %w", p.Name(), err)
+		}
+	}
+	s.lag = projections.NewLagTracker(checkpoints, time.Now)
+	for _, p := range projectors {
+		s.runners = append(s.runners, projections.NewRunner(s.store, p, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
+	}
+
+	reg := ops.NewRegistry()
+	s.registerMetrics(reg)
+	api, err := httpapi.NewHandler(httpapi.Config{Token: cfg.Token, Logger: cfg.Logger}, s.readModel, s.store, s.ledger)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	ops.Handle(mux, reg, s.ready)
+	mux.Handle("/", api)
+	if s.http, err = ops.Listen(cfg.HTTPAddr, mux); err != nil {
+		return nil, fmt.Errorf("projector: http: %w", err)
+	}
+	ok = true
+	return s, nil
+}
+
+// HTTPAddr is where the query API and the ops endpoints are served.
+func (s *Service) HTTPAddr() string { return s.http.Addr() }
+
+// Run creates the outbound topics if needed and runs every projector until
+// ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.close()
+	topics := []string{s.cfg.CommandTopic, s.cfg.Outbound.Dispensed, s.cfg.Outbound.Failed, s.cfg.Outbound.StatusChanged}
+	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(s.runners)+2)
+	run := func(f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
+	}
+	for _, r := range s.runners {
+		run(r.Run)
+	}
+	run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
+	run(func(ctx context.Context) error { return s.http.Serve(ctx, s.log) })
+	s.log.Info("projector running", "http", s.HTTPAddr(), "projectors", len(s.runners))
+	wg.Wait()
+	close(errc)
+	return errors.Join(collect(errc)...)
+}
+
+func collect(errc <-chan error) []error {
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// ready: the store answers and no projector is stuck on an error.
+func (s *Service) ready(ctx context.Context) error {
+	errs := []error{s.store.Ping(ctx)}
+	for _, r := range s.runners {
+		if _, err := r.CaughtUp(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) registerMetrics(reg prometheus.Registerer) {
+	for _, r := range s.runners {
+		labels := prometheus.Labels{"projector": r.Name()}
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rxflow_projector_lag_events", ConstLabels: labels,
+				Help: "Prescription events stored but not yet handled by the projector."},
+				func() float64 { n, _ := s.lag.Lag(r.Name()); return float64(n) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rxflow_projector_lag_seconds", ConstLabels: labels,
+				Help: "Age of the oldest event the projector has not handled yet."},
+				func() float64 { _, age := s.lag.Lag(r.Name()); return age.Seconds() }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rxflow_projector_caught_up", ConstLabels: labels,
+				Help: "1 once the projector has handled every stored event and is live."},
+				func() float64 {
+					if up, _ := r.CaughtUp(); up {
+						return 1
+					}
+					return 0
+				}),
+		)
+	}
+}
+
+func (s *Service) close() {
+	var errs []error
+	if s.pub != nil {
+		errs = append(errs, s.pub.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.readModel != nil {
+		errs = append(errs, s.readModel.Close())
+	}
+	if s.ledger != nil {
+		errs = append(errs, s.ledger.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.log.Warn("projector: close", "err", err)
+	}
+}
