@@ -13,12 +13,13 @@ log="$run/kafka.log"
 pidfile="$run/kafka.pid"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 pid=""
+ours="" # set once the log is this run's
 
 fail() {
 	echo "kafka: FAILED: $*" >&2
-	if [[ -s $log ]]; then
+	if [[ -n $ours && -s $log ]]; then
 		echo "kafka: last lines of $log:" >&2
-		tail -n 80 "$log" >&2
+		tail -n 60 "$log" >&2
 	fi
 	if [[ -n $pid ]]; then
 		kill -KILL "$pid" 2>/dev/null || true
@@ -48,6 +49,7 @@ echo "kafka: jars fetched in $(elapsed "$t")"
 
 rm -rf "$run"
 mkdir -p "$run/data"
+ours=1
 (cd "$root" && go build -o "$run/ready" ./.ci/kafka/ready) || fail "cannot build the readiness check"
 
 cat >"$run/server.properties" <<PROPS

@@ -47,6 +47,7 @@ func check(ctx context.Context, brokers []string) error {
 		kgo.SeedBrokers(brokers...),
 		kgo.AllowAutoTopicCreation(),
 		kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.UnknownTopicRetries(-1),
 	)
 	if err != nil {
 		return err

@@ -108,7 +108,10 @@ func Produce(t testing.TB, brokers []string, topic string, recs ...Record) []Rec
 		kgo.SeedBrokers(brokers...),
 		kgo.AllowAutoTopicCreation(),
 		kgo.ProducerBatchMaxBytes(32<<20),
-		kgo.MetadataMinAge(100*time.Millisecond), // a topic just auto-created gets its leader soon
+		// A topic just auto-created is briefly unknown to the broker: retry
+		// soon, until the context ends.
+		kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.UnknownTopicRetries(-1),
 	)
 	if err != nil {
 		t.Fatalf("kafkatest: new client: %v", err)
@@ -259,5 +262,6 @@ func saramaConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.Version = sarama.V3_6_0_0
 	c.ClientID = "rxflow-kafkatest"
+	c.Metadata.AllowAutoTopicCreation = false // reading must not create topics
 	return c
 }
