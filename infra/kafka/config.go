@@ -12,8 +12,10 @@
 //   - Delivery is at least once. watermill-kafka marks a record's offset only
 //     after the handler acks the message, and sarama's auto-commit sends the
 //     marked offsets to Kafka every second and when the group session ends
-//     (rebalance or Close). A message delivered but not acked is therefore
-//     delivered again, to this or another member; handlers must be idempotent.
+//     (rebalance or Close). A message delivered but not acked, or acked
+//     while its partition is being revoked, is therefore delivered again, to
+//     this or another member; a crash also repeats up to a second of acked
+//     messages. Handlers must be idempotent.
 //   - Within a partition, the next message is delivered only after the
 //     previous one is acked. A nacked message is delivered again after 100ms
 //     and blocks its partition until it is acked.
