@@ -370,34 +370,31 @@ func (r *reader) live(l *liveSub) ([]*record, error) {
 // overflows its live buffer gets FellBehind and catches up from storage.
 func (r *reader) subscribeStream(name string, from readFrom) error {
 	ix := r.s.ix
+	after := int64(-1) // the last revision delivered or skipped
+	if from.kind == fromPoint {
+		after = int64(min(from.at, deletedStream-1))
+	}
+	var l *liveSub
 	ix.mu.RLock()
 	s := ix.streams[name]
 	tombstoned := s != nil && s.tombstone != nil
+	if from.kind == fromEnd && !tombstoned {
+		after = s.last()
+		l = newLiveSub(name)
+		ix.register(l)
+	}
 	ix.mu.RUnlock()
+	defer func() {
+		if l != nil {
+			ix.unregister(l)
+		}
+	}()
 	if tombstoned {
 		return streamDeletedError(name)
 	}
 	if err := r.confirm(); err != nil {
 		return err
 	}
-
-	after := int64(-1) // the last revision delivered or skipped
-	if from.kind == fromPoint {
-		after = int64(min(from.at, deletedStream-1))
-	}
-	var l *liveSub
-	if from.kind == fromEnd {
-		ix.mu.RLock()
-		after = max(ix.streams[name].last(), -1)
-		l = newLiveSub(name)
-		ix.register(l)
-		ix.mu.RUnlock()
-	}
-	defer func() {
-		if l != nil {
-			ix.unregister(l)
-		}
-	}()
 	for {
 		if l == nil {
 			var err error
@@ -536,9 +533,6 @@ func (a *allSub) checkpoint() error {
 
 // subscribeAll is a catch-up subscription to $all, optionally filtered.
 func (r *reader) subscribeAll(from readFrom, filter *eventFilter) error {
-	if err := r.confirm(); err != nil {
-		return err
-	}
 	a := &allSub{r: r, filter: filter}
 	ix := r.s.ix
 	var l *liveSub
@@ -557,15 +551,19 @@ func (r *reader) subscribeAll(from readFrom, filter *eventFilter) error {
 			ix.unregister(l)
 		}
 	}()
+	if err := r.confirm(); err != nil {
+		return err
+	}
 	for {
 		if l == nil {
 			var err error
 			if l, err = a.catchUp(); err != nil {
 				return err
 			}
-		}
-		if err := a.checkpoint(); err != nil {
-			return err
+			// EventStoreDB checkpoints when a filtered catch-up ends.
+			if err := a.checkpoint(); err != nil {
+				return err
+			}
 		}
 		if err := r.caughtUp(); err != nil {
 			return err

@@ -152,16 +152,17 @@ func (w *writer) close() {
 
 func (w *writer) run() {
 	defer close(w.done)
-	// The previous batch size estimates how many clients are writing; until
-	// that many requests are queued, wait (at most about one commit's time)
-	// for the rest so they share one fsync instead of each paying for one.
-	prev, linger := 1, time.Duration(0)
+	// Estimate how many clients are writing: those just answered plus those
+	// that queued up meanwhile. Until that many requests are queued, wait
+	// (at most about one commit's time) for the rest, so they share one
+	// fsync instead of splitting into groups that alternate.
+	writers, linger := 1, time.Duration(0)
 	for req := range w.reqs {
-		batch := w.collect([]*writeReq{req}, prev, linger)
-		prev = len(batch)
+		batch := w.collect([]*writeReq{req}, writers, linger)
 		start := time.Now()
 		w.process(batch)
 		linger = min(max(time.Since(start), 200*time.Microsecond), 2*time.Millisecond)
+		writers = len(batch) + len(w.reqs)
 	}
 }
 
