@@ -154,6 +154,15 @@ func (ix *index) apply(r *record, data []byte) {
 	}
 }
 
+// tombstoned reports whether reads and writes of the stream fail with
+// stream-deleted: it was tombstoned, or it is the metastream of one that was.
+func (ix *index) tombstoned(name string) bool {
+	if s := ix.streams[name]; s != nil && s.tombstone != nil {
+		return true
+	}
+	return isMetastream(name) && ix.tombstoned(name[2:])
+}
+
 // lastPos is the position of the last record, 0 if the log is empty.
 func (ix *index) lastPos() uint64 {
 	if len(ix.log) == 0 {

@@ -3,6 +3,7 @@ package esdbserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -383,5 +384,81 @@ func TestShutdownEndsSubscriptions(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
+	}
+}
+
+// TestDeleteSemantics pins EventStoreDB's delete behaviour: soft delete is
+// a $tb metadata event, recreation rewrites it, a tombstone is a
+// $streamDeleted event at revision MaxInt64, and all of them stay in $all.
+func TestDeleteSemantics(t *testing.T) {
+	s := start(t, "")
+	c := connect(t, s)
+	if _, err := c.DeleteStream(ctx(t), "never", esdb.DeleteStreamOptions{ExpectedRevision: esdb.Any{}}); err == nil {
+		t.Fatal("deleting a stream that never existed succeeded")
+	}
+
+	mustAppend(t, c, "x", esdb.NoStream{}, ev("X1"), ev("X2"))
+	del, err := c.DeleteStream(ctx(t), "x", esdb.DeleteStreamOptions{ExpectedRevision: esdb.StreamExists{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AppendToStream(ctx(t), "x", esdb.AppendToStreamOptions{ExpectedRevision: esdb.StreamExists{}}, ev("X3")); esdbCode(err) != esdb.ErrorCodeStreamDeleted {
+		t.Fatalf("StreamExists on a soft-deleted stream: %v", err)
+	}
+	re := mustAppend(t, c, "x", esdb.StreamRevision{Value: 1}, ev("X3"))
+	if re.NextExpectedVersion != 2 || re.CommitPosition <= del.Position.Commit {
+		t.Fatalf("recreate: %+v after delete at %v", re, del.Position)
+	}
+	meta, err := c.GetStreamMetadata(ctx(t), "x", esdb.ReadStreamOptions{})
+	if err != nil || meta.TruncateBefore() == nil || *meta.TruncateBefore() != 2 {
+		t.Fatalf("metadata after recreate: %+v %v", meta, err)
+	}
+
+	sub, err := c.SubscribeToStream(ctx(t), "x", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if e := sub.Recv(); e.EventAppeared == nil || e.EventAppeared.Event.EventNumber != 2 {
+		t.Fatalf("subscription after recreate: %+v", e)
+	}
+	if e := sub.Recv(); e.CaughtUp == nil {
+		t.Fatalf("want caught up, got %+v", e)
+	}
+	tomb, err := c.TombstoneStream(ctx(t), "x", esdb.TombstoneStreamOptions{ExpectedRevision: esdb.StreamRevision{Value: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := sub.Recv(); e.EventAppeared == nil || e.EventAppeared.Event.EventType != "$streamDeleted" {
+		t.Fatalf("live tombstone: %+v", e)
+	}
+	if e := sub.Recv(); e.SubscriptionDropped == nil {
+		t.Fatalf("want drop after tombstone, got %+v", e)
+	}
+	if _, err := c.SubscribeToStream(ctx(t), "x", esdb.SubscribeToStreamOptions{From: esdb.Start{}}); esdbCode(err) != esdb.ErrorCodeStreamDeleted {
+		t.Fatalf("subscribe to tombstoned stream: %v", err)
+	}
+	if _, err := readStream(t, c, "$$x"); esdbCode(err) != esdb.ErrorCodeStreamDeleted {
+		t.Fatalf("metastream of tombstoned stream: %v", err)
+	}
+	if _, err := c.DeleteStream(ctx(t), "x", esdb.DeleteStreamOptions{ExpectedRevision: esdb.Any{}}); esdbCode(err) != esdb.ErrorCodeStreamDeleted {
+		t.Fatalf("delete after tombstone: %v", err)
+	}
+
+	rs, err := c.ReadAll(ctx(t), esdb.ReadAllOptions{}, 100)
+	all, err := readAll(t, rs, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range all {
+		kinds = append(kinds, fmt.Sprintf("%s@%d:%s", e.Event.StreamID, e.Event.EventNumber, e.Event.EventType))
+	}
+	want := fmt.Sprint([]string{"x@0:X1", "x@1:X2", "$$x@0:$metadata", "x@2:X3", "$$x@1:$metadata", "x@9223372036854775807:$streamDeleted"})
+	if fmt.Sprint(kinds) != want {
+		t.Fatalf("$all: %v\nwant %v", kinds, want)
+	}
+	if all[2].Event.Position != del.Position || all[5].Event.Position != tomb.Position {
+		t.Fatalf("delete positions %v %v do not match $all", del.Position, tomb.Position)
 	}
 }

@@ -231,7 +231,7 @@ func (r *reader) readStream(name string, from readFrom, backwards bool, count ui
 	ix := r.s.ix
 	ix.mu.RLock()
 	s := ix.streams[name]
-	if s != nil && s.tombstone != nil {
+	if ix.tombstoned(name) {
 		ix.mu.RUnlock()
 		return streamDeletedError(name)
 	}
@@ -376,10 +376,9 @@ func (r *reader) subscribeStream(name string, from readFrom) error {
 	}
 	var l *liveSub
 	ix.mu.RLock()
-	s := ix.streams[name]
-	tombstoned := s != nil && s.tombstone != nil
+	tombstoned := ix.tombstoned(name)
 	if from.kind == fromEnd && !tombstoned {
-		after = s.last()
+		after = ix.streams[name].last()
 		l = newLiveSub(name)
 		ix.register(l)
 	}
@@ -446,7 +445,7 @@ func (r *reader) catchUpStream(name string, after int64) (*liveSub, int64, error
 	for {
 		ix.mu.RLock()
 		s := ix.streams[name]
-		if s != nil && s.tombstone != nil {
+		if ix.tombstoned(name) {
 			ix.mu.RUnlock()
 			return nil, after, streamDeletedError(name)
 		}

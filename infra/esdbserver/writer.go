@@ -351,7 +351,7 @@ type commitCheck struct {
 // check, including idempotent retries and soft-deleted streams.
 func (b *batch) check(p *pendingStream, exp expectation, ids []uuid.UUID) commitCheck {
 	cur := p.last()
-	if cur == deletedStream {
+	if cur == deletedStream || isMetastream(p.name) && b.get(p.name[2:]).last() == deletedStream {
 		return commitCheck{decision: decDeleted, current: cur}
 	}
 	soft := p.metadata().softDeleted()
