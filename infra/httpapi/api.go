@@ -1,0 +1,379 @@
+// Package httpapi is the projector's HTTP query API: prescriptions from the
+// read model (with read-your-writes through minPosition), their audit
+// history and past states from the event store, and parked partner calls.
+// See openapi.yaml and docs/api.md.
+//
+// Every route needs the bearer token. /healthz, /readyz and /metrics are
+// not served here: the projector service mounts ops.Handle beside this
+// handler, without authentication.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"rxflow/domain"
+	"rxflow/infra/readmodel"
+	"rxflow/projections"
+)
+
+// PositionHeader carries the read model's checkpoint on every answer read
+// from it: the answer reflects every event up to at least that position.
+const PositionHeader = "X-Read-Model-Position"
+
+// DefaultWaitTimeout is the longest wait for minPosition unless configured.
+const DefaultWaitTimeout = 5 * time.Second
+
+// Config of the query API.
+type Config struct {
+	// Token is the bearer token every request must present (QUERY_API_TOKEN).
+	// It is required: there is no unauthenticated mode.
+	Token string
+	// WaitTimeout caps the wait for minPosition; default DefaultWaitTimeout.
+	// A request may ask for less with ?timeout=.
+	WaitTimeout time.Duration
+	Logger      *slog.Logger // default slog.Default()
+}
+
+// ReadModel is what the API reads: the query side of projections.ReadModel,
+// and WaitFor, which blocks until the checkpoint reaches position or ctx
+// ends. *readmodel.Store implements it.
+type ReadModel interface {
+	Get(ctx context.Context, urn string) (projections.Row, error)
+	List(ctx context.Context, f projections.Filter) (projections.Page, error)
+	Stats(ctx context.Context) (map[domain.Status]int, error)
+	Checkpoint(ctx context.Context) (uint64, error)
+	WaitFor(ctx context.Context, position uint64) error
+}
+
+type api struct {
+	token   [sha256.Size]byte
+	timeout time.Duration
+	log     *slog.Logger
+	rm      ReadModel
+	history projections.History
+	parked  projections.ParkedEffects
+}
+
+// NewHandler returns the query API's handler.
+func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projections.ParkedEffects) (http.Handler, error) {
+	var errs []error
+	if cfg.Token == "" {
+		errs = append(errs, errors.New("httpapi: a bearer token is required"))
+	}
+	if cfg.WaitTimeout < 0 {
+		errs = append(errs, fmt.Errorf("httpapi: wait timeout %v is negative", cfg.WaitTimeout))
+	}
+	if rm == nil || h == nil || parked == nil {
+		errs = append(errs, errors.New("httpapi: the read model, history and parked effects are required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	a := &api{token: sha256.Sum256([]byte(cfg.Token)), timeout: cfg.WaitTimeout, log: cfg.Logger, rm: rm, history: h, parked: parked}
+	if a.timeout == 0 {
+		a.timeout = DefaultWaitTimeout
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+
+	// Method-less patterns, so that a wrong method is a JSON 405 rather
+	// than the catch-all's 404. "stats" is more specific than {urn}.
+	mux := http.NewServeMux()
+	mux.HandleFunc("/prescriptions", a.get(a.fromReadModel(a.list, "status", "patientId", "pharmacyId", "limit", "cursor")))
+	mux.HandleFunc("/prescriptions/stats", a.get(a.fromReadModel(a.stats)))
+	mux.HandleFunc("/prescriptions/{urn}", a.get(a.fromReadModel(a.prescription)))
+	mux.HandleFunc("/prescriptions/{urn}/history", a.get(a.historyOf))
+	mux.HandleFunc("/effects/parked", a.get(a.parkedEffects))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, http.StatusNotFound, "not_found", "no such route")
+	})
+	return a.authenticate(mux), nil
+}
+
+// authenticate lets through requests bearing the token. Both sides are
+// hashed first, so the comparison takes the same time whatever the length.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(token))
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], a.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			a.fail(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// get admits GET only.
+func (a *api) get(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			a.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use GET")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// fromReadModel serves a read-model route. It rejects query parameters
+// other than params, minPosition and timeout; waits until the checkpoint
+// reaches minPosition, if given; and sets PositionHeader on every answer.
+// The checkpoint is read before serve reads the rows, so the header is a
+// lower bound of what the answer reflects.
+func (a *api) fromReadModel(serve http.HandlerFunc, params ...string) http.HandlerFunc {
+	params = append(params, "minPosition", "timeout")
+	return func(w http.ResponseWriter, r *http.Request) {
+		minPos, timeout, perr := a.waitParams(r, params)
+		if perr == nil && minPos > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			err := a.rm.WaitFor(ctx, minPos)
+			cancel()
+			switch {
+			case r.Context().Err() != nil:
+				return // the client went away
+			case err != nil && ctx.Err() == nil:
+				a.internal(w, r, fmt.Errorf("wait for position %d: %w", minPos, err))
+				return
+			}
+		}
+		pos, err := a.rm.Checkpoint(r.Context())
+		if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		w.Header().Set(PositionHeader, strconv.FormatUint(pos, 10))
+		switch {
+		case perr != nil:
+			a.fail(w, http.StatusBadRequest, "bad_request", perr.Error())
+		case pos < minPos:
+			a.failWith(w, http.StatusGatewayTimeout, errorBody{Error: "timeout", Checkpoint: &pos,
+				Message: fmt.Sprintf("the read model has not reached position %d within %v (it is at %d); retry later", minPos, timeout, pos)})
+		default:
+			serve(w, r)
+		}
+	}
+}
+
+// waitParams checks the query's parameter names and parses minPosition
+// and timeout (a Go duration, at most the configured wait timeout).
+func (a *api) waitParams(r *http.Request, allowed []string) (minPos uint64, timeout time.Duration, err error) {
+	q := r.URL.Query()
+	for name, vals := range q {
+		if !slices.Contains(allowed, name) {
+			return 0, 0, fmt.Errorf("unknown query parameter %q (allowed: %s)", name, strings.Join(allowed, ", "))
+		}
+		if len(vals) > 1 {
+			return 0, 0, fmt.Errorf("query parameter %q is repeated", name)
+		}
+	}
+	if v := q.Get("minPosition"); q.Has("minPosition") {
+		if minPos, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("minPosition %q is not a non-negative integer", v)
+		}
+	}
+	timeout = a.timeout
+	if v := q.Get("timeout"); q.Has("timeout") {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return 0, 0, fmt.Errorf("timeout %q is not a positive duration such as 500ms or 2s", v)
+		}
+		timeout = min(d, a.timeout)
+	}
+	return minPos, timeout, nil
+}
+
+func (a *api) prescription(w http.ResponseWriter, r *http.Request) {
+	row, err := a.rm.Get(r.Context(), r.PathValue("urn"))
+	if err != nil {
+		a.queryFailed(w, r, err)
+		return
+	}
+	a.reply(w, r, projections.RowViewOf(row))
+}
+
+type listBody struct {
+	Items      []projections.RowView `json:"items"`
+	NextCursor string                `json:"nextCursor,omitempty"`
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := projections.Filter{Status: domain.Status(q.Get("status")), PatientID: q.Get("patientId"), PharmacyID: q.Get("pharmacyId"), Cursor: q.Get("cursor")}
+	if f.Status != domain.StatusNone && !slices.Contains(domain.Statuses, f.Status) {
+		a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("unknown status %q (one of %v)", f.Status, domain.Statuses))
+		return
+	}
+	if v := q.Get("limit"); q.Has("limit") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > readmodel.MaxLimit {
+			a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit %q is not a number in 1..%d", v, readmodel.MaxLimit))
+			return
+		}
+		f.Limit = n
+	}
+	page, err := a.rm.List(r.Context(), f)
+	if err != nil {
+		a.queryFailed(w, r, err)
+		return
+	}
+	body := listBody{Items: make([]projections.RowView, len(page.Rows)), NextCursor: page.NextCursor}
+	for i, row := range page.Rows {
+		body.Items[i] = projections.RowViewOf(row)
+	}
+	a.reply(w, r, body)
+}
+
+type statsBody struct {
+	Counts map[domain.Status]int `json:"counts"`
+	Total  int                   `json:"total"`
+}
+
+func (a *api) stats(w http.ResponseWriter, r *http.Request) {
+	counts, err := a.rm.Stats(r.Context())
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	body := statsBody{Counts: counts}
+	for _, n := range counts {
+		body.Total += n
+	}
+	a.reply(w, r, body)
+}
+
+type historyBody struct {
+	URN    string                     `json:"urn"`
+	Events []projections.HistoryEntry `json:"events"`
+}
+
+// historyOf answers from the event store: the whole history, or with
+// asOf (an RFC 3339 time or a revision number) the state at that point.
+func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
+	urn, q := r.PathValue("urn"), r.URL.Query()
+	for name, vals := range q {
+		if name != "asOf" || len(vals) > 1 {
+			a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("unexpected or repeated query parameter %q (allowed: asOf)", name))
+			return
+		}
+	}
+	if !q.Has("asOf") {
+		entries, err := projections.HistoryOf(r.Context(), a.history, urn)
+		if err != nil {
+			a.queryFailed(w, r, err)
+			return
+		}
+		a.reply(w, r, historyBody{URN: urn, Events: entries})
+		return
+	}
+	at, err := parseAsOf(q.Get("asOf"))
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	snap, err := projections.StateAsOf(r.Context(), a.history, urn, at)
+	if err != nil {
+		a.queryFailed(w, r, err)
+		return
+	}
+	a.reply(w, r, snap)
+}
+
+// parseAsOf reads a revision number or an RFC 3339 time.
+func parseAsOf(v string) (projections.AsOf, error) {
+	if rev, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return projections.AsOf{Revision: &rev}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil || t.IsZero() {
+		return projections.AsOf{}, fmt.Errorf("asOf %q is neither a revision number nor an RFC 3339 time (encode '+' as %%2B)", v)
+	}
+	return projections.AsOf{Time: t}, nil
+}
+
+type effectsBody struct {
+	Items []projections.Effect `json:"items"`
+}
+
+func (a *api) parkedEffects(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Query()) > 0 {
+		a.fail(w, http.StatusBadRequest, "bad_request", "this route takes no query parameters")
+		return
+	}
+	effects, err := a.parked.Parked(r.Context())
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	a.reply(w, r, effectsBody{Items: append(make([]projections.Effect, 0, len(effects)), effects...)})
+}
+
+// queryFailed answers a failed query: 404 for an unknown prescription, 400
+// for a filter the store refused (a bad cursor), 500 otherwise.
+func (a *api) queryFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, projections.ErrNotFound):
+		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("prescription %q not found", r.PathValue("urn")))
+	case errors.Is(err, readmodel.ErrInvalidFilter):
+		a.fail(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), readmodel.ErrInvalidFilter.Error()+": "))
+	default:
+		a.internal(w, r, err)
+	}
+}
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error      string  `json:"error"`
+	Message    string  `json:"message"`
+	Checkpoint *uint64 `json:"checkpoint,omitempty"` // on a minPosition timeout
+}
+
+func (a *api) fail(w http.ResponseWriter, status int, code, msg string) {
+	a.failWith(w, status, errorBody{Error: code, Message: msg})
+}
+
+func (a *api) failWith(w http.ResponseWriter, status int, body errorBody) {
+	b, _ := json.Marshal(body) // strings and a number: it cannot fail
+	write(w, status, b)
+}
+
+// internal logs err, which may name a prescription, and answers 500
+// without it.
+func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	a.log.Error("query api: request failed", "route", r.Pattern, "err", err)
+	a.fail(w, http.StatusInternalServerError, "internal", "internal error; see the server log")
+}
+
+// reply encodes v before writing anything, so that an encoding error still
+// gets a clean 500.
+func (a *api) reply(w http.ResponseWriter, r *http.Request, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		a.internal(w, r, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	write(w, http.StatusOK, b)
+}
+
+func write(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n')) // the client went away: nothing to do
+}
