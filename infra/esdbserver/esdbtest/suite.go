@@ -44,20 +44,18 @@ func (f Features) maxAppendSize() int {
 
 // suite carries what every test needs.
 type suite struct {
-	connString string
-	features   Features
-	client     *esdb.Client
-	raw        *grpc.ClientConn
+	features Features
+	client   *esdb.Client
+	raw      *grpc.ClientConn
 }
 
 // RunSuite runs the whole conformance suite as subtests of t against the
 // server reachable at connectionString (e.g. "esdb://127.0.0.1:2113?tls=false").
 func RunSuite(t *testing.T, connectionString string, features Features) {
 	s := &suite{
-		connString: connectionString,
-		features:   features,
-		client:     Connect(t, connectionString),
-		raw:        dialRaw(t, connectionString),
+		features: features,
+		client:   Connect(t, connectionString),
+		raw:      dialRaw(t, connectionString),
 	}
 
 	groups := []struct {
