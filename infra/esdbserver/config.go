@@ -2,6 +2,21 @@
 // EventStoreDB gRPC contract (Streams and ServerFeatures, as the official
 // client v4.2.0 uses them) from an in-memory index backed by bbolt, so tests
 // and local runs can point the official client at an in-process server.
+//
+// It follows EventStoreDB 24.10 where the client can tell:
+//   - A soft delete writes {"$tb": MaxInt64} to $$stream; the next append
+//     rewrites $tb to its first revision, so revisions carry on. A tombstone
+//     is a $streamDeleted event at revision MaxInt64. These system events
+//     appear in $all, and, as until a scavenge in EventStoreDB, so do the
+//     events of soft-deleted streams.
+//   - Metadata events ($$stream) apply $tb, $maxCount and $maxAge to reads;
+//     metastreams keep only their latest event.
+//   - One deliberate difference: a subscriber that overflows its live buffer
+//     is told FellBehind (EventStoreDB 24.10 does not send it) before it
+//     catches up from storage and gets CaughtUp again.
+//
+// Not implemented: link resolution, ACLs, persistent subscriptions,
+// projections, clustering, TLS.
 package esdbserver
 
 import (
