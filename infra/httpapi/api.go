@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,9 +136,9 @@ func (a *api) get(h http.HandlerFunc) http.HandlerFunc {
 // The checkpoint is read before serve reads the rows, so the header is a
 // lower bound of what the answer reflects.
 func (a *api) fromReadModel(serve http.HandlerFunc, params ...string) http.HandlerFunc {
-	params = append(params, "minPosition", "timeout")
+	allowed := slices.Concat(params, []string{"minPosition", "timeout"})
 	return func(w http.ResponseWriter, r *http.Request) {
-		minPos, timeout, perr := a.waitParams(r, params)
+		minPos, timeout, perr := a.waitParams(r, allowed)
 		if perr == nil && minPos > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			err := a.rm.WaitFor(ctx, minPos)
@@ -160,6 +161,7 @@ func (a *api) fromReadModel(serve http.HandlerFunc, params ...string) http.Handl
 		case perr != nil:
 			a.fail(w, http.StatusBadRequest, "bad_request", perr.Error())
 		case pos < minPos:
+			a.log.Info("query api: read model did not reach minPosition in time", "minPosition", minPos, "checkpoint", pos, "timeout", timeout)
 			a.failWith(w, http.StatusGatewayTimeout, errorBody{Error: "timeout", Checkpoint: &pos,
 				Message: fmt.Sprintf("the read model has not reached position %d within %v (it is at %d); retry later", minPos, timeout, pos)})
 		default:
@@ -168,17 +170,32 @@ func (a *api) fromReadModel(serve http.HandlerFunc, params ...string) http.Handl
 	}
 }
 
-// waitParams checks the query's parameter names and parses minPosition
-// and timeout (a Go duration, at most the configured wait timeout).
-func (a *api) waitParams(r *http.Request, allowed []string) (minPos uint64, timeout time.Duration, err error) {
-	q := r.URL.Query()
+// query parses r's query string, admitting each allowed parameter once.
+func query(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("malformed query string: %v", err)
+	}
 	for name, vals := range q {
-		if !slices.Contains(allowed, name) {
-			return 0, 0, fmt.Errorf("unknown query parameter %q (allowed: %s)", name, strings.Join(allowed, ", "))
+		switch {
+		case len(allowed) == 0:
+			return nil, errors.New("this route takes no query parameters")
+		case !slices.Contains(allowed, name):
+			return nil, fmt.Errorf("unknown query parameter %q (allowed: %s)", name, strings.Join(allowed, ", "))
 		}
 		if len(vals) > 1 {
-			return 0, 0, fmt.Errorf("query parameter %q is repeated", name)
+			return nil, fmt.Errorf("query parameter %q is repeated", name)
 		}
+	}
+	return q, nil
+}
+
+// waitParams checks the query and parses minPosition and timeout (a Go
+// duration, at most the configured wait timeout).
+func (a *api) waitParams(r *http.Request, allowed []string) (minPos uint64, timeout time.Duration, err error) {
+	q, err := query(r, allowed...)
+	if err != nil {
+		return 0, 0, err
 	}
 	if v := q.Get("minPosition"); q.Has("minPosition") {
 		if minPos, err = strconv.ParseUint(v, 10, 64); err != nil {
@@ -263,12 +280,11 @@ type historyBody struct {
 // historyOf answers from the event store: the whole history, or with
 // asOf (an RFC 3339 time or a revision number) the state at that point.
 func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
-	urn, q := r.PathValue("urn"), r.URL.Query()
-	for name, vals := range q {
-		if name != "asOf" || len(vals) > 1 {
-			a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("unexpected or repeated query parameter %q (allowed: asOf)", name))
-			return
-		}
+	urn := r.PathValue("urn")
+	q, err := query(r, "asOf")
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
 	}
 	if !q.Has("asOf") {
 		entries, err := projections.HistoryOf(r.Context(), a.history, urn)
@@ -309,8 +325,8 @@ type effectsBody struct {
 }
 
 func (a *api) parkedEffects(w http.ResponseWriter, r *http.Request) {
-	if len(r.URL.Query()) > 0 {
-		a.fail(w, http.StatusBadRequest, "bad_request", "this route takes no query parameters")
+	if _, err := query(r); err != nil {
+		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	effects, err := a.parked.Parked(r.Context())

@@ -448,6 +448,10 @@ func TestBadParams(t *testing.T) {
 		"/prescriptions/urn:rx:1/history?asOf=0&asOf=1",
 		"/prescriptions/urn:rx:1/history?at=0",
 		"/effects/parked?all=1",
+		"/effects/parked?%zz",
+		"/prescriptions?status=%zz",
+		"/prescriptions?status=requested;limit=5",
+		"/prescriptions/urn:rx:1/history?asOf=%zz",
 	} {
 		_, r := c.expectError(path, http.StatusBadRequest, "bad_request")
 		if u, _ := url.Parse(path); u.Path == "/prescriptions" && positionHeader(t, r) != f.pos {
