@@ -1,0 +1,395 @@
+// Package readmodel is the query side's store: one row per prescription,
+// folded from the prescription events with domain.Evolve, in SQLite
+// (modernc.org/sqlite). It implements projections.ReadModel.
+//
+// The SQL is kept portable (plain TEXT/BIGINT columns, ON CONFLICT upserts)
+// so a PostgreSQL store can follow; sqlite-specific bits are marked
+// "sqlite:". Placeholders are "?" and would become $n there.
+package readmodel
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"rxflow/domain"
+	"rxflow/events"
+	"rxflow/projections"
+)
+
+// Projector is this store's name in the checkpoint table.
+const Projector = "readmodel"
+
+// List limits.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+var (
+	// ErrInvalidFilter is returned by List for a limit outside 0..MaxLimit,
+	// a malformed cursor or an unknown status.
+	ErrInvalidFilter = errors.New("readmodel: invalid filter")
+	// ErrNotEmpty is returned by BulkLoad into a store that has rows or a
+	// checkpoint.
+	ErrNotEmpty = errors.New("readmodel: store is not empty")
+	// ErrClosed is returned by WaitFor once the store is closed.
+	ErrClosed = errors.New("readmodel: store closed")
+)
+
+// pollInterval is how often WaitFor re-reads the checkpoint from the
+// database, to see writes by another process; writes through this Store
+// wake it at once.
+var pollInterval = 200 * time.Millisecond
+
+// Store is the read model in one SQLite database. It is safe for
+// concurrent use; writes are serialized.
+type Store struct {
+	db   *sql.DB
+	path string // "" in memory
+
+	getRow, upsert, getCheckpoint, setCheckpoint *sql.Stmt
+
+	writeMu sync.Mutex // one writer at a time: SQLite has a single write lock anyway
+
+	mu     sync.Mutex
+	pos    uint64        // highest checkpoint known in this process
+	moved  chan struct{} // closed and replaced when pos advances
+	closed chan struct{}
+}
+
+var _ projections.ReadModel = (*Store)(nil)
+
+// Open opens (creating if needed) the read model at path; "" or ":memory:"
+// is a private in-memory database. A file database runs in WAL mode with
+// synchronous=FULL, so an applied event and its checkpoint survive a crash.
+func Open(path string) (*Store, error) {
+	inMemory := path == "" || path == ":memory:"
+	// sqlite: WAL lets readers run beside the writer; synchronous=FULL syncs
+	// the WAL at every commit; busy_timeout waits out another process's
+	// write lock; _txlock=immediate takes the write lock at BEGIN, so a
+	// read-then-write transaction cannot fail midway on a lock upgrade.
+	dsn := path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	if inMemory {
+		path, dsn = "", ":memory:"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: open %q: %w", path, err)
+	}
+	if inMemory {
+		// sqlite: every connection to :memory: is a database of its own.
+		db.SetMaxOpenConns(1)
+	}
+	s := &Store{db: db, path: path, moved: make(chan struct{}), closed: make(chan struct{})}
+	if err := s.init(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("readmodel: open %q: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	if err := migrate(ctx, s.db); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.getRow, "SELECT " + columns + " FROM prescriptions WHERE urn = ?"},
+		{&s.upsert, upsertSQL},
+		{&s.getCheckpoint, "SELECT position FROM checkpoint WHERE projector = ?"},
+		// Only ever forward.
+		{&s.setCheckpoint, `INSERT INTO checkpoint (projector, position) VALUES (?, ?)
+			ON CONFLICT (projector) DO UPDATE SET position = excluded.position
+			WHERE excluded.position > checkpoint.position`},
+	} {
+		stmt, err := s.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return err
+		}
+		*p.stmt = stmt
+	}
+	pos, err := s.Checkpoint(ctx)
+	s.pos = pos
+	return err
+}
+
+// Path is the database file; "" for an in-memory store.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database and wakes WaitFor callers with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+	s.mu.Unlock()
+	return s.db.Close() // also closes the prepared statements
+}
+
+// Apply folds rec into its prescription's row and moves the checkpoint to
+// rec.Position in one transaction. An event at or before the checkpoint is
+// ignored, so a redelivery is applied exactly once. The row is keyed by
+// rec.URN (the stream's prescription), which must be set, as must
+// rec.Event; a Position of 0 is never applied.
+func (s *Store) Apply(ctx context.Context, rec events.Recorded) error {
+	if rec.URN == "" || rec.Event == nil {
+		return fmt.Errorf("readmodel: event at position %d lacks a URN or a decoded event", rec.Position)
+	}
+	if rec.Position > math.MaxInt64 || rec.Revision > math.MaxInt64 {
+		return fmt.Errorf("readmodel: event at position %d: position or revision out of range", rec.Position)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	applied := false
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		cp, err := checkpointIn(ctx, tx.StmtContext(ctx, s.getCheckpoint))
+		if err != nil || rec.Position <= cp {
+			return err
+		}
+		row, err := scanRow(tx.StmtContext(ctx, s.getRow).QueryRowContext(ctx, rec.URN))
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		row.Prescription = domain.Evolve(row.Prescription, rec.Event)
+		row.URN = rec.URN
+		row.LastRevision, row.LastPosition, row.UpdatedAt = rec.Revision, rec.Position, rec.Event.OccurredAt()
+		args, err := appendRowArgs(nil, &row)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.upsert).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.setCheckpoint).ExecContext(ctx, Projector, int64(rec.Position)); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("readmodel: apply %s at position %d: %w", rec.URN, rec.Position, err)
+	}
+	if applied {
+		s.advance(rec.Position)
+	}
+	return nil
+}
+
+// SaveCheckpoint moves the checkpoint to position if that is further.
+func (s *Store) SaveCheckpoint(ctx context.Context, position uint64) error {
+	if position > math.MaxInt64 {
+		return fmt.Errorf("readmodel: checkpoint %d out of range", position)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if _, err := s.setCheckpoint.ExecContext(ctx, Projector, int64(position)); err != nil {
+		return fmt.Errorf("readmodel: save checkpoint: %w", err)
+	}
+	s.advance(position)
+	return nil
+}
+
+// Checkpoint is the $all position of the last event applied; 0 if none.
+func (s *Store) Checkpoint(ctx context.Context) (uint64, error) {
+	pos, err := checkpointIn(ctx, s.getCheckpoint)
+	if err != nil {
+		return 0, fmt.Errorf("readmodel: checkpoint: %w", err)
+	}
+	return pos, nil
+}
+
+func checkpointIn(ctx context.Context, stmt *sql.Stmt) (uint64, error) {
+	var pos int64
+	err := stmt.QueryRowContext(ctx, Projector).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(pos), err
+}
+
+// WaitFor blocks until the checkpoint reaches position or ctx ends (then it
+// returns ctx's error). Apply and SaveCheckpoint on this Store wake it at
+// once; writes by another process are seen within pollInterval.
+func (s *Store) WaitFor(ctx context.Context, position uint64) error {
+	var poll <-chan time.Time
+	for {
+		s.mu.Lock()
+		pos, moved := s.pos, s.moved
+		s.mu.Unlock()
+		if pos >= position {
+			return nil
+		}
+		if poll == nil {
+			t := time.NewTicker(pollInterval)
+			defer t.Stop()
+			poll = t.C
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closed:
+			return ErrClosed
+		case <-poll:
+			cp, err := s.Checkpoint(ctx)
+			if err != nil {
+				select {
+				case <-s.closed:
+					return ErrClosed
+				default:
+					return err
+				}
+			}
+			s.advance(cp)
+		}
+	}
+}
+
+// advance records a checkpoint reached and wakes the waiters.
+func (s *Store) advance(pos uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pos > s.pos {
+		s.pos = pos
+		close(s.moved)
+		s.moved = make(chan struct{})
+	}
+}
+
+// Get returns urn's row, or an error matching projections.ErrNotFound.
+func (s *Store) Get(ctx context.Context, urn string) (projections.Row, error) {
+	row, err := scanRow(s.getRow.QueryRowContext(ctx, urn))
+	if errors.Is(err, sql.ErrNoRows) {
+		return projections.Row{}, fmt.Errorf("readmodel: prescription %q: %w", urn, projections.ErrNotFound)
+	}
+	if err != nil {
+		return projections.Row{}, fmt.Errorf("readmodel: get %q: %w", urn, err)
+	}
+	return row, nil
+}
+
+// List returns the rows matching f, ordered by urn, one page at a time.
+// The cursor is the base64url form of the last urn of the previous page.
+func (s *Store) List(ctx context.Context, f projections.Filter) (projections.Page, error) {
+	limit, after, err := checkFilter(f)
+	if err != nil {
+		return projections.Page{}, err
+	}
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, val string }{
+		{"status", string(f.Status)}, {"patient_id", f.PatientID}, {"pharmacy_id", f.PharmacyID},
+	} {
+		if c.val != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.val)
+		}
+	}
+	if f.Cursor != "" {
+		where = append(where, "urn > ?")
+		args = append(args, after)
+	}
+	q := "SELECT " + columns + " FROM prescriptions"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	// sqlite: TEXT compares bytewise; PostgreSQL needs COLLATE "C" on urn
+	// for the same order.
+	q += " ORDER BY urn LIMIT ?"
+	args = append(args, limit+1) // one more tells whether a next page exists
+
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return projections.Page{}, fmt.Errorf("readmodel: list: %w", err)
+	}
+	defer rows.Close()
+	var page projections.Page
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return projections.Page{}, fmt.Errorf("readmodel: list: %w", err)
+		}
+		page.Rows = append(page.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return projections.Page{}, fmt.Errorf("readmodel: list: %w", err)
+	}
+	if len(page.Rows) > limit {
+		page.Rows = page.Rows[:limit]
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page.Rows[limit-1].URN))
+	}
+	return page, nil
+}
+
+// checkFilter returns the page size and the urn to list after.
+func checkFilter(f projections.Filter) (limit int, after string, err error) {
+	if f.Status != domain.StatusNone && !slices.Contains(domain.Statuses, f.Status) {
+		return 0, "", fmt.Errorf("%w: unknown status %q", ErrInvalidFilter, f.Status)
+	}
+	if f.Limit < 0 || f.Limit > MaxLimit {
+		return 0, "", fmt.Errorf("%w: limit %d outside 0..%d", ErrInvalidFilter, f.Limit, MaxLimit)
+	}
+	limit = f.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	urn, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+	if err != nil || (f.Cursor != "" && len(urn) == 0) {
+		return 0, "", fmt.Errorf("%w: malformed cursor", ErrInvalidFilter)
+	}
+	return limit, string(urn), nil
+}
+
+// Stats counts prescriptions by status; every domain status is present.
+func (s *Store) Stats(ctx context.Context) (map[domain.Status]int, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT status, COUNT(*) FROM prescriptions GROUP BY status")
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: stats: %w", err)
+	}
+	defer rows.Close()
+	stats := make(map[domain.Status]int, len(domain.Statuses))
+	for _, st := range domain.Statuses {
+		stats[st] = 0
+	}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("readmodel: stats: %w", err)
+		}
+		stats[domain.Status(st)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("readmodel: stats: %w", err)
+	}
+	return stats, nil
+}
+
+// write runs fn in a transaction, committing if it returns nil.
+// sqlite: file stores begin with BEGIN IMMEDIATE (_txlock), taking the
+// write lock up front.
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
