@@ -135,12 +135,12 @@ func dropIndexes(ctx context.Context, tx *sql.Tx) ([]string, error) {
 }
 
 // Swap atomically replaces the read model at livePath (if any) with the
-// one at rebuiltPath, which it consumes. No Store may have either open:
-// Swap fails rather than swap under an open database it can detect. Each
-// database's WAL is first folded into its main file and the database left
-// in rollback-journal mode, so no -wal or -shm side file outlives it (a
-// stale -wal next to the new file would corrupt it); the next Open turns
-// WAL back on.
+// one at rebuiltPath, which it consumes. Both must be closed: if another
+// connection still holds either, Swap fails and changes nothing live.
+// Each database's WAL is first folded into its main file and the database
+// left in rollback-journal mode, so no -wal or -shm side file outlives it
+// (a stale -wal next to the new file would corrupt it); the next Open
+// turns WAL back on.
 func Swap(livePath, rebuiltPath string) error {
 	if err := settle(rebuiltPath, true); err != nil {
 		return fmt.Errorf("readmodel: swap: rebuilt %q: %w", rebuiltPath, err)
@@ -148,10 +148,14 @@ func Swap(livePath, rebuiltPath string) error {
 	if err := settle(livePath, false); err != nil {
 		return fmt.Errorf("readmodel: swap: live %q: %w", livePath, err)
 	}
+	// The rebuilt file must be on disk before the rename makes it live.
+	if err := syncPath(rebuiltPath); err != nil {
+		return fmt.Errorf("readmodel: swap: %w", err)
+	}
 	if err := os.Rename(rebuiltPath, livePath); err != nil {
 		return fmt.Errorf("readmodel: swap: %w", err)
 	}
-	if err := syncDir(filepath.Dir(livePath)); err != nil {
+	if err := syncPath(filepath.Dir(livePath)); err != nil {
 		return fmt.Errorf("readmodel: swap: %w", err)
 	}
 	return nil
@@ -204,12 +208,12 @@ func settle(path string, mustExist bool) error {
 	return nil
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncPath flushes a file, or a directory's entries, to disk.
+func syncPath(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer f.Close()
+	return f.Sync()
 }
