@@ -16,6 +16,13 @@ type OutboundTopics struct {
 	StatusChanged string // default "prescription.status-changed"
 }
 
+// CloudEvents types of the outbound messages: stable, whatever the topic names.
+const (
+	TypeDispensed     = "prescription.dispensed"
+	TypeFailed        = "prescription.failed"
+	TypeStatusChanged = "prescription.status-changed"
+)
+
 // Dispensed is the seed's prescription.dispensed payload.
 type Dispensed struct {
 	URN        string    `json:"urn"`
@@ -83,31 +90,31 @@ func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) err
 		return err
 	}
 	at := rec.Event.OccurredAt()
-	msgs := []Outbound{o.message(o.topics.StatusChanged, c, StatusChanged{
+	msgs := []Outbound{o.message(o.topics.StatusChanged, TypeStatusChanged, c, StatusChanged{
 		URN: rec.URN, EventID: rec.Meta.EventID, EventType: rec.Name, Event: string(rec.Event.Cause()),
 		From: c.Before.Status, To: c.After.Status, Revision: rec.Revision, Position: rec.Position,
 		CorrelationID: rec.Meta.CorrelationID, Timestamp: at,
 	})}
 	seedEvents := []struct {
-		when    Trigger
-		topic   string
-		payload any
+		when        Trigger
+		topic, kind string
+		payload     any
 	}{
-		{Trigger{From: domain.StatusProcessing, To: domain.StatusDispensed}, o.topics.Dispensed,
+		{Trigger{From: domain.StatusProcessing, To: domain.StatusDispensed}, o.topics.Dispensed, TypeDispensed,
 			Dispensed{URN: rec.URN, PatientID: c.After.PatientID, PharmacyID: c.After.PharmacyID, Timestamp: at}},
-		{Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, o.topics.Failed,
+		{Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, o.topics.Failed, TypeFailed,
 			Failed{URN: rec.URN, Reason: c.After.FailureReason, Timestamp: at}},
 	}
 	for _, e := range seedEvents {
 		if e.when.matches(c) {
-			msgs = append(msgs, o.message(e.topic, c, e.payload))
+			msgs = append(msgs, o.message(e.topic, e.kind, c, e.payload))
 		}
 	}
 	return o.publisher.Publish(ctx, msgs...)
 }
 
-func (o *OutboundProjector) message(topic string, c Change, payload any) Outbound {
+func (o *OutboundProjector) message(topic, kind string, c Change, payload any) Outbound {
 	body, _ := json.Marshal(payload) // plain structs of strings, numbers and times
-	return Outbound{Topic: topic, Key: c.Event.URN, ID: c.Event.Meta.EventID, Type: topic, Time: c.Event.Event.OccurredAt(), Payload: body,
+	return Outbound{Topic: topic, Key: c.Event.URN, ID: c.Event.Meta.EventID, Type: kind, Time: c.Event.Event.OccurredAt(), Payload: body,
 		Headers: map[string]string{"correlation-id": c.Event.Meta.CorrelationID}}
 }
