@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -179,14 +180,17 @@ func clientLogger(log *slog.Logger) esdb.LoggingFunc {
 				args = inner
 			}
 		}
+		msg := fmt.Sprintf(format, args...)
 		l := slog.LevelDebug
-		switch level {
-		case esdb.LogWarn:
+		switch {
+		case strings.Contains(msg, context.Canceled.Error()):
+			// our own shutdown or a finished call: not a problem
+		case level == esdb.LogWarn:
 			l = slog.LevelWarn
-		case esdb.LogError:
+		case level == esdb.LogError:
 			l = slog.LevelError
 		}
-		log.Log(context.Background(), l, "esdb client: "+fmt.Sprintf(format, args...))
+		log.Log(context.Background(), l, "esdb client: "+msg)
 	}
 }
 

@@ -181,3 +181,17 @@ func TestProjectorRestartAndRebuild(t *testing.T) {
 		}
 	}
 }
+
+// The demo plays every scenario and each ends as the workflow says.
+func TestDemo(t *testing.T) {
+	s := startStack(t, nil)
+	var out strings.Builder
+	if err := s.Demo(context.Background(), &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, want := range []string{"status completed", "status rejected", "status failed", "prescription.dispense refused", "status approved"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

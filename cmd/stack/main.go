@@ -1,0 +1,79 @@
+// Command stack runs the whole system locally in the foreground, on embedded
+// defaults: the embedded Kafka broker (127.0.0.1:9092) and EventStoreDB
+// server (127.0.0.1:2113), persisted under ./data, the partner simulators
+// (127.0.0.1:8090), the processor and the projector with its query API
+// (127.0.0.1:8080).
+//
+//	go run ./cmd/stack          run until Ctrl-C
+//	go run ./cmd/stack -demo    also play the seed's scenarios and print their timelines
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"rxflow/infra/config"
+	"rxflow/infra/stack"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "stack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	f := config.NewFlags("stack")
+	dataDir := f.String("data", "RXFLOW_DATA_DIR", "data", "directory of every persisted part")
+	token := f.String("token", "QUERY_API_TOKEN", "dev-token", "bearer token of the query API")
+	demo := f.Bool("demo", false, "play the seed's scenarios through Kafka and print their timelines")
+	demoOnly := f.Bool("demo-only", false, "play the demo, then stop (exit status 1 if a scenario went wrong)")
+	logLevel := f.String("log-level", "LOG_LEVEL", "warn", "debug, info, warn or error")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	log, err := config.Logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log})
+	if err != nil {
+		return err
+	}
+	printBanner(s, *token)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *demo || *demoOnly {
+		if err := s.Demo(ctx, os.Stdout); err != nil {
+			return errors.Join(err, s.Close())
+		}
+	}
+	if !*demoOnly {
+		fmt.Println("\nRunning. Ctrl-C to stop.")
+		<-ctx.Done()
+	}
+	return s.Close()
+}
+
+func printBanner(s *stack.Stack, token string) {
+	brokers := strings.Join(s.Brokers, ",")
+	fmt.Printf(`rxflow local stack
+  Kafka (embedded)         %s
+  EventStoreDB (embedded)  %s
+  query API                http://%s   (Authorization: Bearer %s)
+  processor ops            http://%s/metrics
+  partner simulators       %s   (stand-ins for the real partners)
+
+Send a command (seed format, key = urn):
+  echo 'urn:rx:1|{"urn":"urn:rx:1","event":"prescription.request","payload":{"patientId":"p1","prescriberId":"d1","medication":{"name":"Amoxicillin","quantity":20}}}' \
+    | kcat -P -b %s -t %s -K '|'
+  curl -H 'Authorization: Bearer %s' http://%s/prescriptions/urn:rx:1
+`, brokers, s.ESDB.ConnectionString(), s.Projector.HTTPAddr(), token, s.Processor.HTTPAddr(), strings.TrimSuffix(s.Sim.URL("insurance"), "/insurance"),
+		brokers, s.Topics.Commands, token, s.Projector.HTTPAddr())
+}
