@@ -1,0 +1,45 @@
+package domain
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Markdown renders the workflow table as the documentation page
+// docs/workflow.md: a Mermaid state diagram and the table with its guards.
+// The page is generated from the table, never written by hand.
+func (w Workflow) Markdown() string {
+	var b strings.Builder
+	b.WriteString("# Prescription workflow\n\n")
+	b.WriteString("Generated from `domain.Prescriptions` by `go test ./domain -update`; do not edit.\n\n")
+	b.WriteString("```mermaid\nstateDiagram-v2\n")
+	for _, t := range w.Transitions {
+		from := "[*]"
+		if t.From != StatusNone {
+			from = string(t.From)
+		}
+		fmt.Fprintf(&b, "    %s --> %s: %s\n", from, t.To, t.On)
+	}
+	for _, f := range w.Final {
+		fmt.Fprintf(&b, "    %s --> [*]\n", f)
+	}
+	b.WriteString("```\n\n| event | from | to | guards |\n|---|---|---|---|\n")
+	for _, t := range w.Transitions {
+		var guards []string
+		for _, g := range t.Guards {
+			guards = append(guards, "`"+g.Name+"`")
+		}
+		from := string(t.From)
+		if t.From == StatusNone {
+			from = "(new)"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", t.On, from, t.To, strings.Join(guards, ", "))
+	}
+	var final []string
+	for _, f := range w.Final {
+		final = append(final, string(f))
+	}
+	fmt.Fprintf(&b, "\nFinal states: %s; they have no exits. Failed state: %s.\n", strings.Join(final, ", "), w.FailedState)
+	b.WriteString("Any other (state, event) pair is refused with a reason code; see `domain/rejection.go`.\n")
+	return b.String()
+}
