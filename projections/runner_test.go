@@ -1,0 +1,155 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"rxflow/commands"
+	"rxflow/events"
+	"rxflow/infra/esdbserver"
+	"rxflow/infra/eventstore"
+	"rxflow/projections"
+)
+
+// recorder is a projector that remembers what it handled, in memory.
+type recorder struct {
+	mu         sync.Mutex
+	handled    []uint64
+	checkpoint uint64
+}
+
+func (r *recorder) Name() string { return "recorder" }
+func (r *recorder) Checkpoint(context.Context) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.checkpoint, nil
+}
+func (r *recorder) Handle(_ context.Context, rec events.Recorded) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handled = append(r.handled, rec.Position)
+	return nil
+}
+func (r *recorder) SaveCheckpoint(_ context.Context, pos uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checkpoint = pos
+	return nil
+}
+func (r *recorder) positions() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.handled...)
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func request(t *testing.T, h *commands.Handler, urn string) uint64 {
+	t.Helper()
+	env, err := commands.Decode(commands.Raw{Value: []byte(fmt.Sprintf(
+		`{"urn":%q,"event":"prescription.request","commandId":%q,"payload":{"patientId":"p","prescriberId":"d","medication":{"name":"m","quantity":1}}}`, urn, urn))}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Handle(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Position
+}
+
+// The runner survives the store going away: it resubscribes from its
+// checkpoint and handles every event once, in order, with no gap.
+func TestRunnerResubscribesWithoutSkipping(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr()
+	store, err := eventstore.Open(eventstore.Config{ConnectionString: srv.ConnectionString(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	h := commands.NewHandler(store, commands.HandlerConfig{})
+
+	var want []uint64
+	for i := range 20 {
+		want = append(want, request(t, h, fmt.Sprintf("urn:rx:run-%d", i)))
+	}
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	runner := projections.NewRunner(store, rec, projections.RunnerConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Logger: quiet()})
+	go func() { done <- runner.Run(ctx) }()
+	waitFor(t, func() bool { return len(rec.positions()) == len(want) })
+	if err := runner.Run(ctx); err == nil {
+		t.Fatal("a second Run of the same runner must be refused")
+	}
+
+	if err := srv.Close(); err != nil { // drops the subscription
+		t.Fatal(err)
+	}
+	if srv, err = esdbserver.Start(esdbserver.Config{Addr: addr, DataDir: dir, Logger: quiet()}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for i := 20; i < 40; i++ {
+		want = append(want, request(t, h, fmt.Sprintf("urn:rx:run-%d", i)))
+	}
+	waitFor(t, func() bool { return len(rec.positions()) >= len(want) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := rec.positions()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("handled %v\nwant    %v", got, want)
+	}
+	if cp, _ := rec.Checkpoint(context.Background()); cp != want[len(want)-1] {
+		t.Fatalf("checkpoint %d, want %d", cp, want[len(want)-1])
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLagTracker(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	lt := projections.NewLagTracker(map[string]uint64{"a": 0, "b": 0}, func() time.Time { return now })
+	for i, pos := range []uint64{10, 20, 30} {
+		created := now.Add(time.Duration(i-3) * time.Second)
+		if err := lt.Handle(context.Background(), events.Recorded{Position: pos, Created: created}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, age := lt.Lag("a"); n != 3 || age != 3*time.Second {
+		t.Fatalf("a: %d events, %v behind; want 3, 3s", n, age)
+	}
+	lt.Handled("a", 20)
+	if n, age := lt.Lag("a"); n != 1 || age != time.Second {
+		t.Fatalf("a after 20: %d, %v", n, age)
+	}
+	if n, _ := lt.Lag("b"); n != 3 {
+		t.Fatalf("b: %d, want 3: a's progress must not hide b's lag", n)
+	}
+	lt.Handled("b", 30)
+	lt.Handled("a", 30)
+	if n, age := lt.Lag("a"); n != 0 || age != 0 {
+		t.Fatalf("caught up: %d, %v", n, age)
+	}
+}
