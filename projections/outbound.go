@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"time"
@@ -64,9 +65,9 @@ type OutboundProjector struct {
 
 // NewOutboundProjector returns the outbound projector; its checkpoint is kept in ledger.
 func NewOutboundProjector(ledger Ledger, history History, publisher Publisher, topics OutboundTopics) *OutboundProjector {
-	topics.Dispensed = orDefault(topics.Dispensed, "prescription.dispensed")
-	topics.Failed = orDefault(topics.Failed, "prescription.failed")
-	topics.StatusChanged = orDefault(topics.StatusChanged, "prescription.status-changed")
+	topics.Dispensed = cmp.Or(topics.Dispensed, "prescription.dispensed")
+	topics.Failed = cmp.Or(topics.Failed, "prescription.failed")
+	topics.StatusChanged = cmp.Or(topics.StatusChanged, "prescription.status-changed")
 	return &OutboundProjector{ledger: ledger, history: history, publisher: publisher, topics: topics}
 }
 

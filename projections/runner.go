@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,24 +54,16 @@ type runnerStatus struct {
 
 // NewRunner returns a runner of p on feed.
 func NewRunner(feed Feed, p Projector, cfg RunnerConfig) *Runner {
-	cfg.MinBackoff = orDefault(cfg.MinBackoff, 100*time.Millisecond)
-	cfg.MaxBackoff = orDefault(cfg.MaxBackoff, 10*time.Second)
-	cfg.CheckpointEvery = orDefault(cfg.CheckpointEvery, 256)
-	cfg.CheckpointIdle = orDefault(cfg.CheckpointIdle, 200*time.Millisecond)
+	cfg.MinBackoff = cmp.Or(cfg.MinBackoff, 100*time.Millisecond)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 10*time.Second)
+	cfg.CheckpointEvery = cmp.Or(cfg.CheckpointEvery, 256)
+	cfg.CheckpointIdle = cmp.Or(cfg.CheckpointIdle, 200*time.Millisecond)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	r := &Runner{feed: feed, p: p, cfg: cfg}
 	r.status.Store(runnerStatus{})
 	return r
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // ErrAlreadyRunning is returned by Run when the projector already runs.

@@ -5,6 +5,7 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,14 +44,14 @@ func (c *Config) setDefaults() {
 	if c.Kafka.ConsumerGroup == "" {
 		c.Kafka.ConsumerGroup = "rxflow-processor"
 	}
-	c.Kafka.MaxMessageBytes = cmp(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes)
-	c.CommandTopic = cmp(c.CommandTopic, "prescription.events")
-	c.RejectionTopic = cmp(c.RejectionTopic, "prescription.rejections")
-	c.DeadLetterTopic = cmp(c.DeadLetterTopic, "prescription.events.dlq")
-	c.HTTPAddr = cmp(c.HTTPAddr, "127.0.0.1:9101")
-	c.Partitions = cmp(c.Partitions, 8)
-	c.MaxCommandBytes = cmp(c.MaxCommandBytes, commands.DefaultMaxCommandBytes)
-	c.CacheSize = cmp(c.CacheSize, 10000)
+	c.Kafka.MaxMessageBytes = cmp.Or(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes)
+	c.CommandTopic = cmp.Or(c.CommandTopic, "prescription.events")
+	c.RejectionTopic = cmp.Or(c.RejectionTopic, "prescription.rejections")
+	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, "prescription.events.dlq")
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:9101")
+	c.Partitions = cmp.Or(c.Partitions, 8)
+	c.MaxCommandBytes = cmp.Or(c.MaxCommandBytes, commands.DefaultMaxCommandBytes)
+	c.CacheSize = cmp.Or(c.CacheSize, 10000)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -62,7 +63,7 @@ func (c Config) Validate() error {
 	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("processor: partitions must be positive, got %d", c.Partitions))
 	}
-	if limit := cmp(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes); c.MaxCommandBytes < 1 || c.MaxCommandBytes > limit {
+	if limit := cmp.Or(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes); c.MaxCommandBytes < 1 || c.MaxCommandBytes > limit {
 		errs = append(errs, fmt.Errorf("processor: max command bytes %d must be in [1, %d], the Kafka message limit", c.MaxCommandBytes, limit))
 	}
 	topics := map[string]bool{}
@@ -73,15 +74,6 @@ func (c Config) Validate() error {
 		topics[t] = true
 	}
 	return errors.Join(errs...)
-}
-
-// cmp returns v, or def when v is the zero value.
-func cmp[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Service is a running processor.

@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,7 @@ type RebuildResult struct {
 // is called as events are read.
 func Rebuild(ctx context.Context, cfg RebuildConfig, progress func(events int, position uint64)) (res RebuildResult, err error) {
 	start := time.Now()
-	cfg.DataDir = orDefault(cfg.DataDir, filepath.Join("data", "projector"))
+	cfg.DataDir = cmp.Or(cfg.DataDir, filepath.Join("data", "projector"))
 	held, err := ledger.Open(filepath.Join(cfg.DataDir, "ledger.db"))
 	if err != nil {
 		return res, fmt.Errorf("is the projector still running? %w", err)

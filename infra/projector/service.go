@@ -5,6 +5,7 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,13 +44,13 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	c.CommandTopic = orDefault(c.CommandTopic, "prescription.events")
-	c.Outbound.Dispensed = orDefault(c.Outbound.Dispensed, "prescription.dispensed")
-	c.Outbound.Failed = orDefault(c.Outbound.Failed, "prescription.failed")
-	c.Outbound.StatusChanged = orDefault(c.Outbound.StatusChanged, "prescription.status-changed")
-	c.Partitions = orDefault(c.Partitions, 8)
-	c.DataDir = orDefault(c.DataDir, filepath.Join("data", "projector"))
-	c.HTTPAddr = orDefault(c.HTTPAddr, "127.0.0.1:8080")
+	c.CommandTopic = cmp.Or(c.CommandTopic, "prescription.events")
+	c.Outbound.Dispensed = cmp.Or(c.Outbound.Dispensed, "prescription.dispensed")
+	c.Outbound.Failed = cmp.Or(c.Outbound.Failed, "prescription.failed")
+	c.Outbound.StatusChanged = cmp.Or(c.Outbound.StatusChanged, "prescription.status-changed")
+	c.Partitions = cmp.Or(c.Partitions, 8)
+	c.DataDir = cmp.Or(c.DataDir, filepath.Join("data", "projector"))
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -65,14 +66,6 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("projector: partitions must be positive, got %d", c.Partitions))
 	}
 	return errors.Join(errs...)
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Service is a running projector.

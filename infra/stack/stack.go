@@ -6,6 +6,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,13 +73,13 @@ func Start(cfg Config) (*Stack, error) {
 	if cfg.DataDir == "" || cfg.Token == "" {
 		return nil, errors.New("stack: DataDir and Token are required")
 	}
-	cfg.Topics.Commands = or(cfg.Topics.Commands, "prescription.events")
-	cfg.Topics.Rejections = or(cfg.Topics.Rejections, "prescription.rejections")
-	cfg.Topics.DeadLetters = or(cfg.Topics.DeadLetters, "prescription.events.dlq")
-	cfg.Topics.ConsumerGroup = or(cfg.Topics.ConsumerGroup, "rxflow-processor")
-	cfg.Topics.Outbound.Dispensed = or(cfg.Topics.Outbound.Dispensed, "prescription.dispensed")
-	cfg.Topics.Outbound.Failed = or(cfg.Topics.Outbound.Failed, "prescription.failed")
-	cfg.Topics.Outbound.StatusChanged = or(cfg.Topics.Outbound.StatusChanged, "prescription.status-changed")
+	cfg.Topics.Commands = cmp.Or(cfg.Topics.Commands, "prescription.events")
+	cfg.Topics.Rejections = cmp.Or(cfg.Topics.Rejections, "prescription.rejections")
+	cfg.Topics.DeadLetters = cmp.Or(cfg.Topics.DeadLetters, "prescription.events.dlq")
+	cfg.Topics.ConsumerGroup = cmp.Or(cfg.Topics.ConsumerGroup, "rxflow-processor")
+	cfg.Topics.Outbound.Dispensed = cmp.Or(cfg.Topics.Outbound.Dispensed, "prescription.dispensed")
+	cfg.Topics.Outbound.Failed = cmp.Or(cfg.Topics.Outbound.Failed, "prescription.failed")
+	cfg.Topics.Outbound.StatusChanged = cmp.Or(cfg.Topics.Outbound.StatusChanged, "prescription.status-changed")
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -99,27 +100,20 @@ func Start(cfg Config) (*Stack, error) {
 	return s, nil
 }
 
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
 func (s *Stack) startInfra() error {
 	var err error
 	if len(s.Brokers) == 0 {
-		s.broker, err = embedded.Start(embedded.Config{Addr: or(s.cfg.KafkaAddr, "127.0.0.1:9092"), DataDir: filepath.Join(s.cfg.DataDir, "kafka")})
+		s.broker, err = embedded.Start(embedded.Config{Addr: cmp.Or(s.cfg.KafkaAddr, "127.0.0.1:9092"), DataDir: filepath.Join(s.cfg.DataDir, "kafka")})
 		if err != nil {
 			return fmt.Errorf("embedded kafka: %w", err)
 		}
 		s.Brokers = s.broker.Addrs()
 	}
-	s.ESDB, err = esdbserver.Start(esdbserver.Config{Addr: or(s.cfg.ESDBAddr, esdbserver.DefaultAddr), DataDir: filepath.Join(s.cfg.DataDir, "esdb"), Logger: s.cfg.Logger})
+	s.ESDB, err = esdbserver.Start(esdbserver.Config{Addr: cmp.Or(s.cfg.ESDBAddr, esdbserver.DefaultAddr), DataDir: filepath.Join(s.cfg.DataDir, "esdb"), Logger: s.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("embedded eventstoredb: %w", err)
 	}
-	s.Sim, err = partnersim.Start(partnersim.Config{Addr: or(s.cfg.PartnersAddr, "127.0.0.1:8090"), Logger: s.cfg.Logger})
+	s.Sim, err = partnersim.Start(partnersim.Config{Addr: cmp.Or(s.cfg.PartnersAddr, "127.0.0.1:8090"), Logger: s.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("partner simulators: %w", err)
 	}
@@ -131,7 +125,7 @@ func (s *Stack) StartProcessor() error {
 	svc, err := processor.New(processor.Config{
 		Kafka:        kafka.Config{Brokers: s.Brokers, ConsumerGroup: s.Topics.ConsumerGroup},
 		CommandTopic: s.Topics.Commands, RejectionTopic: s.Topics.Rejections, DeadLetterTopic: s.Topics.DeadLetters,
-		EventStore: s.EventStoreConfig(), HTTPAddr: or(s.cfg.ProcessorAddr, "127.0.0.1:9101"), Logger: s.cfg.Logger,
+		EventStore: s.EventStoreConfig(), HTTPAddr: cmp.Or(s.cfg.ProcessorAddr, "127.0.0.1:9101"), Logger: s.cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -159,7 +153,7 @@ func (s *Stack) StartProjector() error {
 		EventStore: s.EventStoreConfig(), DataDir: s.ProjectorDir(),
 		Partners: partners.Endpoints{Insurance: partnerCfg(partnersim.Insurance), Pharmacy: partnerCfg(partnersim.Pharmacy),
 			Notifications: partnerCfg(partnersim.Notifications), Alerting: partnerCfg(partnersim.Alerting)},
-		HTTPAddr: or(s.cfg.APIAddr, "127.0.0.1:8080"), Token: s.cfg.Token, Logger: s.cfg.Logger,
+		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Token: s.cfg.Token, Logger: s.cfg.Logger,
 	})
 	if err != nil {
 		return err
