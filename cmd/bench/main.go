@@ -1,0 +1,221 @@
+// Command bench measures the rxflow pipeline against its raw ceiling in one
+// run, printing progress on stderr and a markdown table of results on stdout:
+//
+//  1. raw ceiling: a child process consumes a pre-produced backlog with the
+//     processor's Watermill/sarama settings and appends one event per message
+//     through the official EventStoreDB client, with no domain logic;
+//  2. processor: a child process runs the real processor.Service over a
+//     backlog of full prescription lifecycles (throughput), then over
+//     commands produced at half that rate (latency from produce to the event
+//     on a live $all subscription);
+//  3. rebuild: the audit rebuild (projector.Rebuild) of every stored event;
+//  4. flat cost: (2) again against a store seeded with -seed-events events;
+//  5. memory: the peak RSS (VmHWM) of the processor child in (2) and (4).
+//
+// By default it starts an embedded Kafka broker (kfake) and an embedded
+// EventStoreDB on disk in a temporary directory; -brokers and -esdb point it
+// at real ones instead. BENCHMARKS.md has the full invocation:
+//
+//	go build -o /tmp/rxbench ./cmd/bench && /tmp/rxbench -n 200000 -seed-events 1000000
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"rxflow/infra/config"
+	"rxflow/infra/esdbserver"
+	"rxflow/infra/kafka/embedded"
+)
+
+type options struct {
+	brokers, esdb   string
+	n               int
+	prescriptions   int
+	partitions      int
+	latencySeconds  int
+	seedEvents      int
+	seedWriters     int
+	runs            int
+	dir, cpuprofile string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == childArg {
+		os.Exit(childMain(os.Args[2:]))
+	}
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	f := config.NewFlags("bench")
+	var o options
+	brokers := f.String("brokers", "KAFKA_BROKERS", "", "Kafka bootstrap brokers; empty starts an embedded broker")
+	esdbConn := f.String("esdb", "ESDB_CONNECTION_STRING", "", "EventStoreDB connection string; empty starts an embedded server on disk")
+	n := f.Int("n", "BENCH_N", 50000, "commands per throughput run (raw and processor)")
+	prescriptions := f.Int("prescriptions", "BENCH_PRESCRIPTIONS", 2000, "prescriptions in flight at once; each runs full lifecycles")
+	partitions := f.Int("partitions", "BENCH_PARTITIONS", 8, "partitions of the command topics")
+	latencySeconds := f.Int("latency-seconds", "BENCH_LATENCY_SECONDS", 10, "how long to produce at half the peak rate")
+	seedEvents := f.Int("seed-events", "BENCH_SEED_EVENTS", 200000, "events stored before the flat-cost run")
+	seedWriters := f.Int("seed-writers", "BENCH_SEED_WRITERS", 64, "concurrent appends while seeding")
+	runs := f.Int("runs", "BENCH_RUNS", 1, "repeat each throughput run and keep the median")
+	dir := f.String("dir", "BENCH_DIR", "", "directory for the embedded stores; default a temporary one, removed at the end")
+	cpuprofile := f.String("cpuprofile", "BENCH_CPUPROFILE", "", "write CPU profiles: this file for the bench process, FILE.<role>.<run> for each child")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	o = options{brokers: *brokers, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
+		latencySeconds: *latencySeconds, seedEvents: *seedEvents, seedWriters: *seedWriters, runs: *runs, dir: *dir, cpuprofile: *cpuprofile}
+	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.runs < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 {
+		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds positive; -seed-events not negative")
+	}
+	if o.cpuprofile != "" {
+		pf, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	b := &bench{opts: o, quiet: discard()}
+	if o.dir == "" {
+		tmp, err := os.MkdirTemp("", "rxbench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		o.dir = tmp
+	}
+	b.dir = o.dir
+	b.brokers = config.List(o.brokers)
+	if len(b.brokers) == 0 {
+		broker, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", Partitions: int32(o.partitions)})
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		b.brokers = broker.Addrs()
+	}
+	// Each store is the configured one, or a fresh embedded server on disk.
+	stores := 0
+	openStore := func() (string, func(), error) {
+		if o.esdb != "" {
+			return o.esdb, func() {}, nil
+		}
+		stores++
+		srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", DataDir: filepath.Join(o.dir, fmt.Sprintf("esdb-%d", stores)), Logger: b.quiet})
+		if err != nil {
+			return "", nil, err
+		}
+		return srv.ConnectionString(), func() { _ = srv.Close() }, nil
+	}
+	r, err := b.all(ctx, openStore)
+	if err != nil {
+		return err
+	}
+	fmt.Print(r.table(o))
+	return nil
+}
+
+// results are the figures of one run.
+type results struct {
+	raw, empty, seeded consumerRun
+	lat                latencies
+	rebuildEvents      int
+	rebuildTook        time.Duration
+	seedTook           time.Duration
+}
+
+func (b *bench) all(ctx context.Context, openStore func() (string, func(), error)) (r results, err error) {
+	conn, closeStore, err := openStore()
+	if err != nil {
+		return r, err
+	}
+	defer func() { closeStore() }()
+	progress("(1) raw ceiling")
+	if r.raw, err = b.best(func() (consumerRun, error) { return b.backlog(ctx, roleRaw, conn, b.opts.n) }); err != nil {
+		return r, fmt.Errorf("raw ceiling: %w", err)
+	}
+	progress("(2) processor, empty store")
+	if r.empty, err = b.best(func() (consumerRun, error) { return b.backlog(ctx, roleProcessor, conn, b.opts.n) }); err != nil {
+		return r, fmt.Errorf("processor: %w", err)
+	}
+	progress("(2) latency at half of the peak")
+	if r.lat, err = b.latency(ctx, conn, r.empty.rate/2, time.Duration(b.opts.latencySeconds)*time.Second); err != nil {
+		return r, fmt.Errorf("latency: %w", err)
+	}
+
+	// The flat-cost run gets a store of its own, seeded first.
+	closeStore()
+	if conn, closeStore, err = openStore(); err != nil {
+		return r, err
+	}
+	progress("(4) seeding %d events", b.opts.seedEvents)
+	if r.seedTook, err = b.seed(ctx, conn, b.opts.seedEvents); err != nil {
+		return r, fmt.Errorf("seed: %w", err)
+	}
+	progress("(4) processor, %d events stored", b.opts.seedEvents)
+	if r.seeded, err = b.best(func() (consumerRun, error) { return b.backlog(ctx, roleProcessor, conn, b.opts.n) }); err != nil {
+		return r, fmt.Errorf("processor on the seeded store: %w", err)
+	}
+	progress("(3) rebuild")
+	res, err := b.rebuild(ctx, conn)
+	if err != nil {
+		return r, fmt.Errorf("rebuild: %w", err)
+	}
+	r.rebuildEvents, r.rebuildTook = res.Events, res.Took
+	return r, nil
+}
+
+func (r results) table(o options) string {
+	var sb strings.Builder
+	row := func(measure, target, measured, status string) {
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s |\n", measure, target, measured, status)
+	}
+	check := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**not met**"
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+	ratio := r.empty.rate / r.raw.rate
+	flat := (r.seeded.rate - r.empty.rate) / r.empty.rate * 100
+	rebuild := float64(r.rebuildEvents) / r.rebuildTook.Seconds()
+	rss := max(r.empty.rss, r.seeded.rss, r.lat.rss)
+
+	fmt.Fprintf(&sb, "\n%d commands per run, %d prescriptions in flight, %d partitions, %d seeded events (seeded in %s)\n\n",
+		o.n, o.prescriptions, o.partitions, o.seedEvents, r.seedTook.Round(time.Second))
+	sb.WriteString("| measure | target | measured | status |\n|---|---|---|---|\n")
+	row("(1) raw ceiling", "—", fmt.Sprintf("%.0f msgs/s", r.raw.rate), "")
+	row("(2) processor, commands end to end", "≥ 10,000/s", fmt.Sprintf("%.0f commands/s", r.empty.rate), check(r.empty.rate >= 10000))
+	row("(2) ÷ (1)", "≥ 0.90", fmt.Sprintf("%.2f", ratio), check(ratio >= 0.9))
+	row(fmt.Sprintf("latency at half of peak (%.0f/s, %d commands) p50 / p99 / max", r.lat.rate, r.lat.n), "p99 ≤ 10 ms",
+		ms(r.lat.p50)+" / "+ms(r.lat.p99)+" / "+ms(r.lat.max), check(r.lat.p99 <= 10*time.Millisecond))
+	row("processor's own handling time at half of peak, p50 / p99 (histogram bucket)", "—",
+		fmt.Sprintf("≤ %g ms / ≤ %g ms", r.lat.handlingP50*1000, r.lat.handlingP99*1000), "")
+	row(fmt.Sprintf("(3) rebuild of %d events", r.rebuildEvents), "≥ 100,000 events/s", fmt.Sprintf("%.0f events/s", rebuild), check(rebuild >= 100000))
+	row(fmt.Sprintf("(4) processor with %d events stored", o.seedEvents), "—", fmt.Sprintf("%.0f commands/s", r.seeded.rate), "")
+	row("(4) against the empty store", "within 5%", fmt.Sprintf("%+.1f%%", flat), check(flat >= -5))
+	row("processor peak RSS (2) / latency / (4)", "≤ 150 MB", mib(r.empty.rss)+" / "+mib(r.lat.rss)+" / "+mib(r.seeded.rss), check(rss <= 150e6))
+	row("raw consumer peak RSS", "—", mib(r.raw.rss), "")
+	return sb.String()
+}

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"rxflow/commands"
+	"rxflow/domain"
+	"rxflow/events"
+	"rxflow/infra/eventstore"
+	"rxflow/infra/kafka"
+	"rxflow/infra/projector"
+)
+
+// bench holds what every phase needs.
+type bench struct {
+	opts    options
+	brokers []string
+	dir     string
+	runs    int // numbers the topics, groups and prefixes of each run
+	quiet   *slog.Logger
+}
+
+// consumerRun is one child consuming a backlog.
+type consumerRun struct {
+	rate float64 // messages per second
+	rss  int64   // the child's peak RSS, bytes
+}
+
+func (b *bench) next(kind string) (topic, group, prefix string) {
+	b.runs++
+	id := fmt.Sprintf("%s-%d-%d", kind, time.Now().Unix(), b.runs)
+	return "bench." + id, "bench-" + id, id
+}
+
+func (b *bench) childArgs(conn, topic, group, role string) []string {
+	args := []string{"-brokers", strings.Join(b.brokers, ","), "-esdb", conn, "-topic", topic, "-group", group,
+		"-partitions", strconv.Itoa(b.opts.partitions)}
+	if b.opts.cpuprofile != "" {
+		args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%d", b.opts.cpuprofile, role, b.runs))
+	}
+	return args
+}
+
+// backlog pre-produces n commands to a fresh topic, then lets a child of the
+// given role consume them and measures its rate.
+func (b *bench) backlog(ctx context.Context, role, conn string, n int) (consumerRun, error) {
+	topic, group, prefix := b.next(role)
+	if err := kafka.EnsureTopics(ctx, kafka.Config{Brokers: b.brokers}, int32(b.opts.partitions), topic); err != nil {
+		return consumerRun{}, err
+	}
+	cmds := workload(prefix, n, b.opts.prescriptions)
+	progress("%s: producing %d commands over %d prescriptions to %s", role, n, b.opts.prescriptions, topic)
+	if err := produceAll(ctx, b.brokers, topic, cmds); err != nil {
+		return consumerRun{}, err
+	}
+	c, err := startChild(ctx, role, b.childArgs(conn, topic, group, role)...)
+	if err != nil {
+		return consumerRun{}, err
+	}
+	defer c.stop()
+	rate, err := c.waitHandled(ctx, n, role)
+	if err != nil {
+		return consumerRun{}, err
+	}
+	rss, err := c.peakRSS()
+	progress("%s: %.0f/s, peak RSS %.0f MiB", role, rate, float64(rss)/(1<<20))
+	return consumerRun{rate: rate, rss: rss}, err
+}
+
+// best runs f opts.runs times and keeps the median rate and the highest RSS.
+func (b *bench) best(f func() (consumerRun, error)) (consumerRun, error) {
+	var rates []float64
+	var out consumerRun
+	for range b.opts.runs {
+		r, err := f()
+		if err != nil {
+			return out, err
+		}
+		rates = append(rates, r.rate)
+		out.rss = max(out.rss, r.rss)
+	}
+	slices.Sort(rates)
+	out.rate = rates[len(rates)/2]
+	return out, nil
+}
+
+func newProducer(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(1 << 20)}, opts...)...)
+}
+
+func produceAll(ctx context.Context, brokers []string, topic string, cmds []command) error {
+	cl, err := newProducer(brokers, kgo.MaxBufferedRecords(1<<16))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var mu sync.Mutex
+	var firstErr error
+	for _, c := range cmds {
+		cl.Produce(ctx, c.record(topic), func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	return firstErr
+}
+
+// latencies measures each command from just before it is produced to when
+// its event arrives on a live $all subscription, producing at rate per
+// second for the given duration while a processor child runs.
+type latencies struct {
+	rate          float64
+	n             int
+	p50, p99, max time.Duration
+	rss           int64
+	// handling is the processor's own time from receiving a command to
+	// its durable append (bucket upper bounds of its histogram).
+	handlingP50, handlingP99 float64
+}
+
+func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.Duration) (latencies, error) {
+	topic, group, prefix := b.next("latency")
+	if err := kafka.EnsureTopics(ctx, kafka.Config{Brokers: b.brokers}, int32(b.opts.partitions), topic); err != nil {
+		return latencies{}, err
+	}
+	c, err := startChild(ctx, roleProcessor, b.childArgs(conn, topic, group, "latency")...)
+	if err != nil {
+		return latencies{}, err
+	}
+	defer c.stop()
+	// Warm up until the child has joined its group and handles commands.
+	warm := workload(prefix+"-warm", 200, 50)
+	if err := produceAll(ctx, b.brokers, topic, warm); err != nil {
+		return latencies{}, err
+	}
+	if _, err := c.waitHandled(ctx, len(warm), "latency warm-up"); err != nil {
+		return latencies{}, err
+	}
+
+	before, err := c.handlingBuckets(ctx)
+	if err != nil {
+		return latencies{}, err
+	}
+	n := max(1, int(rate*d.Seconds()))
+	cmds := workload(prefix, n, b.opts.prescriptions)
+	index := make(map[string]int, n)
+	for i, c := range cmds {
+		index[c.id] = i
+	}
+	base := time.Now()
+	sent := make([]atomic.Int64, n) // nanoseconds since base
+	got := make([]time.Duration, 0, n)
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	received, err := subscribe(subCtx, conn, func(rec events.Recorded) bool {
+		i, ok := index[rec.Meta.CommandID]
+		if !ok {
+			return false
+		}
+		got = append(got, time.Since(base)-time.Duration(sent[i].Load()))
+		return len(got) == n
+	})
+	if err != nil {
+		return latencies{}, err
+	}
+
+	cl, err := newProducer(b.brokers, kgo.ProducerLinger(0))
+	if err != nil {
+		return latencies{}, err
+	}
+	defer cl.Close()
+	progress("latency: producing %d commands at %.0f/s", n, rate)
+	var produceErr atomic.Pointer[error]
+	for i := 0; i < n; {
+		due := min(n, int(time.Since(base).Seconds()*rate)+1)
+		for ; i < due; i++ {
+			sent[i].Store(int64(time.Since(base)))
+			cl.Produce(ctx, cmds[i].record(topic), func(_ *kgo.Record, err error) {
+				if err != nil {
+					produceErr.CompareAndSwap(nil, &err)
+				}
+			})
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return latencies{}, err
+	}
+	if p := produceErr.Load(); p != nil {
+		return latencies{}, *p
+	}
+	select {
+	case err := <-received:
+		if err != nil {
+			return latencies{}, err
+		}
+	case <-time.After(time.Minute):
+		return latencies{}, fmt.Errorf("latency: %d of %d events seen within a minute", len(got), n)
+	}
+	slices.Sort(got)
+	after, err := c.handlingBuckets(ctx)
+	if err != nil {
+		return latencies{}, err
+	}
+	rss, err := c.peakRSS()
+	return latencies{rate: rate, n: n, p50: got[n/2], p99: got[n*99/100], max: got[n-1], rss: rss,
+		handlingP50: quantile(before, after, 0.5), handlingP99: quantile(before, after, 0.99)}, err
+}
+
+// subscribe follows $all from its end and passes prescription events to
+// seen until it returns true; the channel then gets nil, or the error that
+// ended the subscription. It returns once the subscription is live.
+func subscribe(ctx context.Context, conn string, seen func(events.Recorded) bool) (<-chan error, error) {
+	settings, err := esdb.ParseConnectionString(conn)
+	if err != nil {
+		return nil, err
+	}
+	settings.Logger = esdb.NoopLogging()
+	client, err := esdb.NewClient(settings)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := client.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: esdb.End{},
+		Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{events.StreamPrefix}}})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer client.Close()
+		defer sub.Close()
+		for {
+			ev := sub.Recv()
+			switch {
+			case ev.SubscriptionDropped != nil:
+				done <- cmp.Or(ev.SubscriptionDropped.Error, errors.New("subscription dropped"))
+				return
+			case ev.EventAppeared != nil:
+				rec, err := eventstore.Decode(ev.EventAppeared)
+				if err != nil {
+					done <- err
+					return
+				}
+				if seen(rec) {
+					done <- nil
+					return
+				}
+			}
+		}
+	}()
+	return done, nil
+}
+
+// seed stores total events as full prescription lifecycles, five events per
+// append, from many writers at once: real events in prescription streams,
+// decided by the domain from seed-format commands.
+func (b *bench) seed(ctx context.Context, conn string, total int) (time.Duration, error) {
+	store, err := eventstore.Open(eventstore.Config{ConnectionString: conn, Logger: b.quiet})
+	if err != nil {
+		return 0, err
+	}
+	defer store.Close()
+	_, _, prefix := b.next("seed")
+	prescriptions := (total + len(completed) - 1) / len(completed)
+	start := time.Now()
+	var next, done atomic.Int64
+	errs := make(chan error, b.opts.seedWriters)
+	for range b.opts.seedWriters {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= prescriptions || ctx.Err() != nil {
+					errs <- ctx.Err()
+					return
+				}
+				urn, pending, err := seedStream(prefix, i)
+				if err == nil {
+					_, err = store.Append(ctx, urn, commands.NoStream, pending)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				done.Add(int64(len(pending)))
+			}
+		}()
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var firstErr error
+	for range b.opts.seedWriters {
+	wait:
+		for {
+			select {
+			case err := <-errs:
+				firstErr = cmp.Or(firstErr, err)
+				break wait
+			case <-tick.C:
+				n := done.Load()
+				progress("seed: %d/%d events (%.0f/s)", n, total, float64(n)/time.Since(start).Seconds())
+			}
+		}
+	}
+	return time.Since(start), firstErr
+}
+
+// seedStream returns the events of one completed prescription.
+func seedStream(prefix string, i int) (string, []events.Pending, error) {
+	urn := fmt.Sprintf("urn:rx:%s-%d", prefix, i)
+	var p domain.Prescription
+	now := time.Now().UTC()
+	pending := make([]events.Pending, 0, len(completed))
+	for j, st := range completed {
+		id := fmt.Sprintf("%s/%d", urn, j+1)
+		env, err := commands.Decode(commands.Raw{Key: []byte(urn),
+			Value: fmt.Appendf(nil, `{"urn":%q,"event":%q,"commandId":%q,"payload":%s}`, urn, st.typ, id, st.payload)}, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		evs, err := domain.Decide(p, env.Command, now)
+		if err != nil {
+			return "", nil, err
+		}
+		for k, e := range evs {
+			pe, err := events.New(e, events.Metadata{EventID: events.EventID(id, k).String(), CommandID: id, CommandHash: env.Hash,
+				CorrelationID: id, CausationID: id, OccurredAt: now})
+			if err != nil {
+				return "", nil, err
+			}
+			pending = append(pending, pe)
+			p = domain.Evolve(p, e)
+		}
+	}
+	return urn, pending, nil
+}
+
+// rebuild replays every stored prescription event into a fresh read model.
+func (b *bench) rebuild(ctx context.Context, conn string) (projector.RebuildResult, error) {
+	b.runs++
+	dir := filepath.Join(b.dir, fmt.Sprintf("projector-%d", b.runs))
+	return projector.Rebuild(ctx, projector.RebuildConfig{EventStore: eventstore.Config{ConnectionString: conn, Logger: b.quiet}, DataDir: dir},
+		func(n int, _ uint64) {
+			if n%100000 == 0 {
+				progress("rebuild: %d events read", n)
+			}
+		})
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

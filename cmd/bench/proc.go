@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// child is a running consumer process.
+type child struct {
+	cmd    *exec.Cmd
+	addr   string // its /metrics endpoint is http://addr/metrics
+	metric string // the counter of handled messages
+	http   *http.Client
+}
+
+// startChild re-executes this binary as a consumer and waits until it consumes.
+func startChild(ctx context.Context, role string, args ...string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, append([]string{childArg, "-role", role}, args...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, metric: metricProcessed, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}}
+	if role == roleRaw {
+		c.metric = metricRaw
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if addr, ok := strings.CutPrefix(sc.Text(), "ready "); ok {
+				ready <- addr
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case addr, ok := <-ready:
+		if !ok {
+			_ = cmd.Wait()
+			return nil, fmt.Errorf("%s child exited before it was ready", role)
+		}
+		c.addr = addr
+		return c, nil
+	case <-time.After(time.Minute):
+	case <-ctx.Done():
+	}
+	c.stop()
+	return nil, fmt.Errorf("%s child not ready", role)
+}
+
+// handled sums the child's counter of handled messages.
+func (c *child) handled(ctx context.Context) (int, error) {
+	samples, err := c.scrape(ctx, c.metric)
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, v := range samples {
+		total += v
+	}
+	return int(total), nil
+}
+
+// scrape returns the samples of one metric, by their labels ("" for none).
+func (c *child) scrape(ctx context.Context, metric string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, metric)
+		if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
+			continue
+		}
+		sp := strings.LastIndexByte(rest, ' ')
+		v, err := strconv.ParseFloat(rest[sp+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		out[strings.TrimSpace(rest[:sp])] = v
+	}
+	return out, nil
+}
+
+// handlingBuckets returns the cumulative buckets of the processor's
+// handling-time histogram for appended commands, by upper bound.
+func (c *child) handlingBuckets(ctx context.Context) (map[float64]float64, error) {
+	samples, err := c.scrape(ctx, "rxflow_command_handling_seconds_bucket")
+	if err != nil {
+		return nil, err
+	}
+	out := map[float64]float64{}
+	for labels, v := range samples {
+		if !strings.Contains(labels, `outcome="appended"`) {
+			continue
+		}
+		_, le, _ := strings.Cut(labels, `le="`)
+		le, _, _ = strings.Cut(le, `"`)
+		bound, err := strconv.ParseFloat(le, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %q: %w", labels, err)
+		}
+		out[bound] = v
+	}
+	return out, nil
+}
+
+// quantile is the upper bound of the bucket holding quantile q of the
+// observations between two snapshots of cumulative buckets.
+func quantile(before, after map[float64]float64, q float64) float64 {
+	bounds := slices.Sorted(maps.Keys(after))
+	total := after[bounds[len(bounds)-1]] - before[bounds[len(bounds)-1]]
+	for _, b := range bounds {
+		if after[b]-before[b] >= q*total {
+			return b
+		}
+	}
+	return bounds[len(bounds)-1]
+}
+
+// waitHandled polls until the child has handled n messages and returns the
+// rate between the first poll that saw progress and the one that saw n, so
+// that start-up and the group join are left out.
+func (c *child) waitHandled(ctx context.Context, n int, label string) (float64, error) {
+	const poll = 20 * time.Millisecond
+	var first time.Time
+	firstCount, last := 0, time.Now()
+	for {
+		got, err := c.handled(ctx)
+		if err != nil {
+			return 0, err
+		}
+		now := time.Now()
+		if got > 0 && first.IsZero() {
+			first, firstCount = now, got
+		}
+		if got >= n {
+			if got == firstCount {
+				return 0, fmt.Errorf("%s: everything was handled before the first poll; use a larger -n", label)
+			}
+			return float64(got-firstCount) / now.Sub(first).Seconds(), nil
+		}
+		if now.Sub(last) >= time.Second {
+			progress("%s: %d/%d", label, got, n)
+			last = now
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// peakRSS is the child's peak resident set (VmHWM), in bytes.
+func (c *child) peakRSS() (int64, error) {
+	return peakRSS(c.cmd.Process.Pid)
+}
+
+func peakRSS(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+// stop sends SIGTERM and waits for the child to finish.
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		_ = c.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
