@@ -31,8 +31,9 @@ ENV PROCESSOR_HTTP_ADDR=0.0.0.0:9101 \
     PARTNERSIM_ADDR=0.0.0.0:8090 \
     PROJECTOR_DATA_DIR=/data/projector
 
-# The projector's read model and side-effect ledger.
-VOLUME ["/data/projector"]
+# /data/projector holds the projector's read model and side-effect ledger:
+# mount a persistent volume there (compose: volume projector-data). No VOLUME
+# instruction, so that the processor and partnersim get no anonymous volumes.
 WORKDIR /data
 USER rxflow:rxflow
 EXPOSE 8080 8090 9101
