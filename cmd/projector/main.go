@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string) error {
 	pharmacy := f.String("pharmacy-url", "PHARMACY_URL", "http://127.0.0.1:8090/pharmacy", "pharmacy base URL")
 	notifications := f.String("notifications-url", "NOTIFICATIONS_URL", "http://127.0.0.1:8090/notifications", "patient notification service base URL")
 	alerting := f.String("alerting-url", "ALERTING_URL", "http://127.0.0.1:8090/alerting", "support alerting base URL")
+	partnerToken := f.String("partner-token", "PARTNER_API_TOKEN", "", "bearer token sent to the partners (none if empty)")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := f.Parse(args); err != nil {
 		return err
@@ -59,6 +60,9 @@ func run(ctx context.Context, args []string) error {
 	log, err := config.Logger(*logLevel)
 	if err != nil {
 		return err
+	}
+	partner := func(url string) partners.Config {
+		return partners.Config{BaseURL: url, Token: *partnerToken, Logger: log}
 	}
 	svc, err := projector.New(projector.Config{
 		Kafka:        kafka.Config{Brokers: config.List(*brokers)},
@@ -68,8 +72,7 @@ func run(ctx context.Context, args []string) error {
 		EventStore:   eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		DataDir:      *dataDir,
 		Partners: partners.Endpoints{
-			Insurance: partners.Config{BaseURL: *insurance, Logger: log}, Pharmacy: partners.Config{BaseURL: *pharmacy, Logger: log},
-			Notifications: partners.Config{BaseURL: *notifications, Logger: log}, Alerting: partners.Config{BaseURL: *alerting, Logger: log},
+			Insurance: partner(*insurance), Pharmacy: partner(*pharmacy), Notifications: partner(*notifications), Alerting: partner(*alerting),
 		},
 		HTTPAddr: *httpAddr, Token: *token, Logger: log,
 	})

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"rxflow/commands"
 	"rxflow/infra/kafka"
@@ -49,7 +48,7 @@ func (o *outbox) Reject(_ context.Context, m commands.RejectionMessage) error {
 	msg.Metadata.Set(kafka.MetadataKey, m.URN)
 	msg.Metadata.Set(HeaderDedupeKey, m.CommandID)
 	msg.Metadata.Set(commands.HeaderCommandID, m.CommandID)
-	middleware.SetCorrelationID(m.CorrelationID, msg)
+	msg.Metadata.Set(commands.HeaderCorrelationID, m.CorrelationID)
 	return o.pub.Publish(o.rejectionTopic, msg)
 }
 
