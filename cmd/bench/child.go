@@ -118,6 +118,7 @@ func runRaw(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic, con
 	if err != nil {
 		return err
 	}
+	settings.Logger = esdb.NoopLogging()
 	client, err := esdb.NewClient(settings)
 	if err != nil {
 		return err

@@ -82,11 +82,11 @@ func (b *bench) backlog(ctx context.Context, role, conn string, n int) (consumer
 	return consumerRun{rate: rate, rss: rss}, err
 }
 
-// best runs f opts.runs times and keeps the median rate and the highest RSS.
+// best runs f opts.repeat times and keeps the median rate and the highest RSS.
 func (b *bench) best(f func() (consumerRun, error)) (consumerRun, error) {
 	var rates []float64
 	var out consumerRun
-	for range b.opts.runs {
+	for range b.opts.repeat {
 		r, err := f()
 		if err != nil {
 			return out, err
@@ -133,7 +133,10 @@ type latencies struct {
 	rate          float64
 	n             int
 	p50, p99, max time.Duration
-	rss           int64
+	// stamped is the time to the server's "created" stamp, set when the
+	// append is taken into a commit, before the fsync: a lower bound.
+	stampedP50, stampedP99 time.Duration
+	rss                    int64
 	// handling is the processor's own time from receiving a command to
 	// its durable append (bucket upper bounds of its histogram).
 	handlingP50, handlingP99 float64
@@ -171,6 +174,7 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 	base := time.Now()
 	sent := make([]atomic.Int64, n) // nanoseconds since base
 	got := make([]time.Duration, 0, n)
+	stamped := make([]time.Duration, 0, n)
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	received, err := subscribe(subCtx, conn, func(rec events.Recorded) bool {
@@ -178,7 +182,9 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 		if !ok {
 			return false
 		}
-		got = append(got, time.Since(base)-time.Duration(sent[i].Load()))
+		at := time.Duration(sent[i].Load())
+		got = append(got, time.Since(base)-at)
+		stamped = append(stamped, rec.Created.Sub(base)-at)
 		return len(got) == n
 	})
 	if err != nil {
@@ -219,12 +225,14 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 		return latencies{}, fmt.Errorf("latency: %d of %d events seen within a minute", len(got), n)
 	}
 	slices.Sort(got)
+	slices.Sort(stamped)
 	after, err := c.handlingBuckets(ctx)
 	if err != nil {
 		return latencies{}, err
 	}
 	rss, err := c.peakRSS()
 	return latencies{rate: rate, n: n, p50: got[n/2], p99: got[n*99/100], max: got[n-1], rss: rss,
+		stampedP50: stamped[n/2], stampedP99: stamped[n*99/100],
 		handlingP50: quantile(before, after, 0.5), handlingP99: quantile(before, after, 0.99)}, err
 }
 
