@@ -3,6 +3,8 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
@@ -20,16 +22,36 @@ func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscr
 	if after > 0 {
 		from = esdb.Position{Commit: after, Prepare: after}
 	}
-	c := s.conn()
-	sub, err := c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{
+	opts := esdb.SubscribeToAllOptions{
 		From:               from,
 		Filter:             &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{events.StreamPrefix}},
 		CheckpointInterval: 1,
-	})
-	if err != nil {
-		return nil, s.fail(c, err)
 	}
-	return &subscription{sub: sub}, nil
+	// The subscription lives on ctx; only waiting for it is bounded.
+	type result struct {
+		sub *esdb.Subscription
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sub, err := s.client.SubscribeToAll(ctx, opts)
+		done <- result{sub, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, mapError(r.err)
+		}
+		return &subscription{sub: r.sub}, nil
+	case <-time.After(s.timeout):
+	case <-ctx.Done():
+	}
+	go func() { // close what comes too late
+		if r := <-done; r.sub != nil {
+			r.sub.Close()
+		}
+	}()
+	return nil, fmt.Errorf("eventstore: subscribe: no connection within %v", s.timeout)
 }
 
 type subscription struct {

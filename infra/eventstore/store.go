@@ -11,8 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
@@ -27,6 +28,9 @@ type Config struct {
 	ConnectionString string
 	// Logger receives the client's own logs; default slog.Default().
 	Logger *slog.Logger
+	// Timeout bounds each read or append, waiting for a connection included;
+	// default 10s.
+	Timeout time.Duration
 }
 
 // Validate reports every problem with the config.
@@ -42,10 +46,8 @@ func (c Config) Validate() error {
 
 // Store reads and writes prescription streams.
 type Store struct {
-	settings *esdb.Configuration
-	mu       sync.Mutex
-	client   *esdb.Client
-	closed   bool
+	client  *esdb.Client
+	timeout time.Duration
 }
 
 // Open connects to EventStoreDB. The client connects lazily: an unreachable
@@ -59,70 +61,72 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	settings.Logger = clientLogger(cmp.Or(cfg.Logger, slog.Default()))
+	// After MaxDiscoverAttempts failed discoveries the v4 client closes for
+	// good, and calls already waiting for its connection never return. So it
+	// keeps rediscovering, and every call is bounded by await instead.
+	settings.MaxDiscoverAttempts = math.MaxInt32
 	client, err := esdb.NewClient(settings)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: %w", err)
 	}
-	return &Store{settings: settings, client: client}, nil
+	return &Store{client: client, timeout: cmp.Or(cfg.Timeout, 10*time.Second)}, nil
 }
 
 // Close releases the connection.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	return s.client.Close()
-}
+func (s *Store) Close() error { return s.client.Close() }
 
-// conn returns the current client.
-func (s *Store) conn() *esdb.Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.client
-}
-
-// fail maps a client error to the ports' errors. The client closes itself for
-// good once discovery fails; then it is replaced, so that the next call
-// reconnects when the server is back.
-func (s *Store) fail(c *esdb.Client, err error) error {
-	if esErr, _ := esdb.FromError(err); esErr.Code() == esdb.ErrorCodeConnectionClosed {
-		s.mu.Lock()
-		if s.client == c && !s.closed {
-			if fresh, newErr := esdb.NewClient(s.settings); newErr == nil {
-				s.client = fresh
-			}
-		}
-		s.mu.Unlock()
+// await runs a client call under the store's timeout and returns when it
+// is done or ctx ends, whichever comes first: the v4 client waits for its
+// connection without watching the context. An abandoned call finds its
+// context cancelled once it gets a connection, so it changes nothing.
+func await[T any](ctx context.Context, timeout time.Duration, call func(ctx context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
 	}
-	return mapError(err)
+	done := make(chan result, 1)
+	go func() {
+		v, err := call(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("eventstore: %w", ctx.Err())
+	}
 }
 
 // Load returns every event of urn's stream, oldest first.
 func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error) {
-	c := s.conn()
-	stream, err := c.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
-	if err != nil {
-		return nil, s.fail(c, err)
-	}
-	defer stream.Close()
-	var out []events.Recorded
-	for {
-		ev, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if esErr, ok := esdb.FromError(err); !ok && esErr.Code() == esdb.ErrorCodeResourceNotFound {
-			return nil, nil
-		}
+	return await(ctx, s.timeout, func(ctx context.Context) ([]events.Recorded, error) {
+		stream, err := s.client.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
 		if err != nil {
-			return nil, s.fail(c, err)
+			return nil, mapError(err)
 		}
-		rec, err := Decode(ev)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", commands.ErrPermanent, err)
+		defer stream.Close()
+		var out []events.Recorded
+		for {
+			ev, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			if esErr, ok := esdb.FromError(err); !ok && esErr.Code() == esdb.ErrorCodeResourceNotFound {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, mapError(err)
+			}
+			rec, err := Decode(ev)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", commands.ErrPermanent, err)
+			}
+			out = append(out, rec)
 		}
-		out = append(out, rec)
-	}
+	})
 }
 
 // Append writes evs to urn's stream at the expected revision and returns the
@@ -144,12 +148,13 @@ func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []ev
 	if expected >= 0 {
 		rev = esdb.Revision(uint64(expected))
 	}
-	c := s.conn()
-	res, err := c.AppendToStream(ctx, events.StreamName(urn), esdb.AppendToStreamOptions{ExpectedRevision: rev}, data...)
-	if err != nil {
-		return 0, s.fail(c, err)
-	}
-	return res.CommitPosition, nil
+	return await(ctx, s.timeout, func(ctx context.Context) (uint64, error) {
+		res, err := s.client.AppendToStream(ctx, events.StreamName(urn), esdb.AppendToStreamOptions{ExpectedRevision: rev}, data...)
+		if err != nil {
+			return 0, mapError(err)
+		}
+		return res.CommitPosition, nil
+	})
 }
 
 // Decode turns a stored event into its domain form.
@@ -208,14 +213,16 @@ func mapError(err error) error {
 
 // Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error {
-	c := s.conn()
-	stream, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
-	if err != nil {
-		return s.fail(c, err)
-	}
-	defer stream.Close()
-	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
-		return s.fail(c, err)
-	}
-	return nil
+	_, err := await(ctx, s.timeout, func(ctx context.Context) (struct{}, error) {
+		stream, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+		if err != nil {
+			return struct{}{}, mapError(err)
+		}
+		defer stream.Close()
+		if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+			return struct{}{}, mapError(err)
+		}
+		return struct{}{}, nil
+	})
+	return err
 }
