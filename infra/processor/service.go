@@ -86,6 +86,7 @@ type Service struct {
 	router  *message.Router
 	http    *ops.Server
 	metrics *metrics
+	drain   *drain
 }
 
 // New connects everything the processor needs; Run starts it.
@@ -97,7 +98,7 @@ func New(cfg Config) (*Service, error) {
 	if err := domain.Prescriptions.Validate(); err != nil {
 		return nil, fmt.Errorf("workflow table: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger}
+	s := &Service{cfg: cfg, log: cfg.Logger, drain: newDrain()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -149,25 +150,44 @@ func (s *Service) HTTPAddr() string {
 }
 
 // Run creates the topics if needed and processes commands until ctx ends.
-// In-flight messages finish and their offsets are committed before it returns.
+// Commands in hand then finish and their offsets are committed before it
+// returns; the messages not yet started are delivered again after a restart.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
 	topics := []string{s.cfg.CommandTopic, s.cfg.RejectionTopic, s.cfg.DeadLetterTopic}
 	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
 		return err
 	}
+	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRouter()
 	errc := make(chan error, 2)
-	go func() { errc <- s.router.Run(ctx) }()
+	go func() { errc <- s.router.Run(routerCtx) }()
 	if s.http != nil {
 		go func() { errc <- s.http.Serve(ctx, s.log) }()
 	}
 	s.log.Info("processor running", "topic", s.cfg.CommandTopic, "group", s.cfg.Kafka.ConsumerGroup, "http", s.HTTPAddr())
-	err := <-errc
-	if ctx.Err() != nil {
-		return nil
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
 	}
-	return err
+	// Finish the commands in hand, give their acks a moment to be marked,
+	// then stop consuming; closing the subscriber commits the marked offsets.
+	if !s.drain.stop(drainTimeout) {
+		s.log.Warn("processor: commands still in hand at shutdown; they will be delivered again")
+	}
+	time.Sleep(ackGrace)
+	stopRouter()
+	<-errc
+	return nil
 }
+
+// Shutdown bounds: the longest wait for commands in hand, and the time an
+// ack takes to be marked after its handler returns.
+const (
+	drainTimeout = 30 * time.Second
+	ackGrace     = 100 * time.Millisecond
+)
 
 // Running is closed once the router is consuming.
 func (s *Service) Running() chan struct{} { return s.router.Running() }
@@ -201,9 +221,16 @@ func (s *Service) close() {
 // handle adapts a Kafka message to commands.Processor and records the outcome.
 func (s *Service) handle(proc *commands.Processor) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
+		if !s.drain.admit() {
+			<-msg.Context().Done() // the router is stopping: leave this one for the next run
+			return errDraining
+		}
+		defer s.drain.done()
 		start := time.Now()
 		raw := rawOf(msg)
-		res, err := proc.Process(msg.Context(), raw)
+		// A shutdown cancels the message's context; the command in hand still
+		// finishes (each store call is bounded) so that its offset commits.
+		res, err := proc.Process(context.WithoutCancel(msg.Context()), raw)
 		if err != nil {
 			s.metrics.transient.Inc()
 			s.log.Warn("command not processed, will retry", "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
