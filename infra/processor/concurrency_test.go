@@ -69,7 +69,7 @@ func TestTwoProcessorsRandomCommands(t *testing.T) {
 			return total
 		}
 		eventually(t, 3*time.Minute, fmt.Sprintf("%d messages handled", len(records)), func() bool { return handled() >= len(records) })
-		t.Logf("%d messages (%d prescriptions) handled in %v: %.0f commands/s with -race",
+		t.Logf("%d messages (%d prescriptions) handled in %v: %.0f commands/s",
 			len(records), prescriptions, time.Since(start).Round(time.Millisecond), float64(len(records))/time.Since(start).Seconds())
 
 		rejections := map[string]commands.RejectionMessage{}
