@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"rxflow/commands"
@@ -279,6 +280,33 @@ func subscribe(ctx context.Context, conn string, seen func(events.Recorded) bool
 		}
 	}()
 	return done, nil
+}
+
+// commitLatency appends one event at a time from one writer for d: the
+// store's durable commit time, which bounds every latency above it.
+func commitLatency(ctx context.Context, conn string, d time.Duration) (p50, p99 time.Duration, err error) {
+	settings, err := esdb.ParseConnectionString(conn)
+	if err != nil {
+		return 0, 0, err
+	}
+	settings.Logger = esdb.NoopLogging()
+	client, err := esdb.NewClient(settings)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer client.Close()
+	stream := fmt.Sprintf("benchcommit-%d", time.Now().UnixNano())
+	var took []time.Duration
+	for start := time.Now(); time.Since(start) < d; {
+		t := time.Now()
+		ev := esdb.EventData{EventID: uuid.New(), EventType: "BenchCommit", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)}
+		if _, err := client.AppendToStream(ctx, stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev); err != nil {
+			return 0, 0, err
+		}
+		took = append(took, time.Since(t))
+	}
+	slices.Sort(took)
+	return took[len(took)/2], took[len(took)*99/100], nil
 }
 
 // seed stores total events as full prescription lifecycles, five events per
