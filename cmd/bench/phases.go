@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,8 +39,17 @@ type bench struct {
 
 // consumerRun is one child consuming a backlog.
 type consumerRun struct {
-	rate float64 // messages per second
-	rss  int64   // the child's peak RSS, bytes
+	throughput
+	rss int64 // the child's peak RSS, bytes
+}
+
+// cpuPer is the CPU time per message of the child and of this process
+// (the embedded broker and store, when they run here).
+func (r consumerRun) cpuPer() (child, parent time.Duration) {
+	if r.messages == 0 {
+		return 0, 0
+	}
+	return r.childCPU / time.Duration(r.messages), r.parentCPU / time.Duration(r.messages)
 }
 
 func (b *bench) next(kind string) (topic, group, prefix string) {
@@ -74,30 +84,38 @@ func (b *bench) backlog(ctx context.Context, role, conn string, n int) (consumer
 		return consumerRun{}, err
 	}
 	defer c.stop()
-	rate, err := c.waitHandled(ctx, n, role)
+	tp, err := c.waitHandled(ctx, n, role)
 	if err != nil {
 		return consumerRun{}, err
 	}
 	rss, err := c.peakRSS()
-	progress("%s: %.0f/s, peak RSS %.0f MiB", role, rate, float64(rss)/(1<<20))
-	return consumerRun{rate: rate, rss: rss}, err
+	run := consumerRun{throughput: tp, rss: rss}
+	childCPU, parentCPU := run.cpuPer()
+	progress("%s: %.0f/s, peak RSS %.0f MiB, CPU per message %s in the consumer + %s in the bench process", role, tp.rate, float64(rss)/(1<<20), childCPU, parentCPU)
+	return run, err
 }
 
-// best runs f opts.repeat times and keeps the median rate and the highest RSS.
+// best runs f opts.repeat times and keeps the median.
 func (b *bench) best(f func() (consumerRun, error)) (consumerRun, error) {
-	var rates []float64
-	var out consumerRun
+	var runs []consumerRun
 	for range b.opts.repeat {
 		r, err := f()
 		if err != nil {
-			return out, err
+			return consumerRun{}, err
 		}
-		rates = append(rates, r.rate)
+		runs = append(runs, r)
+	}
+	return median(runs), nil
+}
+
+// median keeps the run with the median rate, and the highest RSS of all.
+func median(runs []consumerRun) consumerRun {
+	sorted := slices.SortedFunc(slices.Values(runs), func(a, b consumerRun) int { return cmp.Compare(a.rate, b.rate) })
+	out := sorted[len(sorted)/2]
+	for _, r := range runs {
 		out.rss = max(out.rss, r.rss)
 	}
-	slices.Sort(rates)
-	out.rate = rates[len(rates)/2]
-	return out, nil
+	return out
 }
 
 func newProducer(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
@@ -178,14 +196,14 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 	stamped := make([]time.Duration, 0, n)
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	received, err := subscribe(subCtx, conn, func(rec events.Recorded) bool {
-		i, ok := index[rec.Meta.CommandID]
+	received, err := subscribe(subCtx, conn, func(commandID string, created time.Time) bool {
+		i, ok := index[commandID]
 		if !ok {
 			return false
 		}
 		at := time.Duration(sent[i].Load())
 		got = append(got, time.Since(base)-at)
-		stamped = append(stamped, rec.Created.Sub(base)-at)
+		stamped = append(stamped, created.Sub(base)-at)
 		return len(got) == n
 	})
 	if err != nil {
@@ -237,10 +255,10 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 		handlingP50: quantile(before, after, 0.5), handlingP99: quantile(before, after, 0.99)}, err
 }
 
-// subscribe follows $all from its end and passes prescription events to
-// seen until it returns true; the channel then gets nil, or the error that
+// subscribe follows $all from its end and passes the command id and
+// created stamp of prescription events to seen until it returns true; the channel then gets nil, or the error that
 // ended the subscription. It returns once the subscription is live.
-func subscribe(ctx context.Context, conn string, seen func(events.Recorded) bool) (<-chan error, error) {
+func subscribe(ctx context.Context, conn string, seen func(commandID string, created time.Time) bool) (<-chan error, error) {
 	settings, err := esdb.ParseConnectionString(conn)
 	if err != nil {
 		return nil, err
@@ -267,12 +285,17 @@ func subscribe(ctx context.Context, conn string, seen func(events.Recorded) bool
 				done <- cmp.Or(ev.SubscriptionDropped.Error, errors.New("subscription dropped"))
 				return
 			case ev.EventAppeared != nil:
-				rec, err := eventstore.Decode(ev.EventAppeared)
-				if err != nil {
+				// Only the command id is needed: a full decode would cost
+				// the bench CPU the processor could use.
+				e := ev.EventAppeared.OriginalEvent()
+				var meta struct {
+					CommandID string `json:"commandId"`
+				}
+				if err := json.Unmarshal(e.UserMetadata, &meta); err != nil {
 					done <- err
 					return
 				}
-				if seen(rec) {
+				if seen(meta.CommandID, e.CreatedDate) {
 					done <- nil
 					return
 				}

@@ -149,38 +149,75 @@ func quantile(before, after map[float64]float64, q float64) float64 {
 	return bounds[len(bounds)-1]
 }
 
-// waitHandled polls until the child has handled n messages and returns the
-// rate between the first poll that saw progress and the one that saw n, so
+// throughput is a consumer's rate and the CPU it took, measured between
+// the first poll that saw progress and the one that saw every message, so
 // that start-up and the group join are left out.
-func (c *child) waitHandled(ctx context.Context, n int, label string) (float64, error) {
-	const poll = 20 * time.Millisecond
+type throughput struct {
+	rate                float64 // messages per second
+	childCPU, parentCPU time.Duration
+	messages            int
+}
+
+// waitHandled polls until the child has handled n messages: slowly, as a
+// scrape costs the child CPU, then often near the end, which it times.
+func (c *child) waitHandled(ctx context.Context, n int, label string) (throughput, error) {
 	var first time.Time
+	var childCPU0, parentCPU0 time.Duration
 	firstCount, last := 0, time.Now()
 	for {
 		got, err := c.handled(ctx)
 		if err != nil {
-			return 0, err
+			return throughput{}, err
 		}
 		now := time.Now()
 		if got > 0 && first.IsZero() {
 			first, firstCount = now, got
+			childCPU0, parentCPU0 = cpuTime(c.cmd.Process.Pid), cpuTime(os.Getpid())
 		}
 		if got >= n {
 			if got == firstCount {
-				return 0, fmt.Errorf("%s: everything was handled before the first poll; use a larger -n", label)
+				return throughput{}, fmt.Errorf("%s: everything was handled before the first poll; use a larger -n", label)
 			}
-			return float64(got-firstCount) / now.Sub(first).Seconds(), nil
+			return throughput{
+				rate:      float64(got-firstCount) / now.Sub(first).Seconds(),
+				childCPU:  cpuTime(c.cmd.Process.Pid) - childCPU0,
+				parentCPU: cpuTime(os.Getpid()) - parentCPU0,
+				messages:  got - firstCount,
+			}, nil
 		}
 		if now.Sub(last) >= time.Second {
 			progress("%s: %d/%d", label, got, n)
 			last = now
 		}
+		poll := 250 * time.Millisecond
+		if got >= n*95/100 {
+			poll = 10 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return throughput{}, ctx.Err()
 		case <-time.After(poll):
 		}
 	}
+}
+
+// cpuTime is the user and system CPU time of a process so far, or 0 if it
+// cannot be read.
+func cpuTime(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th, in clock ticks of 10 ms.
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // peakRSS is the child's peak resident set (VmHWM), in bytes.
