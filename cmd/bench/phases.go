@@ -176,7 +176,7 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 	if err := produceAll(ctx, b.brokers, topic, warm); err != nil {
 		return latencies{}, err
 	}
-	if _, err := c.waitHandled(ctx, len(warm), "latency warm-up"); err != nil {
+	if err := c.waitCount(ctx, len(warm)); err != nil {
 		return latencies{}, err
 	}
 

@@ -201,6 +201,21 @@ func (c *child) waitHandled(ctx context.Context, n int, label string) (throughpu
 	}
 }
 
+// waitCount polls until the child has handled n messages.
+func (c *child) waitCount(ctx context.Context, n int) error {
+	for {
+		got, err := c.handled(ctx)
+		if err != nil || got >= n {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // cpuTime is the user and system CPU time of a process so far, or 0 if it
 // cannot be read.
 func cpuTime(pid int) time.Duration {
