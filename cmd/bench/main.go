@@ -68,7 +68,6 @@ func main() {
 
 func run(args []string) error {
 	f := config.NewFlags("bench")
-	var o options
 	brokers := f.String("brokers", "KAFKA_BROKERS", "", "Kafka bootstrap brokers; empty starts an embedded broker")
 	esdbConn := f.String("esdb", "ESDB_CONNECTION_STRING", "", "EventStoreDB connection string; empty starts an embedded server on disk")
 	n := f.Int("n", "BENCH_N", 50000, "commands per throughput run (raw and processor)")
@@ -84,7 +83,7 @@ func run(args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	o = options{brokers: *brokers, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
+	o := options{brokers: *brokers, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
 		latencySeconds: *latencySeconds, seedEvents: *seedEvents, seedWriters: *seedWriters, repeat: *runs, dir: *dir, cpuprofile: *cpuprofile}
 	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.repeat < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 {
 		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds positive; -seed-events not negative")
@@ -110,7 +109,6 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	b := &bench{opts: o, quiet: discard()}
 	if o.dir == "" {
 		tmp, err := os.MkdirTemp("", "rxbench-")
 		if err != nil {
@@ -119,8 +117,7 @@ func run(args []string) error {
 		defer os.RemoveAll(tmp)
 		o.dir = tmp
 	}
-	b.dir = o.dir
-	b.brokers = config.List(o.brokers)
+	b := &bench{opts: o, brokers: config.List(o.brokers), quiet: discard()}
 	if len(b.brokers) == 0 {
 		broker, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", Partitions: int32(o.partitions)})
 		if err != nil {
@@ -169,7 +166,7 @@ func (b *bench) all(ctx context.Context, openStore func() (string, func(), error
 	if err != nil {
 		return r, err
 	}
-	defer func() { closeStore() }()
+	defer closeStore()
 	if b.opts.runs("raw") {
 		progress("(0) durable append latency, one writer")
 		if r.commitP50, r.commitP99, err = commitLatency(ctx, conn, 3*time.Second); err != nil {

@@ -32,7 +32,6 @@ import (
 type bench struct {
 	opts    options
 	brokers []string
-	dir     string
 	runs    int // numbers the topics, groups and prefixes of each run
 	quiet   *slog.Logger
 }
@@ -418,7 +417,7 @@ func seedStream(prefix string, i int) (string, []events.Pending, error) {
 // rebuild replays every stored prescription event into a fresh read model.
 func (b *bench) rebuild(ctx context.Context, conn string) (projector.RebuildResult, error) {
 	b.runs++
-	dir := filepath.Join(b.dir, fmt.Sprintf("projector-%d", b.runs))
+	dir := filepath.Join(b.opts.dir, fmt.Sprintf("projector-%d", b.runs))
 	return projector.Rebuild(ctx, projector.RebuildConfig{EventStore: eventstore.Config{ConnectionString: conn, Logger: b.quiet}, DataDir: dir},
 		func(n int, _ uint64) {
 			if n%100000 == 0 {
