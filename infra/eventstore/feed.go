@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -42,7 +43,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscr
 		if r.err != nil {
 			return nil, mapError(r.err)
 		}
-		return &subscription{sub: r.sub}, nil
+		return newSubscription(r.sub), nil
 	case <-time.After(s.timeout):
 	case <-ctx.Done():
 	}
@@ -54,13 +55,46 @@ func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscr
 	return nil, fmt.Errorf("eventstore: subscribe: no connection within %v", s.timeout)
 }
 
+// subscription reads ahead: a goroutine receives the client's events (gRPC
+// and protobuf decoding) while Recv decodes the JSON of the previous ones,
+// so that a catch-up uses two cores.
 type subscription struct {
-	sub *esdb.Subscription
+	sub  *esdb.Subscription
+	evs  chan *esdb.SubscriptionEvent // closed after a drop or Close
+	stop chan struct{}
+	once sync.Once
+}
+
+// readAhead is how many client events wait for Recv.
+const readAhead = 256
+
+func newSubscription(sub *esdb.Subscription) *subscription {
+	s := &subscription{sub: sub, evs: make(chan *esdb.SubscriptionEvent, readAhead), stop: make(chan struct{})}
+	go s.read()
+	return s
+}
+
+func (s *subscription) read() {
+	defer close(s.evs)
+	for {
+		ev := s.sub.Recv()
+		select {
+		case s.evs <- ev:
+		case <-s.stop:
+			return
+		}
+		if ev.SubscriptionDropped != nil {
+			return
+		}
+	}
 }
 
 func (s *subscription) Recv() (projections.Message, error) {
 	for {
-		ev := s.sub.Recv()
+		ev, ok := <-s.evs
+		if !ok {
+			return projections.Message{}, mapError(errors.New("subscription dropped"))
+		}
 		switch {
 		case ev.EventAppeared != nil:
 			rec, err := Decode(ev.EventAppeared)
@@ -88,4 +122,8 @@ func (s *subscription) Recv() (projections.Message, error) {
 	}
 }
 
-func (s *subscription) Close() error { return s.sub.Close() }
+// Close ends the subscription; its read-ahead goroutine stops with it.
+func (s *subscription) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	return s.sub.Close()
+}
