@@ -3,6 +3,7 @@ package esdbserver
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,9 +24,9 @@ const (
 	liveBuffer = 256
 )
 
-// record is one committed event. It is immutable once published. enc is
+// record is one written event. It is immutable once published. enc is
 // its wire form (a RecordedEvent message) in memory mode; in disk mode it
-// is nil and the same bytes are read back from bbolt.
+// is nil and the same bytes are read back from the store.
 type record struct {
 	pos     uint64 // commit == prepare position in $all
 	stream  string
@@ -115,52 +116,73 @@ func (s *stream) metadata() streamMeta {
 	return s.meta
 }
 
-// index is the committed, readable state. Only the writer goroutine mutates
-// it, holding mu; readers hold mu.RLock.
+// streamSet is the state of every stream. There are two: the index's,
+// which readers see and which holds only durable events, and the writer's,
+// which also holds the events whose fsync is still under way.
+type streamSet map[string]*stream
+
+func (ss streamSet) get(name string) *stream {
+	s := ss[name]
+	if s == nil {
+		s = &stream{name: name, meta: noMeta}
+		ss[name] = s
+	}
+	return s
+}
+
+// apply adds a record; data is its payload (needed for metadata events
+// even when the record itself does not keep it).
+func (ss streamSet) apply(r *record, data []byte) {
+	s := ss.get(r.stream)
+	if r.rev == deletedStream {
+		s.tombstone = r
+	} else {
+		s.events = append(s.events, r)
+	}
+	if isMetastream(r.stream) && r.typ == typeMetadata {
+		ss.get(r.stream[2:]).meta = parseMeta(data)
+	}
+}
+
+// clone copies the set; the records themselves are shared (immutable).
+func (ss streamSet) clone() streamSet {
+	out := make(streamSet, len(ss))
+	for name, s := range ss {
+		c := *s
+		c.events = slices.Clone(s.events)
+		out[name] = &c
+	}
+	return out
+}
+
+// tombstoned reports whether reads and writes of the stream fail with
+// stream-deleted: it was tombstoned, or it is the metastream of one that was.
+func (ss streamSet) tombstoned(name string) bool {
+	if s := ss[name]; s != nil && s.tombstone != nil {
+		return true
+	}
+	return isMetastream(name) && ss.tombstoned(name[2:])
+}
+
+// index is the durable, readable state. Only the writer's landing
+// goroutine mutates it, holding mu; readers hold mu.RLock.
 type index struct {
 	mu      sync.RWMutex
 	log     []*record // ordered by pos
-	streams map[string]*stream
+	streams streamSet
 
 	subsMu sync.Mutex
 	subs   map[*liveSub]struct{}
 }
 
 func newIndex() *index {
-	return &index{streams: map[string]*stream{}, subs: map[*liveSub]struct{}{}}
+	return &index{streams: streamSet{}, subs: map[*liveSub]struct{}{}}
 }
 
-func (ix *index) stream(name string) *stream {
-	s := ix.streams[name]
-	if s == nil {
-		s = &stream{name: name, meta: noMeta}
-		ix.streams[name] = s
-	}
-	return s
-}
-
-// apply adds a committed record; data is its payload (needed for metadata
-// events even when the record itself does not keep it).
+// apply adds a durable record.
 func (ix *index) apply(r *record, data []byte) {
-	s := ix.stream(r.stream)
-	if r.rev == deletedStream {
-		s.tombstone = r
-	} else {
-		s.events = append(s.events, r)
-	}
+	ix.streams.apply(r, data)
 	ix.log = append(ix.log, r)
-	if isMetastream(r.stream) && r.typ == typeMetadata {
-		ix.stream(r.stream[2:]).meta = parseMeta(data)
-	}
-}
-
-// tombstoned reports whether reads and writes of the stream fail with
-// stream-deleted: it was tombstoned, or it is the metastream of one that was.
-func (ix *index) tombstoned(name string) bool {
-	if s := ix.streams[name]; s != nil && s.tombstone != nil {
-		return true
-	}
-	return isMetastream(name) && ix.tombstoned(name[2:])
 }
 
 // lastPos is the position of the last record, 0 if the log is empty.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,4 +462,93 @@ func TestDeleteSemantics(t *testing.T) {
 	if all[2].Event.Position != del.Position || all[5].Event.Position != tomb.Position {
 		t.Fatalf("delete positions %v %v do not match $all", del.Position, tomb.Position)
 	}
+}
+
+// TestPipelinedWrites holds back fsyncs: a write that depends on one still
+// being synced is checked and written at once, nothing is readable or
+// acknowledged before its fsync, batches land in order, and a failed fsync
+// fails its writes and every later one.
+func TestPipelinedWrites(t *testing.T) {
+	ix := newIndex()
+	w := newWriter(ix, &storage{}, quietLogger(), firstPos)
+	syncs := make(chan error)
+	var written atomic.Int32
+	w.persist = func([]newRecord) (func() error, error) {
+		written.Add(1)
+		return func() error { return <-syncs }, nil
+	}
+	go w.run()
+	defer w.close()
+
+	appendAt := func(exp expectation) <-chan writeResult {
+		done := make(chan writeResult, 1)
+		go func() {
+			done <- w.submit(&writeReq{op: opAppend, stream: "s", exp: exp, events: []proposal{
+				{id: uuid.New(), typ: "E", isJSON: true, data: []byte(`{}`)},
+			}})
+		}()
+		return done
+	}
+	waitWritten := func(n int32) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); written.Load() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d batches written, want %d", written.Load(), n)
+			}
+		}
+	}
+	readable := func() int {
+		ix.mu.RLock()
+		defer ix.mu.RUnlock()
+		return len(ix.log)
+	}
+	pending := func(name string, c <-chan writeResult) {
+		t.Helper()
+		select {
+		case r := <-c:
+			t.Fatalf("%s answered before its fsync: %+v", name, r)
+		default:
+		}
+	}
+
+	first := appendAt(expectation{kind: expNoStream})
+	waitWritten(1)
+	second := appendAt(expectation{kind: expRevision, rev: 0})
+	waitWritten(2) // checked against the first while it is still in flight
+	pending("first", first)
+	pending("second", second)
+	if n := readable(); n != 0 {
+		t.Fatalf("%d events readable before any fsync", n)
+	}
+
+	syncs <- nil
+	if r := <-first; r.err != nil || r.wrong || r.last != 0 {
+		t.Fatalf("first: %+v", r)
+	}
+	if n := readable(); n != 1 {
+		t.Fatalf("%d events readable after the first fsync, want 1", n)
+	}
+	pending("second", second)
+	syncs <- nil
+	if r := <-second; r.err != nil || r.wrong || r.last != 1 {
+		t.Fatalf("second: %+v", r)
+	}
+
+	third := appendAt(expectation{kind: expRevision, rev: 1})
+	waitWritten(3)
+	syncs <- errors.New("disk gone")
+	if r := <-third; !unavailable(r.err) {
+		t.Fatalf("write whose fsync failed: %+v", r)
+	}
+	if r := <-appendAt(expectation{kind: expRevision, rev: 1}); !unavailable(r.err) {
+		t.Fatalf("write after a failed fsync: %+v", r)
+	}
+	if n, m := written.Load(), readable(); n != 3 || m != 2 {
+		t.Fatalf("after the failed fsync: %d batches written (want 3), %d events readable (want 2)", n, m)
+	}
+}
+
+func unavailable(err error) bool {
+	var e *rpcError
+	return errors.As(err, &e) && e.code == codes.Unavailable
 }

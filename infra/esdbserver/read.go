@@ -231,7 +231,7 @@ func (r *reader) readStream(name string, from readFrom, backwards bool, count ui
 	ix := r.s.ix
 	ix.mu.RLock()
 	s := ix.streams[name]
-	if ix.tombstoned(name) {
+	if ix.streams.tombstoned(name) {
 		ix.mu.RUnlock()
 		return streamDeletedError(name)
 	}
@@ -376,7 +376,7 @@ func (r *reader) subscribeStream(name string, from readFrom) error {
 	}
 	var l *liveSub
 	ix.mu.RLock()
-	tombstoned := ix.tombstoned(name)
+	tombstoned := ix.streams.tombstoned(name)
 	if from.kind == fromEnd && !tombstoned {
 		after = ix.streams[name].last()
 		l = newLiveSub(name)
@@ -445,7 +445,7 @@ func (r *reader) catchUpStream(name string, after int64) (*liveSub, int64, error
 	for {
 		ix.mu.RLock()
 		s := ix.streams[name]
-		if ix.tombstoned(name) {
+		if ix.streams.tombstoned(name) {
 			ix.mu.RUnlock()
 			return nil, after, streamDeletedError(name)
 		}

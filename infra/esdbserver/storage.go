@@ -1,27 +1,28 @@
 package esdbserver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
 
-// The bbolt file holds one bucket, "log": key = $all position (8 bytes big
+// The data directory is a Pebble store: key = $all position (8 bytes big
 // endian), value = the event as EventStoreDB's own RecordedEvent protobuf
 // message (streams.proto), so no file format is invented here.
-const dbFile = "esdb.bolt"
 
-var bucketLog = []byte("log")
+// legacyFile is the single-file store of earlier versions (bbolt).
+const legacyFile = "esdb.bolt"
 
 // firstPos is the position of the first event; no event sits at 0, so a
 // read or subscription from Position{0,0} covers everything.
@@ -33,33 +34,25 @@ func recordSize(stream, typ string, data, meta []byte) uint64 {
 	return uint64(64 + len(stream) + len(typ) + len(data) + len(meta))
 }
 
-// storage is the durable side: bbolt when a data dir is set, nothing (the
+// storage is the durable side: Pebble when a data dir is set, nothing (the
 // records keep their payload) in memory mode.
 type storage struct {
-	db *bolt.DB
+	db *pebble.DB
 }
 
-func openStorage(dir string) (*storage, error) {
+func openStorage(dir string, log *slog.Logger) (*storage, error) {
 	if dir == "" {
 		return &storage{}, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+	if _, err := os.Stat(filepath.Join(dir, legacyFile)); err == nil {
+		return nil, fmt.Errorf("%s holds %s, a store written by an earlier version; move it away or use another data dir", dir, legacyFile)
 	}
-	db, err := bolt.Open(filepath.Join(dir, dbFile), 0o600, &bolt.Options{
-		Timeout:        time.Second,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+	db, err := pebble.Open(dir, &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{log},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", filepath.Join(dir, dbFile), err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketLog)
-		return err
-	}); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("init bucket: %w", err)
+		return nil, fmt.Errorf("open %s (is another server using it?): %w", dir, err)
 	}
 	return &storage{db: db}, nil
 }
@@ -79,43 +72,62 @@ func (st *storage) load(apply func(r *record, data []byte) error) (uint64, error
 	if st.inMemory() {
 		return next, nil
 	}
-	err := st.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
-				return fmt.Errorf("bad key %x", k)
-			}
-			r, data, meta, err := decodeRecord(v)
-			if err != nil {
-				return fmt.Errorf("record at %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			if r.pos != binary.BigEndian.Uint64(k) || r.pos < next {
-				return fmt.Errorf("record at %d: position %d out of order", binary.BigEndian.Uint64(k), r.pos)
-			}
-			next = r.pos + recordSize(r.stream, r.typ, data, meta)
-			return apply(r, data)
-		})
-	})
-	return next, err
-}
-
-// commit makes the records durable in one fsync'd transaction.
-func (st *storage) commit(recs []newRecord) error {
-	if st.inMemory() || len(recs) == 0 {
-		return nil
+	it, err := st.db.NewIter(nil)
+	if err != nil {
+		return 0, err
 	}
-	return st.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLog)
-		b.FillPercent = 1 // keys only ever grow
-		for _, n := range recs {
-			if err := b.Put(posKey(n.rec.pos), n.enc); err != nil {
-				return err
-			}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 8 {
+			return 0, fmt.Errorf("bad key %x", k)
 		}
-		return nil
-	})
+		pos := binary.BigEndian.Uint64(k)
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, fmt.Errorf("record at %d: %w", pos, err)
+		}
+		r, data, meta, err := decodeRecord(v) // copies: v is only valid until Next
+		if err != nil {
+			return 0, fmt.Errorf("record at %d: %w", pos, err)
+		}
+		if r.pos != pos || r.pos < next {
+			return 0, fmt.Errorf("record at %d: position %d out of order", pos, r.pos)
+		}
+		next = r.pos + recordSize(r.stream, r.typ, data, meta)
+		if err := apply(r, data); err != nil {
+			return 0, err
+		}
+	}
+	return next, it.Error()
 }
 
-// events returns the wire form (RecordedEvent) of committed records; with
+// write hands the records to Pebble's write-ahead log and returns at once;
+// wait returns when they are fsync'd. Pebble syncs the log for every batch
+// handed to it meanwhile at once, so concurrent appends share an fsync
+// while the next batch is being written.
+func (st *storage) write(recs []newRecord) (wait func() error, err error) {
+	if st.inMemory() || len(recs) == 0 {
+		return nil, nil
+	}
+	b := st.db.NewBatch()
+	for _, n := range recs {
+		if err := b.Set(posKey(n.rec.pos), n.enc, nil); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+	}
+	if err := st.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return func() error {
+		defer b.Close()
+		return b.SyncWait()
+	}, nil
+}
+
+// events returns the wire form (RecordedEvent) of durable records; with
 // uuidString the event id is re-encoded as a string.
 func (st *storage) events(recs []*record, uuidString bool) ([][]byte, error) {
 	out := make([][]byte, len(recs))
@@ -123,17 +135,7 @@ func (st *storage) events(recs []*record, uuidString bool) ([][]byte, error) {
 		for i, r := range recs {
 			out[i] = r.enc
 		}
-	} else if err := st.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLog)
-		for i, r := range recs {
-			v := b.Get(posKey(r.pos))
-			if v == nil {
-				return fmt.Errorf("record at %d missing", r.pos)
-			}
-			out[i] = append([]byte(nil), v...)
-		}
-		return nil
-	}); err != nil {
+	} else if err := st.readInto(out, recs); err != nil {
 		return nil, err
 	}
 	if !uuidString {
@@ -154,11 +156,56 @@ func (st *storage) events(recs []*record, uuidString bool) ([][]byte, error) {
 	return out, nil
 }
 
+// readInto reads the records with one iterator: a page of $all is a run of
+// consecutive keys, so after the first seek each record is the next key.
+func (st *storage) readInto(out [][]byte, recs []*record) error {
+	lo, hi := recs[0].pos, recs[0].pos
+	for _, r := range recs {
+		lo, hi = min(lo, r.pos), max(hi, r.pos)
+	}
+	it, err := st.db.NewIter(&pebble.IterOptions{LowerBound: posKey(lo), UpperBound: posKey(hi + 1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for i, r := range recs {
+		k := posKey(r.pos)
+		next := i > 0 && r.pos > recs[i-1].pos && it.Next() && bytes.Equal(it.Key(), k)
+		if !next && !(it.SeekGE(k) && bytes.Equal(it.Key(), k)) {
+			return errors.Join(fmt.Errorf("record at %d missing", r.pos), it.Error())
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("record at %d: %w", r.pos, err)
+		}
+		out[i] = bytes.Clone(v)
+	}
+	return nil
+}
+
 func (st *storage) close() error {
 	if st.inMemory() {
 		return nil
 	}
 	return st.db.Close()
+}
+
+// pebbleLogger sends Pebble's messages to the server's logger. Fatalf is
+// called for failures Pebble cannot continue after (a failed log write, a
+// corrupt store); like Pebble's own default it ends the process.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("esdbserver: pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("esdbserver: pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error("esdbserver: pebble: fatal: " + fmt.Sprintf(format, args...))
+	os.Exit(1)
 }
 
 // encodeRecord builds the wire form, with the system metadata EventStoreDB

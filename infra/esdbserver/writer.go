@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,37 +89,68 @@ type newRecord struct {
 	enc  []byte
 }
 
-// maxBatch caps how many requests share one transaction.
-const maxBatch = 1024
+// maxBatch caps how many requests share one batch; maxInFlight caps how
+// many batches may wait for their fsync at once.
+const (
+	maxBatch    = 1024
+	maxInFlight = 64
+)
 
-// writer is the single goroutine that validates and commits writes: every
-// request waiting when it becomes free joins one bbolt transaction (group
-// commit), and each is checked against the state including the requests
-// before it in the same batch.
+// writer validates and writes every change, in two stages:
+//   - one goroutine takes every request waiting, checks each against the
+//     state including the requests before it (those still in flight too),
+//     and hands the batch to the storage's write-ahead log without waiting
+//     for the fsync;
+//   - a second one waits for each batch's fsync, in order, then makes its
+//     events readable, publishes them and answers its requests.
+//
+// While one batch is being synced the next is built and written, and the
+// storage syncs every batch written meanwhile at once (group commit): one
+// fsync for many appends, and the disk and the CPU both stay busy.
 type writer struct {
-	ix   *index
-	st   *storage
-	log  *slog.Logger
-	reqs chan *writeReq
-	done chan struct{}
+	ix      *index // the readers' view: only durable events
+	st      *storage
+	log     *slog.Logger
+	reqs    chan *writeReq
+	flights chan *flight
+	done    chan struct{}
+	fault   atomic.Pointer[error] // set once a batch fails to sync
+	// persist is the storage's write; tests hold back its fsyncs.
+	persist func([]newRecord) (wait func() error, err error)
 
 	mu     sync.RWMutex // guards closed against sends on reqs
 	closed bool
 
-	// Owned by the writer goroutine.
-	nextPos uint64
+	// Owned by the first stage: the state including writes in flight.
+	streams streamSet
 	ids     map[uuid.UUID]*record // event id -> latest record with it
+	nextPos uint64
+	lastPos uint64 // position of the latest record, 0 if none
 }
 
+// flight is a batch written to the log and waiting for its fsync.
+type flight struct {
+	reqs    []*writeReq
+	results []writeResult
+	recs    []newRecord
+	wait    func() error // nil when there is nothing to sync
+}
+
+// newWriter starts from the durable state in ix; nextPos is the position
+// the next record gets.
 func newWriter(ix *index, st *storage, log *slog.Logger, nextPos uint64) *writer {
 	w := &writer{
 		ix:      ix,
 		st:      st,
 		log:     log,
 		reqs:    make(chan *writeReq, maxBatch),
+		flights: make(chan *flight, maxInFlight),
 		done:    make(chan struct{}),
-		nextPos: nextPos,
+		streams: ix.streams.clone(),
 		ids:     make(map[uuid.UUID]*record, len(ix.log)),
+		nextPos: nextPos,
+		lastPos: ix.lastPos(),
+		persist: st.write,
 	}
 	for _, r := range ix.log {
 		w.ids[r.id] = r
@@ -151,64 +183,33 @@ func (w *writer) close() {
 }
 
 func (w *writer) run() {
-	defer close(w.done)
-	// Estimate how many clients are writing: those just answered plus those
-	// that queued up meanwhile. Until that many requests are queued, wait
-	// (at most about one commit's time) for the rest, so they share one
-	// fsync instead of splitting into groups that alternate.
-	writers, linger := 1, time.Duration(0)
+	go w.land()
+	defer close(w.flights)
 	for req := range w.reqs {
-		batch := w.collect([]*writeReq{req}, writers, linger)
-		start := time.Now()
-		w.process(batch)
-		linger = min(max(time.Since(start), 200*time.Microsecond), 2*time.Millisecond)
-		writers = len(batch) + len(w.reqs)
+		batch := []*writeReq{req}
+		for len(batch) < maxBatch && len(w.reqs) > 0 {
+			batch = append(batch, <-w.reqs)
+		}
+		w.flights <- w.write(batch)
 	}
 }
 
-func (w *writer) collect(batch []*writeReq, want int, linger time.Duration) []*writeReq {
-	var timeout <-chan time.Time
-	for len(batch) < maxBatch {
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-			continue
-		default:
-		}
-		if len(batch) >= want {
-			return batch
-		}
-		if timeout == nil {
-			timeout = time.After(linger)
-		}
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-		case <-timeout:
-			return batch
-		}
+// write checks a batch and hands its records to the storage.
+func (w *writer) write(reqs []*writeReq) *flight {
+	f := &flight{reqs: reqs, results: make([]writeResult, len(reqs))}
+	if w.failed(f) {
+		return f
 	}
-	return batch
-}
-
-func (w *writer) process(reqs []*writeReq) {
-	b := &batch{w: w, streams: map[string]*pendingStream{}, pos: w.nextPos, lastPos: w.ix.lastPos(), savedIDs: map[uuid.UUID]*record{}}
-	results := make([]writeResult, len(reqs))
+	b := &batch{w: w, streams: map[string]*pendingStream{}, pos: w.nextPos, lastPos: w.lastPos, savedIDs: map[uuid.UUID]*record{}}
 	for i, req := range reqs {
-		results[i] = b.handle(req)
+		f.results[i] = b.handle(req)
 	}
 	err := b.err
 	if err == nil {
-		err = w.st.commit(b.recs)
+		f.wait, err = w.persist(b.recs)
 	}
 	if err != nil {
-		w.log.Error("esdbserver: commit failed", "err", err, "requests", len(reqs))
+		w.log.Error("esdbserver: write failed", "err", err, "requests", len(reqs))
 		for id, r := range b.savedIDs {
 			if r == nil {
 				delete(w.ids, id)
@@ -216,30 +217,65 @@ func (w *writer) process(reqs []*writeReq) {
 				w.ids[id] = r
 			}
 		}
-		for i := range results {
-			results[i] = writeResult{err: &rpcError{code: codes.Unavailable, msg: "write failed: " + err.Error()}}
+		for i := range f.results {
+			f.results[i] = writeResult{err: &rpcError{code: codes.Unavailable, msg: "write failed: " + err.Error()}}
 		}
-	} else if len(b.recs) > 0 {
-		w.nextPos = b.pos
-		recs := make([]*record, len(b.recs))
-		w.ix.mu.Lock()
-		for i, n := range b.recs {
-			w.ix.apply(n.rec, n.data)
-			recs[i] = n.rec
-		}
-		w.ix.publish(recs)
-		w.ix.mu.Unlock()
+		return f
 	}
-	for i, req := range reqs {
-		req.done <- results[i]
+	for _, n := range b.recs {
+		w.streams.apply(n.rec, n.data)
+	}
+	w.nextPos, w.lastPos = b.pos, b.lastPos
+	f.recs = b.recs
+	return f
+}
+
+// land waits for each batch's fsync in order, then makes it readable and
+// answers its requests. A batch that fails to sync leaves the writer's
+// state ahead of the disk, so every later write fails too: the server must
+// be restarted, and reopening reads back exactly what is durable.
+func (w *writer) land() {
+	defer close(w.done)
+	for f := range w.flights {
+		if f.wait != nil {
+			if err := f.wait(); err != nil && w.fault.Load() == nil {
+				w.log.Error("esdbserver: fsync failed; refusing all writes until restarted", "err", err)
+				w.fault.Store(&err)
+			}
+		}
+		if !w.failed(f) && f.recs != nil {
+			recs := make([]*record, len(f.recs))
+			w.ix.mu.Lock()
+			for i, n := range f.recs {
+				w.ix.apply(n.rec, n.data)
+				recs[i] = n.rec
+			}
+			w.ix.publish(recs)
+			w.ix.mu.Unlock()
+		}
+		for i, req := range f.reqs {
+			req.done <- f.results[i]
+		}
 	}
 }
 
-// pendingStream is a stream as seen while building a batch: the committed
-// state plus what earlier requests in the batch wrote.
+// failed answers every request of f with the storage fault, if there is one.
+func (w *writer) failed(f *flight) bool {
+	fault := w.fault.Load()
+	if fault == nil {
+		return false
+	}
+	for i := range f.results {
+		f.results[i] = writeResult{err: &rpcError{code: codes.Unavailable, msg: "storage failed, restart the server: " + (*fault).Error()}}
+	}
+	return true
+}
+
+// pendingStream is a stream as seen while building a batch: the state
+// written before the batch plus what earlier requests in it wrote.
 type pendingStream struct {
 	name  string
-	base  *stream // committed; nil if none
+	base  *stream // written before this batch; nil if none
 	added []*record
 	tomb  bool
 	meta  *streamMeta // set when the batch changed the metadata
@@ -296,7 +332,7 @@ type batch struct {
 func (b *batch) get(name string) *pendingStream {
 	p := b.streams[name]
 	if p == nil {
-		p = &pendingStream{name: name, base: b.w.ix.streams[name]}
+		p = &pendingStream{name: name, base: b.w.streams[name]}
 		b.streams[name] = p
 	}
 	return p
