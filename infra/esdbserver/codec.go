@@ -1,7 +1,9 @@
 package esdbserver
 
 import (
+	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -23,6 +25,68 @@ func readEventMsg(enc []byte, pos uint64) rawMsg {
 	b = protowire.AppendTag(b, 3, protowire.VarintType) // ReadEvent.commit_position
 	b = protowire.AppendVarint(b, pos)
 	return b
+}
+
+// recordMsg encodes a record as the RecordedEvent message (streams.proto)
+// it is stored and sent as, with the system metadata EventStoreDB always
+// sends (type, content-type, created). The bytes are what proto.Marshal
+// gives (map entries in a fixed order), without its reflection: the writer
+// encodes every appended event.
+func recordMsg(r *record, isJSON bool, data, meta []byte) []byte {
+	ct := "application/octet-stream"
+	if isJSON {
+		ct = "application/json"
+	}
+	var created [20]byte
+	md := [3][2][]byte{
+		{[]byte("type"), []byte(r.typ)},
+		{[]byte("content-type"), []byte(ct)},
+		{[]byte("created"), strconv.AppendInt(created[:0], r.created, 10)},
+	}
+	var uid [22]byte // UUID{structured: {most, least}}
+	structured := appendInt64Field(appendInt64Field(uid[2:2], 1, int64(binary.BigEndian.Uint64(r.id[:8]))), 2, int64(binary.BigEndian.Uint64(r.id[8:])))
+	id := protowire.AppendBytes(protowire.AppendTag(uid[:0:0], 1, protowire.BytesType), structured)
+
+	b := make([]byte, 0, 96+len(id)+len(r.stream)+len(r.typ)+len(data)+len(meta))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, id)
+	b = protowire.AppendTag(b, 2, protowire.BytesType) // StreamIdentifier{stream_name: 3}
+	b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(len(r.stream))))
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendString(b, r.stream)
+	if r.rev != 0 {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, r.rev)
+	}
+	for _, field := range []protowire.Number{4, 5} { // prepare, commit position
+		b = protowire.AppendTag(b, field, protowire.VarintType)
+		b = protowire.AppendVarint(b, r.pos)
+	}
+	for _, kv := range md {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(2+protowire.SizeBytes(len(kv[0]))+protowire.SizeBytes(len(kv[1]))))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, kv[0])
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, kv[1])
+	}
+	if len(meta) > 0 {
+		b = protowire.AppendTag(b, 7, protowire.BytesType)
+		b = protowire.AppendBytes(b, meta)
+	}
+	if len(data) > 0 {
+		b = protowire.AppendTag(b, 8, protowire.BytesType)
+		b = protowire.AppendBytes(b, data)
+	}
+	return b
+}
+
+// appendInt64Field appends a proto3 int64 field, omitted when zero.
+func appendInt64Field(b []byte, field protowire.Number, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return protowire.AppendVarint(protowire.AppendTag(b, field, protowire.VarintType), uint64(v))
 }
 
 // codec is gRPC's proto codec that also passes rawMsg through.

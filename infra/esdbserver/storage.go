@@ -208,29 +208,6 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	os.Exit(1)
 }
 
-// encodeRecord builds the wire form, with the system metadata EventStoreDB
-// always sends (type, content-type, created).
-func encodeRecord(r *record, isJSON bool, data, meta []byte) ([]byte, error) {
-	ct := "application/octet-stream"
-	if isJSON {
-		ct = "application/json"
-	}
-	return proto.Marshal(&api.ReadResp_ReadEvent_RecordedEvent{
-		Id:               wireUUID(r.id, false),
-		StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(r.stream)},
-		StreamRevision:   r.rev,
-		PreparePosition:  r.pos,
-		CommitPosition:   r.pos,
-		Metadata: map[string]string{
-			"type":         r.typ,
-			"content-type": ct,
-			"created":      strconv.FormatInt(r.created, 10),
-		},
-		CustomMetadata: meta,
-		Data:           data,
-	})
-}
-
 func wireUUID(id uuid.UUID, asString bool) *shared.UUID {
 	if asString {
 		return &shared.UUID{Value: &shared.UUID_String_{String_: id.String()}}

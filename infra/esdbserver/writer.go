@@ -204,10 +204,8 @@ func (w *writer) write(reqs []*writeReq) *flight {
 	for i, req := range reqs {
 		f.results[i] = b.handle(req)
 	}
-	err := b.err
-	if err == nil {
-		f.wait, err = w.persist(b.recs)
-	}
+	var err error
+	f.wait, err = w.persist(b.recs)
 	if err != nil {
 		w.log.Error("esdbserver: write failed", "err", err, "requests", len(reqs))
 		for id, r := range b.savedIDs {
@@ -326,7 +324,6 @@ type batch struct {
 	pos      uint64 // next position
 	lastPos  uint64 // position of the latest record, 0 if none
 	savedIDs map[uuid.UUID]*record
-	err      error // an encoding failure fails the whole batch
 }
 
 func (b *batch) get(name string) *pendingStream {
@@ -340,10 +337,7 @@ func (b *batch) get(name string) *pendingStream {
 
 func (b *batch) add(name string, rev uint64, typ string, isJSON bool, id uuid.UUID, data, meta []byte, now int64) *record {
 	r := &record{pos: b.pos, stream: name, rev: rev, id: id, typ: typ, created: now}
-	enc, err := encodeRecord(r, isJSON, data, meta)
-	if err != nil && b.err == nil {
-		b.err = err
-	}
+	enc := recordMsg(r, isJSON, data, meta)
 	if b.w.st.inMemory() {
 		r.enc = enc
 	}
