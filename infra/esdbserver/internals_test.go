@@ -597,3 +597,48 @@ func TestRecordMsg(t *testing.T) {
 		})
 	}
 }
+
+// TestReadStringIDs reads with the string UUID option, in memory and on
+// disk: every event carries its id as a string, the rest unchanged.
+func TestReadStringIDs(t *testing.T) {
+	for mode, dir := range map[string]string{"memory": "", "disk": t.TempDir()} {
+		t.Run(mode, func(t *testing.T) {
+			s := start(t, dir)
+			ids := []uuid.UUID{uuid.New(), uuid.New()}
+			mustAppend(t, connect(t, s), "str", esdb.NoStream{},
+				esdb.EventData{EventID: ids[0], EventType: "A", ContentType: esdb.ContentTypeJson, Data: []byte(`{"n":0}`)},
+				esdb.EventData{EventID: ids[1], EventType: "B", ContentType: esdb.ContentTypeJson, Data: []byte(`{"n":1}`)})
+			call, err := rawConn(t, s).Read(ctx(t), &api.ReadReq{Options: &api.ReadReq_Options{
+				StreamOption: &api.ReadReq_Options_Stream{Stream: &api.ReadReq_Options_StreamOptions{
+					StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte("str")},
+					RevisionOption:   &api.ReadReq_Options_StreamOptions_Start{},
+				}},
+				CountOption:  &api.ReadReq_Options_Count{Count: 10},
+				FilterOption: &api.ReadReq_Options_NoFilter{},
+				UuidOption:   &api.ReadReq_Options_UUIDOption{Content: &api.ReadReq_Options_UUIDOption_String_{}},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; ; i++ {
+				resp, err := call.Recv()
+				if errors.Is(err, io.EOF) {
+					if i != len(ids) {
+						t.Fatalf("%d events, want %d", i, len(ids))
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev := resp.GetEvent().GetEvent()
+				if got := ev.GetId().GetString_(); got != ids[i].String() {
+					t.Fatalf("event %d: id %q, want %q", i, got, ids[i])
+				}
+				if ev.GetStreamRevision() != uint64(i) || string(ev.GetData()) != fmt.Sprintf(`{"n":%d}`, i) {
+					t.Fatalf("event %d: %v", i, ev)
+				}
+			}
+		})
+	}
+}

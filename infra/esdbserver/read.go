@@ -1,6 +1,7 @@
 package esdbserver
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // pageSize is how many records a read copies out of the index at a time.
@@ -204,20 +206,35 @@ type reader struct {
 
 // send loads the payloads of recs and sends them as events.
 func (r *reader) send(recs []*record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	encs, err := r.s.st.events(recs, r.uuidString)
-	if err != nil {
+	msgs := make([]rawMsg, len(recs))
+	var convErr error
+	err := r.s.st.each(recs, func(i int, enc []byte) {
+		if r.uuidString && convErr == nil {
+			enc, convErr = withStringID(enc, recs[i].id)
+		}
+		msgs[i] = readEventMsg(enc, recs[i].pos)
+	})
+	if err = errors.Join(err, convErr); err != nil {
 		r.s.log.Error("esdbserver: read payloads", "err", err)
 		return &rpcError{code: codes.Internal, msg: "read failed"}
 	}
-	for i, enc := range encs {
-		if err := r.srv.SendMsg(readEventMsg(enc, recs[i].pos)); err != nil {
+	for _, m := range msgs {
+		if err := r.srv.SendMsg(m); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// withStringID re-encodes a RecordedEvent with its id in string form, for
+// clients that ask for it.
+func withStringID(enc []byte, id uuid.UUID) ([]byte, error) {
+	ev := &api.ReadResp_ReadEvent_RecordedEvent{}
+	if err := proto.Unmarshal(enc, ev); err != nil {
+		return nil, err
+	}
+	ev.Id = wireUUID(id, true)
+	return proto.Marshal(ev)
 }
 
 func (r *reader) sendNotFound(name string) error {

@@ -127,38 +127,20 @@ func (st *storage) write(recs []newRecord) (wait func() error, err error) {
 	}, nil
 }
 
-// events returns the wire form (RecordedEvent) of durable records; with
-// uuidString the event id is re-encoded as a string.
-func (st *storage) events(recs []*record, uuidString bool) ([][]byte, error) {
-	out := make([][]byte, len(recs))
+// each calls fn with the wire form (RecordedEvent) of each durable record,
+// in the order given; enc is only valid during the call.
+func (st *storage) each(recs []*record, fn func(i int, enc []byte)) error {
 	if st.inMemory() {
 		for i, r := range recs {
-			out[i] = r.enc
+			fn(i, r.enc)
 		}
-	} else if err := st.readInto(out, recs); err != nil {
-		return nil, err
+		return nil
 	}
-	if !uuidString {
-		return out, nil
+	if len(recs) == 0 {
+		return nil
 	}
-	for i, v := range out {
-		ev := &api.ReadResp_ReadEvent_RecordedEvent{}
-		if err := proto.Unmarshal(v, ev); err != nil {
-			return nil, fmt.Errorf("record at %d: %w", recs[i].pos, err)
-		}
-		ev.Id = wireUUID(recs[i].id, true)
-		enc, err := proto.Marshal(ev)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = enc
-	}
-	return out, nil
-}
-
-// readInto reads the records with one iterator: a page of $all is a run of
-// consecutive keys, so after the first seek each record is the next key.
-func (st *storage) readInto(out [][]byte, recs []*record) error {
+	// One iterator: a page of $all is a run of consecutive keys, so after
+	// the first seek each record is the next key.
 	lo, hi := recs[0].pos, recs[0].pos
 	for _, r := range recs {
 		lo, hi = min(lo, r.pos), max(hi, r.pos)
@@ -178,7 +160,7 @@ func (st *storage) readInto(out [][]byte, recs []*record) error {
 		if err != nil {
 			return fmt.Errorf("record at %d: %w", r.pos, err)
 		}
-		out[i] = bytes.Clone(v)
+		fn(i, v)
 	}
 	return nil
 }
