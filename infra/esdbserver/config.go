@@ -1,7 +1,7 @@
 // Package esdbserver is an embedded EventStoreDB server: it serves the
 // EventStoreDB gRPC contract (Streams and ServerFeatures, as the official
-// client v4.2.0 uses them) from an in-memory index backed by bbolt, so tests
-// and local runs can point the official client at an in-process server.
+// client v4.2.0 uses them) from an in-memory index backed by Pebble, so
+// tests and local runs can point the official client at an in-process server.
 //
 // It follows EventStoreDB 24.10 where the client can tell:
 //   - A soft delete writes {"$tb": MaxInt64} to $$stream; the next append
@@ -41,7 +41,7 @@ const (
 // DefaultAddr and keeps everything in memory.
 type Config struct {
 	Addr          string       // e.g. "127.0.0.1:0"; default "127.0.0.1:2113"
-	DataDir       string       // "" = in memory; otherwise a bbolt file inside this dir
+	DataDir       string       // "" = in memory; otherwise a Pebble store in this dir
 	MaxAppendSize int          // bytes; default 1 MiB (1<<20), like EventStoreDB
 	Logger        *slog.Logger // default slog.Default()
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -640,5 +643,18 @@ func TestReadStringIDs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRefusesLegacyStore: a data dir holding the bbolt file of earlier
+// versions is refused with a message naming it, not opened as empty.
+func TestRefusesLegacyStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, legacyFile), []byte("bbolt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(Config{Addr: "127.0.0.1:0", DataDir: dir, Logger: quietLogger()})
+	if err == nil || !strings.Contains(err.Error(), legacyFile) {
+		t.Fatalf("start on a legacy data dir: %v", err)
 	}
 }
