@@ -1,132 +1,191 @@
-// Package ledger is the reactors' durable memory in bbolt: one checkpoint
+// Package ledger is the reactors' durable memory in Pebble: one checkpoint
 // per projector and the outcome of every side effect. It implements
-// projections.Ledger. bbolt locks its file, so two processes can never run
-// the same reactors on one ledger.
+// projections.Ledger. Pebble locks its directory, so two processes can
+// never run the same reactors on one ledger.
 package ledger
 
 import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
+	"sync"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 
 	"rxflow/projections"
 )
 
-var (
-	checkpoints = []byte("checkpoints") // projector -> big-endian position
-	effects     = []byte("effects")     // effect id -> JSON Effect
-	parked      = []byte("parked")      // effect id -> JSON Effect, while parked
+// Key prefixes of the one keyspace.
+const (
+	checkpointPrefix = "checkpoint/" // + projector -> big-endian position
+	effectPrefix     = "effect/"     // + effect id -> JSON Effect
+	parkedPrefix     = "parked/"     // + effect id -> JSON Effect, as parked
+	parkedEnd        = "parked0"     // just past every parked key: '0' follows '/'
 )
 
-// Ledger is a bbolt-backed projections.Ledger.
+// legacyFile is the bbolt ledger file of earlier versions.
+const legacyFile = "ledger.db"
+
+// Ledger is a Pebble-backed projections.Ledger.
 type Ledger struct {
-	db *bolt.DB
+	db *pebble.DB
+	mu sync.Mutex // serializes the checkpoint's read-modify-write
 }
 
-// Open opens (or creates) the ledger file at path. It fails if another
-// process holds it.
+// Open opens (or creates) the ledger directory at path. It fails if the
+// ledger is already open, or if an earlier version's ledger file sits next
+// to it.
 func Open(path string) (*Ledger, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
+	legacy := filepath.Join(filepath.Dir(path), legacyFile)
+	switch fi, err := os.Stat(legacy); {
+	case err == nil && fi.Mode().IsRegular():
+		return nil, fmt.Errorf("ledger: %s is a ledger written by an earlier version (bbolt); this version keeps it in %s (Pebble). "+
+			"Replaying side effects from an empty ledger would repeat partner calls: migrate or remove it deliberately", legacy, path)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("ledger %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{checkpoints, effects, parked} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
+	db, err := pebble.Open(path, &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{},
 	})
 	if err != nil {
-		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("ledger %s (is a projector using it?): %w", path, err)
 	}
 	return &Ledger{db: db}, nil
 }
 
-// Close closes the file.
+// Close closes the store.
 func (l *Ledger) Close() error { return l.db.Close() }
 
 // Checkpoint implements projections.Ledger.
-func (l *Ledger) Checkpoint(_ context.Context, projector string) (pos uint64, err error) {
-	err = l.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(checkpoints).Get([]byte(projector)); len(v) == 8 {
-			pos = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	})
-	return pos, err
+func (l *Ledger) Checkpoint(_ context.Context, projector string) (uint64, error) {
+	return l.checkpoint(projector)
+}
+
+func (l *Ledger) checkpoint(projector string) (uint64, error) {
+	v, closer, err := l.db.Get([]byte(checkpointPrefix + projector))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("ledger: checkpoint of %s: bad value %x", projector, v)
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // SaveCheckpoint implements projections.Ledger; the checkpoint only moves forward.
 func (l *Ledger) SaveCheckpoint(_ context.Context, projector string, position uint64) error {
-	return l.db.Update(func(tx *bolt.Tx) error { return saveCheckpoint(tx, projector, position) })
-}
-
-func saveCheckpoint(tx *bolt.Tx, projector string, position uint64) error {
-	b := tx.Bucket(checkpoints)
-	if v := b.Get([]byte(projector)); len(v) == 8 && binary.BigEndian.Uint64(v) >= position {
-		return nil
-	}
-	return b.Put([]byte(projector), binary.BigEndian.AppendUint64(nil, position))
+	return l.commit(projector, position, func(*pebble.Batch) error { return nil })
 }
 
 // Effect implements projections.Ledger.
 func (l *Ledger) Effect(_ context.Context, id string) (e projections.Effect, found bool, err error) {
-	err = l.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(effects).Get([]byte(id))
-		if v == nil {
-			return nil
-		}
-		found = true
-		return json.Unmarshal(v, &e)
-	})
-	return e, found, err
+	v, closer, err := l.db.Get([]byte(effectPrefix + id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, err
+	}
+	defer closer.Close()
+	return e, true, json.Unmarshal(v, &e)
 }
 
-// Record implements projections.Ledger.
+// Record implements projections.Ledger: the effect, its parked entry if
+// parked, and the checkpoint are written in one synced batch.
 func (l *Ledger) Record(_ context.Context, e projections.Effect, position uint64) error {
 	v, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	return l.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(effects).Put([]byte(e.ID), v); err != nil {
+	return l.commit(e.Projector, position, func(b *pebble.Batch) error {
+		if err := b.Set([]byte(effectPrefix+e.ID), v, nil); err != nil {
 			return err
 		}
 		if e.Status == projections.EffectParked {
-			if err := tx.Bucket(parked).Put([]byte(e.ID), v); err != nil {
-				return err
-			}
+			return b.Set([]byte(parkedPrefix+e.ID), v, nil)
 		}
-		return saveCheckpoint(tx, e.Projector, position)
+		return nil
 	})
+}
+
+// commit writes fill's batch, plus the projector's checkpoint if position
+// is further, durably and atomically.
+func (l *Ledger) commit(projector string, position uint64, fill func(*pebble.Batch) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.db.NewBatch()
+	defer b.Close()
+	if err := fill(b); err != nil {
+		return err
+	}
+	cur, err := l.checkpoint(projector)
+	if err != nil {
+		return err
+	}
+	if position > cur {
+		if err := b.Set([]byte(checkpointPrefix+projector), binary.BigEndian.AppendUint64(nil, position), nil); err != nil {
+			return err
+		}
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // Parked implements projections.ParkedEffects.
 func (l *Ledger) Parked(context.Context) ([]projections.Effect, error) {
-	var out []projections.Effect
-	err := l.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(parked).ForEach(func(_, v []byte) error {
-			var e projections.Effect
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-			return nil
-		})
+	it, err := l.db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte(parkedPrefix),
+		UpperBound: []byte(parkedEnd),
 	})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []projections.Effect
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		var e projections.Effect
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
 	slices.SortFunc(out, func(a, b projections.Effect) int { return a.At.Compare(b.At) })
-	return out, err
+	return out, nil
+}
+
+// pebbleLogger sends Pebble's errors to the default slog logger and drops
+// its info messages. Pebble calls Fatalf for failures it cannot continue
+// after and requires it not to return, so it ends the process.
+type pebbleLogger struct{}
+
+func (pebbleLogger) Infof(string, ...any) {}
+
+func (pebbleLogger) Errorf(format string, args ...any) {
+	slog.Error("ledger: pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (pebbleLogger) Fatalf(format string, args ...any) {
+	slog.Error("ledger: pebble: fatal: " + fmt.Sprintf(format, args...))
+	os.Exit(1)
 }

@@ -36,7 +36,7 @@ type RebuildResult struct {
 func Rebuild(ctx context.Context, cfg RebuildConfig, progress func(events int, position uint64)) (res RebuildResult, err error) {
 	start := time.Now()
 	cfg.DataDir = cmp.Or(cfg.DataDir, filepath.Join("data", "projector"))
-	held, err := ledger.Open(filepath.Join(cfg.DataDir, "ledger.db"))
+	held, err := ledger.Open(filepath.Join(cfg.DataDir, "ledger"))
 	if err != nil {
 		return res, fmt.Errorf("is the projector still running? %w", err)
 	}

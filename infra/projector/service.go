@@ -95,7 +95,7 @@ func New(cfg Config) (*Service, error) {
 		}
 	}()
 	var err error
-	if s.ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger.db")); err != nil {
+	if s.ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger")); err != nil {
 		return nil, err
 	}
 	if s.readModel, err = readmodel.Open(filepath.Join(cfg.DataDir, "readmodel.db")); err != nil {
