@@ -742,7 +742,7 @@ func (brokenHistory) Load(context.Context, string) ([]events.Recorded, error) {
 type brokenParked struct{}
 
 func (brokenParked) Parked(context.Context) ([]projections.Effect, error) {
-	return nil, errors.New("bbolt: secret-file locked")
+	return nil, errors.New("pebble: secret-file locked")
 }
 
 func TestInternalErrorsAreLoggedNotLeaked(t *testing.T) {

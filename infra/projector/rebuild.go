@@ -38,7 +38,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, progress func(events int, p
 	cfg.DataDir = cmp.Or(cfg.DataDir, filepath.Join("data", "projector"))
 	held, err := ledger.Open(filepath.Join(cfg.DataDir, "ledger"))
 	if err != nil {
-		return res, fmt.Errorf("is the projector still running? %w", err)
+		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	defer held.Close()
 	store, err := eventstore.Open(cfg.EventStore)

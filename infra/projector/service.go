@@ -36,7 +36,7 @@ type Config struct {
 	Outbound     projections.OutboundTopics
 	Partitions   int32 // partitions of the topics it creates; default 8
 	EventStore   eventstore.Config
-	DataDir      string // read model and ledger files; default ./data/projector
+	DataDir      string // read model file and ledger directory; default ./data/projector
 	Partners     partners.Endpoints
 	HTTPAddr     string // query API and ops endpoints; default 127.0.0.1:8080
 	Token        string // bearer token of the query API; required
