@@ -49,15 +49,20 @@ func BenchmarkAppendSequential(b *testing.B) {
 
 // BenchmarkAppend16Writers: 16 goroutines, each appending one event at a
 // time to its own stream; b.N events in total.
-func BenchmarkAppend16Writers(b *testing.B) {
-	const writers = 16
+func BenchmarkAppend16Writers(b *testing.B) { benchWriters(b, 16) }
+
+// BenchmarkAppend64Writers: the same with 64 writers, to show what the
+// store takes when more appends are in flight.
+func BenchmarkAppend64Writers(b *testing.B) { benchWriters(b, 64) }
+
+func benchWriters(b *testing.B, writers int) {
 	client := benchClient(b)
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	b.ResetTimer()
-	for w := 0; w < writers; w++ {
+	for range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
