@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"io"
 	"log/slog"
 	"sync"
@@ -170,5 +171,36 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if revs["shared"] != uint64(acked["shared"]) || acked["shared"] != writers*perWriter {
 		t.Fatalf("shared has %d events, %d acked", revs["shared"], acked["shared"])
+	}
+}
+
+// TestAppendsShareFsyncs: 16 writers appending at once, one event per
+// append, need far fewer log fsyncs than appends (group commit).
+func TestAppendsShareFsyncs(t *testing.T) {
+	s := start(t, t.TempDir())
+	c := connect(t, s)
+	const writers, perWriter = 16, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perWriter {
+				if _, err := c.AppendToStream(ctx(t), fmt.Sprintf("fsync-%d", w), esdb.AppendToStreamOptions{}, ev("E")); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	m := &dto.Metric{}
+	if err := s.st.db.Metrics().LogWriter.FsyncLatency.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	syncs := m.GetHistogram().GetSampleCount()
+	t.Logf("%d log fsyncs for %d appends", syncs, writers*perWriter)
+	if syncs == 0 || 2*syncs > writers*perWriter {
+		t.Fatalf("%d log fsyncs for %d appends: want at least two appends per fsync", syncs, writers*perWriter)
 	}
 }
