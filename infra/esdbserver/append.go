@@ -24,8 +24,7 @@ type streamsAPI struct {
 	s *Server
 }
 
-func streamName(id *shared.StreamIdentifier) (string, error) {
-	name := id.GetStreamName()
+func streamName(name []byte) (string, error) {
 	if len(name) == 0 {
 		return "", invalidArgument("stream name is required")
 	}
@@ -38,74 +37,62 @@ func streamName(id *shared.StreamIdentifier) (string, error) {
 // proposedEvent validates one proposed event like Streams.Append.cs does and
 // returns it with the size EventStoreDB counts against MaxAppendSize:
 // data + custom metadata + the event type in UTF-16 bytes.
-func proposedEvent(id *shared.UUID, md map[string]string, data, meta []byte) (proposal, int, error) {
-	typ, ok := md["type"]
-	if !ok {
+func proposedEvent(pm proposedMsg) (proposal, int, error) {
+	if !pm.hasTyp {
 		return proposal{}, 0, missingMetadataError("type")
 	}
-	ct, ok := md["content-type"]
-	if !ok {
+	if !pm.hasCT {
 		return proposal{}, 0, missingMetadataError("content-type")
 	}
-	if typ == "" {
+	if pm.typ == "" {
 		return proposal{}, 0, invalidArgument("event type is empty")
 	}
-	uid, err := parseUUID(id)
-	if err != nil {
-		return proposal{}, 0, invalidArgument("event id: %v", err)
+	if pm.idErr != nil {
+		return proposal{}, 0, invalidArgument("event id: %v", pm.idErr)
 	}
-	if uid == uuid.Nil {
+	if pm.id == uuid.Nil {
 		return proposal{}, 0, invalidArgument("event id is empty")
 	}
-	size := len(data) + len(meta) + 2*len(utf16.Encode([]rune(typ)))
-	return proposal{id: uid, typ: typ, isJSON: ct == "application/json", data: data, meta: meta}, size, nil
+	size := len(pm.data) + len(pm.meta) + 2*len(utf16.Encode([]rune(pm.typ)))
+	return proposal{id: pm.id, typ: pm.typ, isJSON: pm.ct == "application/json", data: pm.data, meta: pm.meta}, size, nil
 }
 
 func (a *streamsAPI) Append(srv api.Streams_AppendServer) error {
-	first, err := srv.Recv()
-	if err != nil {
+	var first appendReq
+	if err := srv.RecvMsg(&first); err != nil {
 		if errors.Is(err, io.EOF) {
 			return invalidArgument("append without options")
 		}
 		return err
 	}
-	opts := first.GetOptions()
+	opts := first.options
 	if opts == nil {
 		return invalidArgument("the first append message must carry options")
 	}
-	name, err := streamName(opts.GetStreamIdentifier())
+	name, err := streamName(opts.stream)
 	if err != nil {
 		return err
 	}
-	var exp expectation
-	switch v := opts.GetExpectedStreamRevision().(type) {
-	case *api.AppendReq_Options_Revision:
-		exp = expectation{kind: expRevision, rev: v.Revision}
-	case *api.AppendReq_Options_NoStream:
-		exp = expectation{kind: expNoStream}
-	case *api.AppendReq_Options_Any:
-		exp = expectation{kind: expAny}
-	case *api.AppendReq_Options_StreamExists:
-		exp = expectation{kind: expExists}
-	default:
+	if !opts.hasExp {
 		return invalidArgument("expected stream revision is required")
 	}
+	exp := opts.exp
 
 	var events []proposal
 	size := 0
 	for {
-		msg, err := srv.Recv()
+		var msg appendReq
+		err := srv.RecvMsg(&msg)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return err
 		}
-		pm := msg.GetProposedMessage()
-		if pm == nil {
+		if msg.proposed == nil {
 			return invalidArgument("expected a proposed message")
 		}
-		ev, n, err := proposedEvent(pm.GetId(), pm.GetMetadata(), pm.GetData(), pm.GetCustomMetadata())
+		ev, n, err := proposedEvent(*msg.proposed)
 		if err != nil {
 			return err
 		}
@@ -171,7 +158,7 @@ func wrongExpectedVersion(exp expectation, current int64) *api.AppendResp_WrongE
 
 func (a *streamsAPI) Delete(_ context.Context, req *api.DeleteReq) (*api.DeleteResp, error) {
 	opts := req.GetOptions()
-	name, err := streamName(opts.GetStreamIdentifier())
+	name, err := streamName(opts.GetStreamIdentifier().GetStreamName())
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +186,7 @@ func (a *streamsAPI) Delete(_ context.Context, req *api.DeleteReq) (*api.DeleteR
 
 func (a *streamsAPI) Tombstone(_ context.Context, req *api.TombstoneReq) (*api.TombstoneResp, error) {
 	opts := req.GetOptions()
-	name, err := streamName(opts.GetStreamIdentifier())
+	name, err := streamName(opts.GetStreamIdentifier().GetStreamName())
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +295,7 @@ func (a *streamsAPI) BatchAppend(srv api.Streams_BatchAppendServer) error {
 }
 
 func newBatchWrite(opts *api.BatchAppendReq_Options) (*batchWrite, *rpcstatus.Status) {
-	name, err := streamName(opts.GetStreamIdentifier())
+	name, err := streamName(opts.GetStreamIdentifier().GetStreamName())
 	if err != nil {
 		return nil, batchStatus(code.Code_INVALID_ARGUMENT, "BadRequest", &shared.BadRequest{Message: err.Error()})
 	}
@@ -340,7 +327,7 @@ func newBatchWrite(opts *api.BatchAppendReq_Options) (*batchWrite, *rpcstatus.St
 
 func (w *batchWrite) add(msgs []*api.BatchAppendReq_ProposedMessage, maxSize int) *rpcstatus.Status {
 	for _, pm := range msgs {
-		ev, n, err := proposedEvent(pm.GetId(), pm.GetMetadata(), pm.GetData(), pm.GetCustomMetadata())
+		ev, n, err := proposedEvent(fromProposed(pm.GetId(), pm.GetMetadata(), pm.GetData(), pm.GetCustomMetadata()))
 		if err != nil {
 			return batchStatus(code.Code_INVALID_ARGUMENT, "BadRequest", &shared.BadRequest{Message: err.Error()})
 		}

@@ -105,6 +105,9 @@ func (codec) Marshal(v any) ([]byte, error) {
 }
 
 func (codec) Unmarshal(data []byte, v any) error {
+	if m, ok := v.(*appendReq); ok {
+		return unmarshalAppendReq(data, m)
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("esdbserver: cannot decode into %T", v)

@@ -152,7 +152,7 @@ func (a *streamsAPI) Read(req *api.ReadReq, srv api.Streams_ReadServer) error {
 
 	switch so := o.GetStreamOption().(type) {
 	case *api.ReadReq_Options_Stream:
-		name, err := streamName(so.Stream.GetStreamIdentifier())
+		name, err := streamName(so.Stream.GetStreamIdentifier().GetStreamName())
 		if err != nil {
 			return err
 		}

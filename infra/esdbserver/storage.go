@@ -237,12 +237,16 @@ func parseUUID(u *shared.UUID) (uuid.UUID, error) {
 		binary.BigEndian.PutUint64(id[8:], uint64(v.Structured.GetLeastSignificantBits()))
 		return id, nil
 	case *shared.UUID_String_:
-		id, err := uuid.Parse(v.String_)
-		if err != nil {
-			return uuid.Nil, fmt.Errorf("bad uuid %q: %w", v.String_, err)
-		}
-		return id, nil
+		return parseUUIDString(v.String_)
 	default:
-		return uuid.Nil, errors.New("uuid not set")
+		return uuid.Nil, errUUIDNotSet
 	}
+}
+
+func parseUUIDString(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("bad uuid %q: %w", s, err)
+	}
+	return id, nil
 }
