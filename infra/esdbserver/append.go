@@ -156,60 +156,66 @@ func wrongExpectedVersion(exp expectation, current int64) *api.AppendResp_WrongE
 	return w
 }
 
+// revisionOptions are the Append, Delete and Tombstone options, whose
+// expected_stream_revision oneofs have the same fields.
+type revisionOptions interface {
+	GetStreamIdentifier() *shared.StreamIdentifier
+	GetRevision() uint64
+	GetNoStream() *shared.Empty
+	GetAny() *shared.Empty
+	GetStreamExists() *shared.Empty
+}
+
+// expectationOf reads the expected revision; set says whether the oneof is
+// set at all (a revision of 0 cannot be told from none otherwise).
+func expectationOf(o revisionOptions, set bool) (expectation, bool) {
+	switch {
+	case o.GetNoStream() != nil:
+		return expectation{kind: expNoStream}, true
+	case o.GetAny() != nil:
+		return expectation{kind: expAny}, true
+	case o.GetStreamExists() != nil:
+		return expectation{kind: expExists}, true
+	case set:
+		return expectation{kind: expRevision, rev: o.GetRevision()}, true
+	}
+	return expectation{}, false
+}
+
 func (a *streamsAPI) Delete(_ context.Context, req *api.DeleteReq) (*api.DeleteResp, error) {
 	opts := req.GetOptions()
-	name, err := streamName(opts.GetStreamIdentifier().GetStreamName())
+	pos, err := a.remove(opDelete, opts, opts.GetExpectedStreamRevision() != nil)
 	if err != nil {
 		return nil, err
 	}
-	var exp expectation
-	switch v := opts.GetExpectedStreamRevision().(type) {
-	case *api.DeleteReq_Options_Revision:
-		exp = expectation{kind: expRevision, rev: v.Revision}
-	case *api.DeleteReq_Options_NoStream:
-		exp = expectation{kind: expNoStream}
-	case *api.DeleteReq_Options_Any:
-		exp = expectation{kind: expAny}
-	case *api.DeleteReq_Options_StreamExists:
-		exp = expectation{kind: expExists}
-	default:
-		return nil, invalidArgument("expected stream revision is required")
-	}
-	res := a.s.w.submit(&writeReq{op: opDelete, stream: name, exp: exp})
-	if res.err != nil {
-		return nil, res.err
-	}
 	return &api.DeleteResp{PositionOption: &api.DeleteResp_Position_{Position: &api.DeleteResp_Position{
-		CommitPosition: res.pos, PreparePosition: res.pos,
+		CommitPosition: pos, PreparePosition: pos,
 	}}}, nil
 }
 
 func (a *streamsAPI) Tombstone(_ context.Context, req *api.TombstoneReq) (*api.TombstoneResp, error) {
 	opts := req.GetOptions()
-	name, err := streamName(opts.GetStreamIdentifier().GetStreamName())
+	pos, err := a.remove(opTombstone, opts, opts.GetExpectedStreamRevision() != nil)
 	if err != nil {
 		return nil, err
 	}
-	var exp expectation
-	switch v := opts.GetExpectedStreamRevision().(type) {
-	case *api.TombstoneReq_Options_Revision:
-		exp = expectation{kind: expRevision, rev: v.Revision}
-	case *api.TombstoneReq_Options_NoStream:
-		exp = expectation{kind: expNoStream}
-	case *api.TombstoneReq_Options_Any:
-		exp = expectation{kind: expAny}
-	case *api.TombstoneReq_Options_StreamExists:
-		exp = expectation{kind: expExists}
-	default:
-		return nil, invalidArgument("expected stream revision is required")
-	}
-	res := a.s.w.submit(&writeReq{op: opTombstone, stream: name, exp: exp})
-	if res.err != nil {
-		return nil, res.err
-	}
 	return &api.TombstoneResp{PositionOption: &api.TombstoneResp_Position_{Position: &api.TombstoneResp_Position{
-		CommitPosition: res.pos, PreparePosition: res.pos,
+		CommitPosition: pos, PreparePosition: pos,
 	}}}, nil
+}
+
+// remove runs a soft delete or a tombstone and returns its position.
+func (a *streamsAPI) remove(op opKind, opts revisionOptions, expSet bool) (uint64, error) {
+	name, err := streamName(opts.GetStreamIdentifier().GetStreamName())
+	if err != nil {
+		return 0, err
+	}
+	exp, ok := expectationOf(opts, expSet)
+	if !ok {
+		return 0, invalidArgument("expected stream revision is required")
+	}
+	res := a.s.w.submit(&writeReq{op: op, stream: name, exp: exp})
+	return res.pos, res.err
 }
 
 // batchWrite is a BatchAppend write being assembled from its requests.

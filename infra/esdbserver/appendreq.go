@@ -58,19 +58,8 @@ func unmarshalAppendReq(b []byte, m *appendReq) error {
 	}
 	*m = appendReq{}
 	if o := req.GetOptions(); o != nil {
-		m.options = &appendOptions{stream: o.GetStreamIdentifier().GetStreamName(), hasExp: true}
-		switch v := o.GetExpectedStreamRevision().(type) {
-		case *api.AppendReq_Options_Revision:
-			m.options.exp = expectation{kind: expRevision, rev: v.Revision}
-		case *api.AppendReq_Options_NoStream:
-			m.options.exp = expectation{kind: expNoStream}
-		case *api.AppendReq_Options_Any:
-			m.options.exp = expectation{kind: expAny}
-		case *api.AppendReq_Options_StreamExists:
-			m.options.exp = expectation{kind: expExists}
-		default:
-			m.options.hasExp = false
-		}
+		m.options = &appendOptions{stream: o.GetStreamIdentifier().GetStreamName()}
+		m.options.exp, m.options.hasExp = expectationOf(o, o.GetExpectedStreamRevision() != nil)
 	}
 	if pm := req.GetProposedMessage(); pm != nil {
 		p := fromProposed(pm.GetId(), pm.GetMetadata(), pm.GetData(), pm.GetCustomMetadata())

@@ -658,3 +658,39 @@ func TestRefusesLegacyStore(t *testing.T) {
 		t.Fatalf("start on a legacy data dir: %v", err)
 	}
 }
+
+// TestDeleteExpectations: Delete and Tombstone read every kind of expected
+// revision from their own oneofs.
+func TestDeleteExpectations(t *testing.T) {
+	c := connect(t, start(t, ""))
+	mustAppend(t, c, "d", esdb.NoStream{}, ev("D1"))
+	if _, err := c.DeleteStream(ctx(t), "d", esdb.DeleteStreamOptions{ExpectedRevision: esdb.NoStream{}}); !wrongExpected(err) {
+		t.Fatalf("delete expecting no stream: %v", err)
+	}
+	if _, err := c.DeleteStream(ctx(t), "d", esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(1)}); !wrongExpected(err) {
+		t.Fatalf("delete expecting revision 1: %v", err)
+	}
+	if _, err := c.DeleteStream(ctx(t), "d", esdb.DeleteStreamOptions{ExpectedRevision: esdb.Revision(0)}); err != nil {
+		t.Fatalf("delete expecting revision 0: %v", err)
+	}
+	if _, err := c.TombstoneStream(ctx(t), "t", esdb.TombstoneStreamOptions{ExpectedRevision: esdb.StreamExists{}}); !wrongExpected(err) {
+		t.Fatalf("tombstone of a missing stream expecting it to exist: %v", err)
+	}
+	if _, err := c.TombstoneStream(ctx(t), "t", esdb.TombstoneStreamOptions{ExpectedRevision: esdb.NoStream{}}); err != nil {
+		t.Fatalf("tombstone of a missing stream expecting none: %v", err)
+	}
+	if _, err := readStream(t, c, "t"); esdbCode(err) != esdb.ErrorCodeStreamDeleted {
+		t.Fatalf("read after tombstone: %v", err)
+	}
+}
+
+// wrongExpected: client v4.2.0 reports a delete's wrong expected version as
+// an *esdb.Error wrapping the FailedPrecondition status.
+func wrongExpected(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if st, ok := status.FromError(e); ok {
+			return st.Code() == codes.FailedPrecondition && strings.Contains(st.Message(), "WrongExpectedVersion")
+		}
+	}
+	return false
+}

@@ -13,8 +13,10 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
+	"rxflow/infra/pebbledb"
 )
 
 // The data directory is a Pebble store: key = $all position (8 bytes big
@@ -47,10 +49,7 @@ func openStorage(dir string, log *slog.Logger) (*storage, error) {
 	if _, err := os.Stat(filepath.Join(dir, legacyFile)); err == nil {
 		return nil, fmt.Errorf("%s holds %s, a store written by an earlier version; move it away or use another data dir", dir, legacyFile)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log},
-	})
+	db, err := pebbledb.Open(dir, "esdbserver", log)
 	if err != nil {
 		return nil, fmt.Errorf("open %s (is another server using it?): %w", dir, err)
 	}
@@ -170,24 +169,6 @@ func (st *storage) close() error {
 		return nil
 	}
 	return st.db.Close()
-}
-
-// pebbleLogger sends Pebble's messages to the server's logger. Fatalf is
-// called for failures Pebble cannot continue after (a failed log write, a
-// corrupt store); like Pebble's own default it ends the process.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (l pebbleLogger) Infof(format string, args ...any) {
-	l.log.Debug("esdbserver: pebble: " + fmt.Sprintf(format, args...))
-}
-
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error("esdbserver: pebble: " + fmt.Sprintf(format, args...))
-}
-
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error("esdbserver: pebble: fatal: " + fmt.Sprintf(format, args...))
-	os.Exit(1)
 }
 
 func wireUUID(id uuid.UUID, asString bool) *shared.UUID {

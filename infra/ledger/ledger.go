@@ -19,6 +19,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"rxflow/infra/pebbledb"
+
 	"rxflow/projections"
 )
 
@@ -51,10 +53,7 @@ func Open(path string) (*Ledger, error) {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	db, err := pebble.Open(path, &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{},
-	})
+	db, err := pebbledb.Open(path, "ledger", slog.Default())
 	if err != nil {
 		return nil, fmt.Errorf("ledger %s (is a projector using it?): %w", path, err)
 	}
@@ -172,20 +171,4 @@ func (l *Ledger) Parked(context.Context) ([]projections.Effect, error) {
 	}
 	slices.SortFunc(out, func(a, b projections.Effect) int { return a.At.Compare(b.At) })
 	return out, nil
-}
-
-// pebbleLogger sends Pebble's errors to the default slog logger and drops
-// its info messages. Pebble calls Fatalf for failures it cannot continue
-// after and requires it not to return, so it ends the process.
-type pebbleLogger struct{}
-
-func (pebbleLogger) Infof(string, ...any) {}
-
-func (pebbleLogger) Errorf(format string, args ...any) {
-	slog.Error("ledger: pebble: " + fmt.Sprintf(format, args...))
-}
-
-func (pebbleLogger) Fatalf(format string, args ...any) {
-	slog.Error("ledger: pebble: fatal: " + fmt.Sprintf(format, args...))
-	os.Exit(1)
 }
