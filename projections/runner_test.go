@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,11 +57,19 @@ func request(t *testing.T, h *commands.Handler, urn string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := h.Handle(context.Background(), env)
-	if err != nil {
-		t.Fatal(err)
+	// Right after a server restart the client may still report the outage:
+	// retry as the processor does (the command id makes a retry idempotent).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := h.Handle(context.Background(), env)
+		if err == nil {
+			return out.Position
+		}
+		if errors.Is(err, commands.ErrPermanent) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return out.Position
 }
 
 // The runner survives the store going away: it resubscribes from its
@@ -88,6 +97,8 @@ func TestRunnerResubscribesWithoutSkipping(t *testing.T) {
 	done := make(chan error, 1)
 	runner := projections.NewRunner(store, rec, projections.RunnerConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Logger: quiet()})
 	go func() { done <- runner.Run(ctx) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
+	defer stop() // the runner stops before the store closes, even on failure
 	waitFor(t, func() bool { return len(rec.positions()) == len(want) })
 	if err := runner.Run(ctx); err == nil {
 		t.Fatal("a second Run of the same runner must be refused")
@@ -104,8 +115,7 @@ func TestRunnerResubscribesWithoutSkipping(t *testing.T) {
 		want = append(want, request(t, h, fmt.Sprintf("urn:rx:run-%d", i)))
 	}
 	waitFor(t, func() bool { return len(rec.positions()) >= len(want) })
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	got := rec.positions()

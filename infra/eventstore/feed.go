@@ -33,8 +33,12 @@ func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscr
 		sub *esdb.Subscription
 		err error
 	}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
 	done := make(chan result, 1)
 	go func() {
+		defer s.inflight.Done()
 		sub, err := s.client.SubscribeToAll(ctx, opts)
 		done <- result{sub, err}
 	}()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -48,7 +49,17 @@ func (c Config) Validate() error {
 type Store struct {
 	client  *esdb.Client
 	timeout time.Duration
+
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup // client calls not yet returned, abandoned ones included
 }
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("eventstore: store is closed")
+
+// closeGrace is how long Close waits for client calls still running.
+const closeGrace = 2 * time.Second
 
 // Open connects to EventStoreDB. The client connects lazily: an unreachable
 // server surfaces on the first call, as a transient error.
@@ -72,15 +83,53 @@ func Open(cfg Config) (*Store, error) {
 	return &Store{client: client, timeout: cmp.Or(cfg.Timeout, 10*time.Second)}, nil
 }
 
-// Close releases the connection.
-func (s *Store) Close() error { return s.client.Close() }
+// Close refuses new calls and releases the connection once the calls still
+// running have returned. The v4 client panics if it is closed while a call
+// waits for its connection, so if some call is still waiting after
+// closeGrace (the server is unreachable), the connection is left to the
+// process's exit and Close says so.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	returned := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(returned)
+	}()
+	select {
+	case <-returned:
+		return s.client.Close()
+	case <-time.After(closeGrace):
+		return errors.New("eventstore: calls still waiting for a connection; connection left open")
+	}
+}
+
+// start counts a client call in flight, unless the store is closed.
+func (s *Store) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.inflight.Add(1)
+	return nil
+}
 
 // await runs a client call under the store's timeout and returns when it
 // is done or ctx ends, whichever comes first: the v4 client waits for its
 // connection without watching the context. An abandoned call finds its
 // context cancelled once it gets a connection, so it changes nothing.
-func await[T any](ctx context.Context, timeout time.Duration, call func(ctx context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func await[T any](ctx context.Context, s *Store, call func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := s.start(); err != nil {
+		return zero, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	type result struct {
 		v   T
@@ -88,6 +137,7 @@ func await[T any](ctx context.Context, timeout time.Duration, call func(ctx cont
 	}
 	done := make(chan result, 1)
 	go func() {
+		defer s.inflight.Done()
 		v, err := call(ctx)
 		done <- result{v, err}
 	}()
@@ -95,14 +145,13 @@ func await[T any](ctx context.Context, timeout time.Duration, call func(ctx cont
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
-		var zero T
 		return zero, fmt.Errorf("eventstore: %w", ctx.Err())
 	}
 }
 
 // Load returns every event of urn's stream, oldest first.
 func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error) {
-	return await(ctx, s.timeout, func(ctx context.Context) ([]events.Recorded, error) {
+	return await(ctx, s, func(ctx context.Context) ([]events.Recorded, error) {
 		stream, err := s.client.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
 		if err != nil {
 			return nil, mapError(err)
@@ -148,7 +197,7 @@ func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []ev
 	if expected >= 0 {
 		rev = esdb.Revision(uint64(expected))
 	}
-	return await(ctx, s.timeout, func(ctx context.Context) (uint64, error) {
+	return await(ctx, s, func(ctx context.Context) (uint64, error) {
 		res, err := s.client.AppendToStream(ctx, events.StreamName(urn), esdb.AppendToStreamOptions{ExpectedRevision: rev}, data...)
 		if err != nil {
 			return 0, mapError(err)
@@ -213,7 +262,7 @@ func mapError(err error) error {
 
 // Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := await(ctx, s.timeout, func(ctx context.Context) (struct{}, error) {
+	_, err := await(ctx, s, func(ctx context.Context) (struct{}, error) {
 		stream, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
 		if err != nil {
 			return struct{}{}, mapError(err)
