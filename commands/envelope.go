@@ -23,6 +23,10 @@ const (
 	HeaderCommandID     = "command-id"
 	HeaderCorrelationID = "correlation-id"
 	HeaderActor         = "actor"
+	// HeaderDiagnostic carries internal detail (an error chain, a partner's
+	// answer) that is kept in the stored event's metadata and never
+	// published to outside consumers.
+	HeaderDiagnostic = "diagnostic"
 )
 
 // DefaultMaxCommandBytes bounds a command message. Bigger ones are dead-lettered.
@@ -45,6 +49,7 @@ type Raw struct {
 type Envelope struct {
 	ID            string // the command id; derived from topic/partition/offset when absent
 	CorrelationID string
+	Diagnostic    string // internal detail, stored in the events' metadata only
 	Hash          string // fingerprint of the content, to tell a retry from a reused id
 	Command       domain.Command
 	Source        []byte // the message as received
@@ -76,6 +81,7 @@ type wirePayload struct {
 	} `json:"medication"`
 	ApprovedBy  string `json:"approvedBy"`
 	Reason      string `json:"reason"`
+	ReasonCode  string `json:"reasonCode"`
 	DispensedBy string `json:"dispensedBy"`
 	Quantity    int    `json:"quantity"`
 	LotNumber   string `json:"lotNumber"`
@@ -143,7 +149,7 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	cmd := domain.Command{
 		Type: domain.CommandType(w.Event), URN: w.URN, Actor: first(w.Actor, raw.Headers[HeaderActor]),
 		PatientID: p.PatientID, PrescriberID: p.PrescriberID, PharmacyID: p.PharmacyID,
-		ApprovedBy: p.ApprovedBy, Reason: p.Reason,
+		ApprovedBy: p.ApprovedBy, Reason: p.Reason, ReasonCode: p.ReasonCode,
 		Dispensing: domain.Dispensing{By: p.DispensedBy, Quantity: p.Quantity, LotNumber: p.LotNumber},
 	}
 	if m := p.Medication; m != nil {
@@ -156,6 +162,7 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	return Envelope{
 		ID:            id,
 		CorrelationID: first(w.CorrelationID, raw.Headers[HeaderCorrelationID], id),
+		Diagnostic:    raw.Headers[HeaderDiagnostic],
 		Hash:          fingerprint(cmd),
 		Command:       cmd,
 		Source:        raw.Value,

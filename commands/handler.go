@@ -162,7 +162,7 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	for i, e := range evs {
 		meta := events.Metadata{
 			EventID: events.EventID(env.ID, i).String(), CommandID: env.ID, CommandHash: env.Hash,
-			CorrelationID: env.CorrelationID, CausationID: env.ID, Actor: env.Command.Actor, OccurredAt: now,
+			CorrelationID: env.CorrelationID, CausationID: env.ID, Actor: env.Command.Actor, Diagnostic: env.Diagnostic, OccurredAt: now,
 		}
 		if pending[i], err = events.New(e, meta); err != nil {
 			return Outcome{}, nil, st, err

@@ -56,6 +56,7 @@ type Command struct {
 	Medication   Medication
 	ApprovedBy   string
 	Reason       string
+	ReasonCode   string // a stable code for Reason, such as "pharmacy_unavailable"; optional
 	Dispensing   Dispensing
 }
 

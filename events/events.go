@@ -59,6 +59,7 @@ type Metadata struct {
 	CorrelationID string    `json:"correlationId,omitempty"`
 	CausationID   string    `json:"causationId,omitempty"`
 	Actor         string    `json:"actor,omitempty"`
+	Diagnostic    string    `json:"diagnostic,omitempty"` // internal detail from the command's diagnostic header; never published outside
 	OccurredAt    time.Time `json:"occurredAt"`
 	SchemaVersion int       `json:"schemaVersion"`
 }
