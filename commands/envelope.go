@@ -1,19 +1,19 @@
 // Package commands is the command side: the seed's Kafka message format,
-// its decoding and validation, and the handler that loads a prescription,
-// decides and appends. It knows nothing of Kafka or EventStoreDB: it
-// declares the small ports it needs.
+// its decoding under the input rules, and the handler that loads a
+// prescription, decides and appends. It knows nothing of Kafka or
+// EventStoreDB: it declares the small ports it needs.
 package commands
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"rxflow/domain"
 )
@@ -32,59 +32,76 @@ const (
 // DefaultMaxCommandBytes bounds a command message. Bigger ones are dead-lettered.
 const DefaultMaxCommandBytes = 64 << 10
 
-// MaxURNLength bounds a urn, which becomes a stream name and a Kafka key.
-const MaxURNLength = 256
+// MaxIDLength bounds a command id, a correlation id and an actor, in bytes.
+const MaxIDLength = 256
+
+// MaxDiagnosticBytes bounds the diagnostic header.
+const MaxDiagnosticBytes = 4 << 10
 
 // Raw is a command message as it came off the bus.
 type Raw struct {
 	Topic     string
 	Partition int32
 	Offset    int64
-	Key       []byte
+	Key       []byte // empty for a keyless record
 	Value     []byte
 	Headers   map[string]string
+	// Deferrals counts the delayed retries this command already had because
+	// it came without a key and arrived before its predecessor.
+	Deferrals int
 }
 
 // Envelope is a decoded command with its identity.
 type Envelope struct {
 	ID            string // the command id; derived from topic/partition/offset when absent
 	CorrelationID string
-	Diagnostic    string // internal detail, stored in the events' metadata only
-	Hash          string // fingerprint of the content, to tell a retry from a reused id
+	Diagnostic    string      // internal detail, stored in the events' metadata only
+	Hash          Fingerprint // of the content, to tell a retry from a reused id
 	Command       domain.Command
-	Source        []byte // the message as received
+	Source        []byte // the message as received: one JSON object, valid UTF-8
+	// Deferrals counts the delayed retries the command already had, and
+	// Deferrable lets the handler defer it once more instead of recording a
+	// premature refusal. The processor sets both for keyless commands.
+	Deferrals  int
+	Deferrable bool
 }
 
 // wireCommand is the seed's message: {"urn", "event", "payload"}, plus
-// optional identity fields.
+// optional identity fields. Unknown members are ignored, so a client of
+// the seed's NestJS system works unchanged, unless a name differs from a
+// known one only by case.
 type wireCommand struct {
-	URN           string          `json:"urn"`
-	Event         string          `json:"event"`
-	Payload       json.RawMessage `json:"payload"`
-	CommandID     string          `json:"commandId"`
-	CorrelationID string          `json:"correlationId"`
-	Actor         string          `json:"actor"`
+	URN           string         `json:"urn"`
+	Event         string         `json:"event"`
+	Payload       jsontext.Value `json:"payload"`
+	CommandID     string         `json:"commandId"`
+	CorrelationID string         `json:"correlationId"`
+	Actor         string         `json:"actor"`
+	Unknown       jsontext.Value `json:",embed"`
 }
 
-// wirePayload is the union of every command's payload fields. Unknown fields
-// are ignored, so a client of the seed's NestJS system works unchanged.
+// wirePayload is the union of every command's payload fields.
 type wirePayload struct {
-	PatientID    string `json:"patientId"`
-	PrescriberID string `json:"prescriberId"`
-	PharmacyID   string `json:"pharmacyId"`
-	Medication   *struct {
-		Name     string `json:"name"`
-		Code     string `json:"code"`
-		Strength string `json:"strength"`
-		Quantity int    `json:"quantity"`
-		Refills  int    `json:"refills"`
-	} `json:"medication"`
-	ApprovedBy  string `json:"approvedBy"`
-	Reason      string `json:"reason"`
-	ReasonCode  string `json:"reasonCode"`
-	DispensedBy string `json:"dispensedBy"`
-	Quantity    int    `json:"quantity"`
-	LotNumber   string `json:"lotNumber"`
+	PatientID    string          `json:"patientId"`
+	PrescriberID string          `json:"prescriberId"`
+	PharmacyID   string          `json:"pharmacyId"`
+	Medication   *wireMedication `json:"medication"`
+	ApprovedBy   string          `json:"approvedBy"`
+	Reason       string          `json:"reason"`
+	ReasonCode   string          `json:"reasonCode"`
+	DispensedBy  string          `json:"dispensedBy"`
+	Quantity     int             `json:"quantity"`
+	LotNumber    string          `json:"lotNumber"`
+	Unknown      jsontext.Value  `json:",embed"`
+}
+
+type wireMedication struct {
+	Name     string         `json:"name"`
+	Code     string         `json:"code"`
+	Strength string         `json:"strength"`
+	Quantity int            `json:"quantity"`
+	Refills  int            `json:"refills"`
+	Unknown  jsontext.Value `json:",embed"`
 }
 
 // DecodeCode classifies why a message could not be decoded.
@@ -93,7 +110,9 @@ type DecodeCode string
 // Decode failure codes, carried to the dead-letter topic.
 const (
 	DecodeTooLarge     DecodeCode = "too_large"
-	DecodeMalformed    DecodeCode = "malformed_json"
+	DecodeMalformed    DecodeCode = "malformed_json" // not exactly one JSON object; a duplicate or case-variant name
+	DecodeInvalidUTF8  DecodeCode = "invalid_utf8"   // in the value, the key or a header
+	DecodeInvalidText  DecodeCode = "invalid_text"   // an id with a space, control or format character; NUL in any string
 	DecodeWrongType    DecodeCode = "wrong_type"
 	DecodeMissingURN   DecodeCode = "missing_urn"
 	DecodeInvalidURN   DecodeCode = "invalid_urn"
@@ -103,20 +122,25 @@ const (
 )
 
 // DecodeError says why a message is not a command. Match it with errors.As.
+// Its text is valid UTF-8 whatever the input was.
 type DecodeError struct {
 	Code DecodeCode
 	Err  error
 }
 
-func (e *DecodeError) Error() string { return fmt.Sprintf("%s: %v", e.Code, e.Err) }
+func (e *DecodeError) Error() string {
+	return strings.ToValidUTF8(fmt.Sprintf("%s: %v", e.Code, e.Err), "\uFFFD")
+}
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 func decodeErr(code DecodeCode, format string, args ...any) *DecodeError {
 	return &DecodeError{Code: code, Err: fmt.Errorf(format, args...)}
 }
 
-// Decode validates and decodes a raw message. maxBytes <= 0 means
-// DefaultMaxCommandBytes.
+// Decode validates and decodes a raw message under the input rules of
+// ARCHITECTURE.md: exactly one JSON object, exact-case unique member names,
+// valid UTF-8 everywhere, the URN grammar, clean ids. maxBytes <= 0 means
+// DefaultMaxCommandBytes. Every failure is a *DecodeError.
 func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxCommandBytes
@@ -124,15 +148,21 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	if len(raw.Value) > maxBytes {
 		return Envelope{}, decodeErr(DecodeTooLarge, "message is %d bytes, limit %d", len(raw.Value), maxBytes)
 	}
+	if err := checkFraming(raw); err != nil {
+		return Envelope{}, err
+	}
 	var w wireCommand
 	if err := strictJSON(raw.Value, &w); err != nil {
+		return Envelope{}, err
+	}
+	if err := checkUnknown(w.Unknown, "urn", "event", "payload", "commandId", "correlationId", "actor"); err != nil {
 		return Envelope{}, err
 	}
 	switch {
 	case w.URN == "":
 		return Envelope{}, decodeErr(DecodeMissingURN, "urn is required")
-	case len(w.URN) > MaxURNLength || !utf8.ValidString(w.URN) || strings.ContainsFunc(w.URN, isControlOrSpace):
-		return Envelope{}, decodeErr(DecodeInvalidURN, "urn must be at most %d printable characters without spaces", MaxURNLength)
+	case domain.ValidateURN(w.URN) != nil:
+		return Envelope{}, &DecodeError{Code: DecodeInvalidURN, Err: domain.ErrInvalidURN}
 	case len(raw.Key) > 0 && string(raw.Key) != w.URN:
 		return Envelope{}, decodeErr(DecodeKeyMismatch, "message key %q differs from urn %q", raw.Key, w.URN)
 	case w.Event == "":
@@ -140,11 +170,9 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	case !slices.Contains(domain.CommandTypes, domain.CommandType(w.Event)):
 		return Envelope{}, decodeErr(DecodeUnknownEvent, "unknown event %q (known: %v)", w.Event, domain.CommandTypes)
 	}
-	var p wirePayload
-	if len(w.Payload) > 0 && !bytes.Equal(w.Payload, []byte("null")) {
-		if err := strictJSON(w.Payload, &p); err != nil {
-			return Envelope{}, err
-		}
+	p, err := decodePayload(w.Payload)
+	if err != nil {
+		return Envelope{}, err
 	}
 	cmd := domain.Command{
 		Type: domain.CommandType(w.Event), URN: w.URN, Actor: first(w.Actor, raw.Headers[HeaderActor]),
@@ -155,41 +183,147 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	if m := p.Medication; m != nil {
 		cmd.Medication = domain.Medication{Name: m.Name, Code: m.Code, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}
 	}
-	id := first(w.CommandID, raw.Headers[HeaderCommandID])
-	if id == "" {
-		id = fmt.Sprintf("kafka:%s/%d/%d", raw.Topic, raw.Partition, raw.Offset)
-	}
-	return Envelope{
-		ID:            id,
-		CorrelationID: first(w.CorrelationID, raw.Headers[HeaderCorrelationID], id),
+	env := Envelope{
+		ID:            first(w.CommandID, raw.Headers[HeaderCommandID]),
+		CorrelationID: first(w.CorrelationID, raw.Headers[HeaderCorrelationID]),
 		Diagnostic:    raw.Headers[HeaderDiagnostic],
-		Hash:          fingerprint(cmd),
 		Command:       cmd,
 		Source:        raw.Value,
-	}, nil
+	}
+	for name, v := range map[string]string{"command id": env.ID, "correlation id": env.CorrelationID} {
+		if err := checkID(name, v, false); err != nil {
+			return Envelope{}, err
+		}
+	}
+	if err := checkID("actor", cmd.Actor, true); err != nil {
+		return Envelope{}, err
+	}
+	if err := checkStrings(cmd, env.Diagnostic); err != nil {
+		return Envelope{}, err
+	}
+	if env.ID == "" {
+		env.ID = fmt.Sprintf("kafka:%s/%d/%d", raw.Topic, raw.Partition, raw.Offset)
+	}
+	env.CorrelationID = first(env.CorrelationID, env.ID)
+	env.Hash = FingerprintOf(cmd)
+	return env, nil
 }
 
-// strictJSON decodes one JSON object, telling bad syntax from wrong types.
-func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return decodeErr(DecodeWrongType, "field %q: got JSON %s, want %s", typeErr.Field, typeErr.Value, typeErr.Type)
-		}
-		return decodeErr(DecodeMalformed, "%v", err)
+// checkFraming checks what surrounds the JSON: the key and the headers must
+// be valid UTF-8, and so must the value.
+func checkFraming(raw Raw) error {
+	if !utf8.Valid(raw.Key) {
+		return decodeErr(DecodeInvalidUTF8, "the message key is not valid UTF-8")
 	}
-	if dec.More() {
-		return decodeErr(DecodeMalformed, "trailing data after the JSON object")
+	for k, v := range raw.Headers {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return decodeErr(DecodeInvalidUTF8, "header %q is not valid UTF-8", k)
+		}
+	}
+	if len(raw.Headers[HeaderDiagnostic]) > MaxDiagnosticBytes {
+		return decodeErr(DecodeTooLarge, "header %q is longer than %d bytes", HeaderDiagnostic, MaxDiagnosticBytes)
+	}
+	if !utf8.Valid(raw.Value) {
+		return decodeErr(DecodeInvalidUTF8, "the message is not valid UTF-8 (RFC 8259 §8.1)")
 	}
 	return nil
 }
 
-// fingerprint hashes what a command asks for, not how it was framed.
-func fingerprint(c domain.Command) string {
-	b, _ := json.Marshal(c) // a struct of strings and ints always marshals
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
+func decodePayload(data jsontext.Value) (wirePayload, error) {
+	var p wirePayload
+	if len(data) == 0 || data.Kind() == 'n' {
+		return p, nil
+	}
+	if data.Kind() != '{' {
+		return p, decodeErr(DecodeWrongType, "payload: got JSON %s, want an object", data.Kind())
+	}
+	if err := strictJSON(data, &p); err != nil {
+		return p, err
+	}
+	if err := checkUnknown(p.Unknown, "patientId", "prescriberId", "pharmacyId", "medication", "approvedBy", "reason",
+		"reasonCode", "dispensedBy", "quantity", "lotNumber"); err != nil {
+		return p, err
+	}
+	if p.Medication != nil {
+		return p, checkUnknown(p.Medication.Unknown, "name", "code", "strength", "quantity", "refills")
+	}
+	return p, nil
+}
+
+// strictJSON decodes exactly one JSON object into v, with JSON v2's rules:
+// member names match exactly and may not repeat, nothing may follow the
+// object, and strings must be valid Unicode.
+func strictJSON(data []byte, v any) error {
+	if k := jsontext.Value(data); !startsObject(k) {
+		return decodeErr(DecodeMalformed, "the message must be exactly one JSON object")
+	}
+	err := json.Unmarshal(data, v)
+	if err == nil {
+		return nil
+	}
+	if semErr, ok := errors.AsType[*json.SemanticError](err); ok && semErr.GoType != nil && !errors.Is(err, jsontext.ErrDuplicateName) {
+		return decodeErr(DecodeWrongType, "field %q: got JSON %s, want %s", semErr.JSONPointer, semErr.JSONKind, semErr.GoType)
+	}
+	// Valid but for an escaped lone surrogate, which decodes to no text.
+	if json.Unmarshal(data, new(jsontext.Value), jsontext.AllowInvalidUTF8(true)) == nil {
+		return decodeErr(DecodeInvalidUTF8, "a string escapes an invalid Unicode code point: %v", err)
+	}
+	return decodeErr(DecodeMalformed, "%v", err)
+}
+
+// startsObject reports whether data, whitespace aside, starts with "{".
+func startsObject(data jsontext.Value) bool {
+	trimmed := strings.TrimLeft(string(data), " \t\r\n")
+	return strings.HasPrefix(trimmed, "{")
+}
+
+// checkUnknown refuses an unknown member whose name differs from a known
+// one only by case: case-sensitive readers would see another command.
+func checkUnknown(unknown jsontext.Value, known ...string) error {
+	if len(unknown) == 0 {
+		return nil
+	}
+	var members map[string]jsontext.Value
+	if err := json.Unmarshal(unknown, &members); err != nil {
+		return decodeErr(DecodeMalformed, "%v", err)
+	}
+	for name := range members {
+		for _, k := range known {
+			if strings.EqualFold(name, k) {
+				return decodeErr(DecodeMalformed, "member %q differs from %q only by case", name, k)
+			}
+		}
+	}
+	return nil
+}
+
+// checkID allows an id to be empty, or up to MaxIDLength bytes of
+// characters that are neither space, control nor format characters. A name
+// (inner) may hold single U+0020 spaces between words.
+func checkID(name, id string, inner bool) error {
+	if len(id) > MaxIDLength {
+		return decodeErr(DecodeInvalidText, "%s is longer than %d bytes", name, MaxIDLength)
+	}
+	if inner && (strings.TrimSpace(id) != id || strings.Contains(id, "  ")) {
+		return decodeErr(DecodeInvalidText, "%s %q has leading, trailing or repeated spaces", name, id)
+	}
+	if i := strings.IndexFunc(id, func(r rune) bool {
+		return (unicode.IsSpace(r) && !(inner && r == ' ')) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
+	}); i >= 0 {
+		return decodeErr(DecodeInvalidText, "%s %q has a space, control or format character at byte %d", name, id, i)
+	}
+	return nil
+}
+
+// checkStrings refuses NUL in any text, which no store keeps faithfully.
+func checkStrings(c domain.Command, diagnostic string) error {
+	for _, s := range []string{c.PatientID, c.PrescriberID, c.PharmacyID, c.ApprovedBy, c.Reason, c.ReasonCode,
+		c.Medication.Name, c.Medication.Code, c.Medication.Strength, c.Dispensing.By, c.Dispensing.LotNumber, diagnostic} {
+		if strings.ContainsRune(s, 0) {
+			return decodeErr(DecodeInvalidText, "a string holds the NUL character")
+		}
+	}
+	return nil
 }
 
 func first(vals ...string) string {
@@ -200,5 +334,3 @@ func first(vals ...string) string {
 	}
 	return ""
 }
-
-func isControlOrSpace(r rune) bool { return r <= ' ' || r == 0x7f }

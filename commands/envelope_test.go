@@ -30,20 +30,20 @@ func TestDecodeSeedMessage(t *testing.T) {
 
 func TestDecodeIdentity(t *testing.T) {
 	headers := map[string]string{commands.HeaderCommandID: "h-cmd", commands.HeaderCorrelationID: "h-corr", commands.HeaderActor: "h-actor"}
-	env, err := commands.Decode(commands.Raw{Value: []byte(`{"urn":"u","event":"prescription.complete"}`), Headers: headers}, 0)
+	env, err := commands.Decode(commands.Raw{Value: []byte(`{"urn":"urn:rx:u","event":"prescription.complete"}`), Headers: headers}, 0)
 	if err != nil || env.ID != "h-cmd" || env.CorrelationID != "h-corr" || env.Command.Actor != "h-actor" {
 		t.Fatalf("from headers: %+v %v", env, err)
 	}
-	env, err = commands.Decode(commands.Raw{Value: []byte(`{"urn":"u","event":"prescription.complete","commandId":"j-cmd","correlationId":"j-corr","actor":"j-actor"}`), Headers: headers}, 0)
+	env, err = commands.Decode(commands.Raw{Value: []byte(`{"urn":"urn:rx:u","event":"prescription.complete","commandId":"j-cmd","correlationId":"j-corr","actor":"j-actor"}`), Headers: headers}, 0)
 	if err != nil || env.ID != "j-cmd" || env.CorrelationID != "j-corr" || env.Command.Actor != "j-actor" {
 		t.Fatalf("JSON fields must win over headers: %+v %v", env, err)
 	}
 }
 
 func TestFingerprintTellsContentApart(t *testing.T) {
-	a, _ := commands.Decode(commands.Raw{Value: []byte(`{"urn":"u","event":"prescription.reject","payload":{"reason":"a"}}`)}, 0)
-	b, _ := commands.Decode(commands.Raw{Value: []byte(`{ "event":"prescription.reject", "urn":"u", "payload":{"reason":"a"} }`)}, 0)
-	c, _ := commands.Decode(commands.Raw{Value: []byte(`{"urn":"u","event":"prescription.reject","payload":{"reason":"b"}}`)}, 0)
+	a, _ := commands.Decode(commands.Raw{Value: []byte(`{"urn":"urn:rx:u","event":"prescription.reject","payload":{"reason":"a"}}`)}, 0)
+	b, _ := commands.Decode(commands.Raw{Value: []byte(`{ "event":"prescription.reject", "urn":"urn:rx:u", "payload":{"reason":"a"} }`)}, 0)
+	c, _ := commands.Decode(commands.Raw{Value: []byte(`{"urn":"urn:rx:u","event":"prescription.reject","payload":{"reason":"b"}}`)}, 0)
 	if a.Hash == "" || a.Hash != b.Hash {
 		t.Fatalf("same content, different framing: %q vs %q", a.Hash, b.Hash)
 	}
@@ -59,19 +59,19 @@ func TestDecodeFailures(t *testing.T) {
 		value string
 		code  commands.DecodeCode
 	}{
-		{"malformed json", "", `{"urn": "u", "event": `, commands.DecodeMalformed},
-		{"not an object", "", `[1,2]`, commands.DecodeWrongType},
-		{"trailing garbage", "", `{"urn":"u","event":"prescription.complete"} x`, commands.DecodeMalformed},
+		{"malformed json", "", `{"urn": "urn:rx:u", "event": `, commands.DecodeMalformed},
+		{"not an object", "", `[1,2]`, commands.DecodeMalformed},
+		{"trailing garbage", "", `{"urn":"urn:rx:u","event":"prescription.complete"} x`, commands.DecodeMalformed},
 		{"urn wrong type", "", `{"urn": 7, "event": "prescription.complete"}`, commands.DecodeWrongType},
-		{"quantity wrong type", "", `{"urn":"u","event":"prescription.request","payload":{"medication":{"quantity":"ten"}}}`, commands.DecodeWrongType},
-		{"payload not an object", "", `{"urn":"u","event":"prescription.request","payload":"x"}`, commands.DecodeWrongType},
+		{"quantity wrong type", "", `{"urn":"urn:rx:u","event":"prescription.request","payload":{"medication":{"quantity":"ten"}}}`, commands.DecodeWrongType},
+		{"payload not an object", "", `{"urn":"urn:rx:u","event":"prescription.request","payload":"x"}`, commands.DecodeWrongType},
 		{"missing urn", "", `{"event": "prescription.complete"}`, commands.DecodeMissingURN},
 		{"urn with spaces", "", `{"urn": "a b", "event": "prescription.complete"}`, commands.DecodeInvalidURN},
 		{"urn too long", "", `{"urn": "` + strings.Repeat("u", 300) + `", "event": "prescription.complete"}`, commands.DecodeInvalidURN},
-		{"missing event", "", `{"urn": "u"}`, commands.DecodeMissingEvent},
-		{"unknown event", "", `{"urn": "u", "event": "prescription.teleport"}`, commands.DecodeUnknownEvent},
-		{"key differs from urn", "other", `{"urn": "u", "event": "prescription.complete"}`, commands.DecodeKeyMismatch},
-		{"oversized", "", `{"urn":"u","event":"prescription.reject","payload":{"reason":"` + strings.Repeat("x", commands.DefaultMaxCommandBytes) + `"}}`, commands.DecodeTooLarge},
+		{"missing event", "", `{"urn": "urn:rx:u"}`, commands.DecodeMissingEvent},
+		{"unknown event", "", `{"urn": "urn:rx:u", "event": "prescription.teleport"}`, commands.DecodeUnknownEvent},
+		{"key differs from urn", "other", `{"urn": "urn:rx:u", "event": "prescription.complete"}`, commands.DecodeKeyMismatch},
+		{"oversized", "", `{"urn":"urn:rx:u","event":"prescription.reject","payload":{"reason":"` + strings.Repeat("x", commands.DefaultMaxCommandBytes) + `"}}`, commands.DecodeTooLarge},
 		{"empty", "", ``, commands.DecodeMalformed},
 	}
 	for _, tc := range cases {

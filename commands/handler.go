@@ -44,6 +44,10 @@ const (
 	Appended  OutcomeKind = "appended"
 	Duplicate OutcomeKind = "duplicate" // already applied: nothing written
 	Rejected  OutcomeKind = "rejected"  // refused; recorded in the stream unless its id was reused
+	// Deferred: refused only because it may have arrived before its
+	// predecessor (domain.Workflow.Premature) while env.Deferrable; nothing
+	// was written, and the command is to be retried later.
+	Deferred OutcomeKind = "deferred"
 )
 
 // Outcome is the result of handling one command.
@@ -138,7 +142,7 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	out := Outcome{Status: st.p.Status, Revision: st.last}
 	if seen, ok := st.commands[env.ID]; ok {
 		switch {
-		case seen.hash != env.Hash:
+		case !seen.hash.Matches(env.Command):
 			out.Kind, out.At = Rejected, h.clock().UTC()
 			out.Rejection = &domain.Rejection{Code: ReasonCommandIDReused, Status: st.p.Status, Command: env.Command.Type,
 				Reason: fmt.Sprintf("command id %q was already used for a different command", env.ID)}
@@ -153,6 +157,13 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	evs, err := domain.Decide(st.p, env.Command, now)
 	out.Kind, out.At = Appended, now
 	if rej, ok := errors.AsType[*domain.Rejection](err); ok {
+		if env.Deferrable && domain.Prescriptions.Premature(rej) {
+			out.Kind, out.Rejection = Deferred, rej
+			return out, nil, st, nil
+		}
+		if env.Deferrals > 0 {
+			rej.Reason += fmt.Sprintf(" (after %d delayed retries: the command came without a Kafka key and may have arrived before its predecessor)", env.Deferrals)
+		}
 		out.Kind, out.Rejection = Rejected, rej
 		evs = []domain.Event{domain.RefusalOf(rej, now)}
 	} else if err != nil {
@@ -161,7 +172,7 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	pending := make([]events.Pending, len(evs))
 	for i, e := range evs {
 		meta := events.Metadata{
-			EventID: events.EventID(env.ID, i).String(), CommandID: env.ID, CommandHash: env.Hash,
+			EventID: events.EventID(env.ID, i).String(), CommandID: env.ID, CommandHash: string(env.Hash),
 			CorrelationID: env.CorrelationID, CausationID: env.ID, Actor: env.Command.Actor, Diagnostic: env.Diagnostic, OccurredAt: now,
 		}
 		if pending[i], err = events.New(e, meta); err != nil {

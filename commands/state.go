@@ -19,11 +19,11 @@ type state struct {
 
 // seenCommand is a command already in the stream.
 type seenCommand struct {
-	hash    string
+	hash    Fingerprint
 	refusal *domain.Refused // set if the command was refused
 }
 
-func seen(hash string, e domain.Event) seenCommand {
+func seen(hash Fingerprint, e domain.Event) seenCommand {
 	if r, ok := e.(domain.Refused); ok {
 		return seenCommand{hash: hash, refusal: &r}
 	}
@@ -35,7 +35,7 @@ func stateOf(recs []events.Recorded) state {
 	for _, r := range recs {
 		st.p = domain.Evolve(st.p, r.Event)
 		st.last = int64(r.Revision)
-		st.commands[r.Meta.CommandID] = seen(r.Meta.CommandHash, r.Event)
+		st.commands[r.Meta.CommandID] = seen(Fingerprint(r.Meta.CommandHash), r.Event)
 	}
 	return st
 }

@@ -252,3 +252,32 @@ func TestRefusedChangesNothingButRevision(t *testing.T) {
 		t.Fatalf("rejection round trip: %+v vs %+v", got, r)
 	}
 }
+
+func TestPremature(t *testing.T) {
+	cases := []struct {
+		code   domain.ReasonCode
+		status domain.Status
+		cmd    domain.CommandType
+		want   bool
+	}{
+		{domain.ReasonUnknownPrescription, domain.StatusNone, domain.Approve, true},
+		{domain.ReasonUnknownPrescription, domain.StatusNone, domain.Complete, true},
+		{domain.ReasonInvalidTransition, domain.StatusRequested, domain.Process, true},  // after approve
+		{domain.ReasonInvalidTransition, domain.StatusRequested, domain.Complete, true}, // after approve, process, dispense
+		{domain.ReasonInvalidTransition, domain.StatusApproved, domain.Dispense, true},
+		{domain.ReasonInvalidTransition, domain.StatusApproved, domain.Fail, true},
+		{domain.ReasonInvalidTransition, domain.StatusProcessing, domain.Approve, false}, // approve lies behind
+		{domain.ReasonInvalidTransition, domain.StatusDispensed, domain.Process, false},
+		{domain.ReasonInvalidTransition, domain.StatusApproved, domain.Reject, false},
+		{domain.ReasonFinalState, domain.StatusCompleted, domain.Complete, false},
+		{domain.ReasonGuardFailed, domain.StatusRequested, domain.Approve, false},
+		{domain.ReasonDuplicateRequest, domain.StatusRequested, domain.Request, false},
+		{domain.ReasonURNMismatch, domain.StatusRequested, domain.Approve, false},
+	}
+	for _, tc := range cases {
+		r := &domain.Rejection{Code: tc.code, Status: tc.status, Command: tc.cmd}
+		if got := domain.Prescriptions.Premature(r); got != tc.want {
+			t.Errorf("Premature(%s, %s in %q) = %v, want %v", tc.code, tc.cmd, tc.status, got, tc.want)
+		}
+	}
+}

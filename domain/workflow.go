@@ -174,3 +174,22 @@ func (w Workflow) reachableFrom(start Status) map[Status]bool {
 	}
 	return seen
 }
+
+// Premature reports whether rejection r may only mean that the command
+// arrived before its predecessor: the prescription does not exist yet, or
+// the command is valid from a state the workflow can still reach. A command
+// refused in a final state, by a guard or as a duplicate is never premature.
+func (w Workflow) Premature(r *Rejection) bool {
+	switch r.Code {
+	case ReasonUnknownPrescription:
+		return true
+	case ReasonInvalidTransition:
+		ahead := w.reachableFrom(r.Status)
+		for _, t := range w.Transitions {
+			if t.On == r.Command && t.From != r.Status && ahead[t.From] {
+				return true
+			}
+		}
+	}
+	return false
+}

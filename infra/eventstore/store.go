@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"log/slog"
 	"math"
@@ -145,7 +147,7 @@ func await[T any](ctx context.Context, s *Store, call func(ctx context.Context) 
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
-		return zero, fmt.Errorf("eventstore: %w", ctx.Err())
+		return zero, fmt.Errorf("eventstore: %w: %w", commands.ErrUnavailable, ctx.Err())
 	}
 }
 
@@ -256,6 +258,11 @@ func mapError(err error) error {
 		return fmt.Errorf("%w: %v", commands.ErrConcurrency, err)
 	case esdb.ErrorCodeStreamDeleted:
 		return fmt.Errorf("%w: %v", commands.ErrPermanent, err)
+	case esdb.ErrorCodeDeadlineExceeded, esdb.ErrorCodeConnectionClosed, esdb.ErrorCodeNotLeader:
+		return fmt.Errorf("eventstore: %w: %w", commands.ErrUnavailable, err)
+	}
+	if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.Canceled {
+		return fmt.Errorf("eventstore: %w: %w", commands.ErrUnavailable, err)
 	}
 	return fmt.Errorf("eventstore: %w", err)
 }

@@ -17,17 +17,26 @@ var errDraining = errors.New("processor is stopping")
 type drain struct {
 	mu       sync.Mutex
 	inflight int
-	stopping bool
+	stopping chan struct{} // closed when the processor starts to stop
 	drained  chan struct{}
 }
 
-func newDrain() *drain { return &drain{drained: make(chan struct{})} }
+func newDrain() *drain { return &drain{stopping: make(chan struct{}), drained: make(chan struct{})} }
+
+func (d *drain) isStopping() bool {
+	select {
+	case <-d.stopping:
+		return true
+	default:
+		return false
+	}
+}
 
 // admit reports whether a new command may start; done must follow.
 func (d *drain) admit() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopping {
+	if d.isStopping() {
 		return false
 	}
 	d.inflight++
@@ -37,7 +46,7 @@ func (d *drain) admit() bool {
 func (d *drain) done() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.inflight--; d.stopping && d.inflight == 0 {
+	if d.inflight--; d.isStopping() && d.inflight == 0 {
 		close(d.drained)
 	}
 }
@@ -45,8 +54,8 @@ func (d *drain) done() {
 // stop admits no more commands and waits, at most timeout, for those in hand.
 func (d *drain) stop(timeout time.Duration) bool {
 	d.mu.Lock()
-	if !d.stopping {
-		d.stopping = true
+	if !d.isStopping() {
+		close(d.stopping)
 		if d.inflight == 0 {
 			close(d.drained)
 		}

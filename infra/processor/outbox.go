@@ -3,8 +3,10 @@ package processor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -13,31 +15,54 @@ import (
 	"rxflow/infra/kafka"
 )
 
-// Dead-letter headers, beside the original message's own headers.
+// Dead-letter headers, beside the JSON body (commands.DeadLetter), for
+// consumers that filter on headers. Their values are valid UTF-8.
 const (
 	HeaderDLQCode      = "dlq-code"
-	HeaderDLQError     = "dlq-error"
+	HeaderDLQError     = "dlq-error" // the first maxHeaderError bytes of the error
 	HeaderDLQTopic     = "dlq-topic"
 	HeaderDLQPartition = "dlq-partition"
 	HeaderDLQOffset    = "dlq-offset"
-	// HeaderDLQTruncatedFrom gives the original size of a message too big to
-	// copy whole; the original stays at dlq-topic/dlq-partition/dlq-offset.
-	HeaderDLQTruncatedFrom = "dlq-truncated-from"
 	// HeaderDedupeKey identifies an outbound message for consumers' dedupe.
 	HeaderDedupeKey = "dedupe-key"
 )
 
-// outbox publishes outcomes to Kafka: rejections as JSON, dead letters as
-// the original bytes with the reason in headers.
+// Headers of a deferred command on the retry topic: where it first came
+// from (so that its derived command id stays the same), the retry number
+// and the time it may be handled again (RFC 3339, nanoseconds).
+const (
+	HeaderRetrySourceTopic     = "retry-source-topic"
+	HeaderRetrySourcePartition = "retry-source-partition"
+	HeaderRetrySourceOffset    = "retry-source-offset"
+	HeaderRetryCount           = "retry-count"
+	HeaderRetryNotBefore       = "retry-not-before"
+)
+
+var retryHeaders = []string{HeaderRetrySourceTopic, HeaderRetrySourcePartition, HeaderRetrySourceOffset, HeaderRetryCount, HeaderRetryNotBefore}
+
+// outbox publishes outcomes to Kafka: rejections and dead letters as JSON,
+// deferred commands as they came, to the retry topic.
 type outbox struct {
 	pub             message.Publisher
 	rejectionTopic  string
 	deadLetterTopic string
+	retryTopic      string
 	maxBytes        int // the publisher's message limit
+	clock           func() time.Time
 }
 
-// headroom leaves space for headers in a dead letter.
+// headroom leaves space for headers and the JSON around a dead letter's value.
 const headroom = 16 << 10
+
+// maxHeaderError bounds the dlq-error header; the body has the whole error.
+const maxHeaderError = 1 << 10
+
+func (o *outbox) publish(topic string, msg *message.Message) error {
+	if err := o.pub.Publish(topic, msg); err != nil {
+		return fmt.Errorf("%w: publish to %s: %w", commands.ErrUnavailable, topic, err)
+	}
+	return nil
+}
 
 func (o *outbox) Reject(_ context.Context, m commands.RejectionMessage) error {
 	body, err := json.Marshal(m)
@@ -49,28 +74,61 @@ func (o *outbox) Reject(_ context.Context, m commands.RejectionMessage) error {
 	msg.Metadata.Set(HeaderDedupeKey, m.CommandID)
 	msg.Metadata.Set(commands.HeaderCommandID, m.CommandID)
 	msg.Metadata.Set(commands.HeaderCorrelationID, m.CorrelationID)
-	return o.pub.Publish(o.rejectionTopic, msg)
+	return o.publish(o.rejectionTopic, msg)
 }
 
 func (o *outbox) DeadLetter(_ context.Context, raw commands.Raw, code string, cause error) error {
-	value := raw.Value
-	if limit := o.maxBytes - headroom; len(value) > limit {
-		value = value[:limit]
+	// base64 takes 4 bytes for 3.
+	d := commands.NewDeadLetter(raw, code, cause, o.clock(), (o.maxBytes-headroom)*3/8)
+	body, err := json.Marshal(d)
+	if err != nil {
+		return err
 	}
-	msg := message.NewMessage(watermill.NewUUID(), value)
-	maps.Copy(msg.Metadata, raw.Headers)
-	if len(value) < len(raw.Value) {
-		msg.Metadata.Set(HeaderDLQTruncatedFrom, strconv.Itoa(len(raw.Value)))
+	msg := message.NewMessage(watermill.NewUUID(), body)
+	if d.Key != nil {
+		msg.Metadata.Set(kafka.MetadataKey, *d.Key)
 	}
-	if len(raw.Key) > 0 {
-		msg.Metadata.Set(kafka.MetadataKey, string(raw.Key))
+	errText := d.Error
+	if len(errText) > maxHeaderError {
+		errText = commands.ValidText(errText[:maxHeaderError])
 	}
-	source := raw.Topic + "/" + strconv.Itoa(int(raw.Partition)) + "/" + strconv.FormatInt(raw.Offset, 10)
-	msg.Metadata.Set(HeaderDedupeKey, source)
+	msg.Metadata.Set(HeaderDedupeKey, d.Source.Topic+"/"+strconv.Itoa(int(raw.Partition))+"/"+strconv.FormatInt(raw.Offset, 10))
 	msg.Metadata.Set(HeaderDLQCode, code)
-	msg.Metadata.Set(HeaderDLQError, cause.Error())
-	msg.Metadata.Set(HeaderDLQTopic, raw.Topic)
+	msg.Metadata.Set(HeaderDLQError, errText)
+	msg.Metadata.Set(HeaderDLQTopic, d.Source.Topic)
 	msg.Metadata.Set(HeaderDLQPartition, strconv.Itoa(int(raw.Partition)))
 	msg.Metadata.Set(HeaderDLQOffset, strconv.FormatInt(raw.Offset, 10))
-	return o.pub.Publish(o.deadLetterTopic, msg)
+	return o.publish(o.deadLetterTopic, msg)
+}
+
+func (o *outbox) Defer(_ context.Context, raw commands.Raw, urn string, notBefore time.Time) error {
+	msg := message.NewMessage(watermill.NewUUID(), raw.Value)
+	maps.Copy(msg.Metadata, raw.Headers)
+	msg.Metadata.Set(kafka.MetadataKey, urn)
+	msg.Metadata.Set(HeaderRetrySourceTopic, raw.Topic)
+	msg.Metadata.Set(HeaderRetrySourcePartition, strconv.Itoa(int(raw.Partition)))
+	msg.Metadata.Set(HeaderRetrySourceOffset, strconv.FormatInt(raw.Offset, 10))
+	msg.Metadata.Set(HeaderRetryCount, strconv.Itoa(raw.Deferrals+1))
+	msg.Metadata.Set(HeaderRetryNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	return o.publish(o.retryTopic, msg)
+}
+
+// deferredRaw rebuilds the original command from a record of the retry
+// topic, and says when it may be handled. A record without valid retry
+// headers is handled at once as the record it is.
+func deferredRaw(rec commands.Raw) (commands.Raw, time.Time) {
+	h := rec.Headers
+	count, err1 := strconv.Atoi(h[HeaderRetryCount])
+	partition, err2 := strconv.ParseInt(h[HeaderRetrySourcePartition], 10, 32)
+	offset, err3 := strconv.ParseInt(h[HeaderRetrySourceOffset], 10, 64)
+	notBefore, err4 := time.Parse(time.RFC3339Nano, h[HeaderRetryNotBefore])
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || count < 1 {
+		return rec, time.Time{}
+	}
+	raw := commands.Raw{Topic: h[HeaderRetrySourceTopic], Partition: int32(partition), Offset: offset,
+		Value: rec.Value, Headers: maps.Clone(h), Deferrals: count}
+	for _, k := range retryHeaders {
+		delete(raw.Headers, k)
+	}
+	return raw, notBefore
 }

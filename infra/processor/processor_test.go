@@ -2,12 +2,14 @@ package processor_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"rxflow/commands"
 	"rxflow/domain"
@@ -192,12 +194,15 @@ func TestUndecodableMessagesAreDeadLettered(t *testing.T) {
 		startProcessor(t, brokers, tp, srv.ConnectionString())
 
 		cases := map[string]kafkatest.Record{
-			string(commands.DecodeMalformed):    {Key: []byte("k1"), Value: []byte(`{"urn": "k1", "event": `), Headers: map[string]string{"trace": "t1"}},
-			string(commands.DecodeUnknownEvent): {Key: []byte("k2"), Value: []byte(`{"urn":"k2","event":"prescription.teleport"}`)},
+			string(commands.DecodeMalformed):    {Key: []byte("urn:rx:k1"), Value: []byte(`{"urn":"urn:rx:k1","event":"prescription.approve","payload":{"approvedBy":"d1"}}}`), Headers: map[string]string{"trace": "t1"}},
+			string(commands.DecodeUnknownEvent): {Key: []byte("urn:rx:k2"), Value: []byte(`{"urn":"urn:rx:k2","event":"prescription.teleport"}`)},
 			string(commands.DecodeMissingURN):   {Value: []byte(`{"event":"prescription.approve","payload":{}}`)},
-			string(commands.DecodeWrongType):    {Key: []byte("k4"), Value: []byte(`{"urn":"k4","event":"prescription.request","payload":{"medication":{"quantity":"many"}}}`)},
-			string(commands.DecodeTooLarge): {Key: []byte("k5"), Value: []byte(`{"urn":"k5","event":"prescription.reject","payload":{"reason":"` +
+			string(commands.DecodeWrongType):    {Key: []byte("urn:rx:k4"), Value: []byte(`{"urn":"urn:rx:k4","event":"prescription.request","payload":{"medication":{"quantity":"many"}}}`)},
+			string(commands.DecodeTooLarge): {Key: []byte("urn:rx:k5"), Value: []byte(`{"urn":"urn:rx:k5","event":"prescription.reject","payload":{"reason":"` +
 				strings.Repeat("x", commands.DefaultMaxCommandBytes) + `"}}`)},
+			string(commands.DecodeInvalidUTF8): {Key: []byte("urn:rx:k6"), Value: []byte("{\"urn\":\"urn:rx:k6\",\"event\":\"prescription.approve\",\"payload\":{\"approvedBy\":\"\xff\xfe\"}}")},
+			string(commands.DecodeInvalidURN):  {Value: []byte(`{"urn":"urn:rx:a\u00a0b","event":"prescription.complete"}`)},
+			string(commands.DecodeInvalidText): {Key: []byte("urn:rx:k8"), Value: []byte(`{"urn":"urn:rx:k8","event":"prescription.complete","commandId":"c 1"}`)},
 		}
 		for _, r := range cases {
 			kafkatest.Produce(t, brokers, tp.commands, r)
@@ -216,12 +221,16 @@ func TestUndecodableMessagesAreDeadLettered(t *testing.T) {
 			if !ok {
 				t.Fatalf("dead letter with code %q", code)
 			}
-			if string(d.Value) != string(want.Value) || string(d.Key) != string(want.Key) || d.Headers[processor.HeaderDLQError] == "" ||
-				d.Headers[processor.HeaderDLQTopic] != tp.commands || d.Headers[processor.HeaderDLQOffset] == "" {
-				t.Errorf("dead letter %s: key %q headers %v, value %d bytes (want %d)", code, d.Key, d.Headers, len(d.Value), len(want.Value))
+			body := deadLetterOf(t, d)
+			if body.Code != code || body.Error == "" || body.Source.Topic != tp.commands || string(d.Key) != string(want.Key) ||
+				d.Headers[processor.HeaderDLQError] == "" || d.Headers[processor.HeaderDLQTopic] != tp.commands || d.Headers[processor.HeaderDLQOffset] == "" {
+				t.Errorf("dead letter %s: key %q headers %v body %+v", code, d.Key, d.Headers, body)
+			}
+			if raw := deadLetterValue(t, body); string(raw) != string(want.Value) {
+				t.Errorf("dead letter %s: value %d bytes, want the original %d bytes", code, len(raw), len(want.Value))
 			}
 			for k, v := range want.Headers {
-				if d.Headers[k] != v {
+				if body.Headers[k] != v {
 					t.Errorf("dead letter %s lost header %s", code, k)
 				}
 			}
@@ -230,6 +239,31 @@ func TestUndecodableMessagesAreDeadLettered(t *testing.T) {
 			t.Fatalf("undecodable messages must not be rejections: %s", got[0].Value)
 		}
 	})
+}
+
+// deadLetterOf decodes a dead letter, which must be valid UTF-8 JSON.
+func deadLetterOf(t *testing.T, rec kafkatest.Record) commands.DeadLetter {
+	t.Helper()
+	if !utf8.Valid(rec.Value) || !json.Valid(rec.Value) {
+		t.Fatalf("dead letter is not valid UTF-8 JSON: %q", rec.Value)
+	}
+	var d commands.DeadLetter
+	if err := json.Unmarshal(rec.Value, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func deadLetterValue(t *testing.T, d commands.DeadLetter) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(d.ValueBase64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Value != nil && *d.Value != string(b) {
+		t.Fatalf("dead letter value %q differs from its base64 %q", *d.Value, b)
+	}
+	return b
 }
 
 // A store outage holds the command: not committed, not dropped, then processed.

@@ -28,16 +28,29 @@ import (
 
 // Config of the processor service. Zero values take the defaults.
 type Config struct {
-	Kafka           kafka.Config // ConsumerGroup defaults to "rxflow-processor"
-	CommandTopic    string       // default "prescription.events"
-	RejectionTopic  string       // default "prescription.rejections"
-	DeadLetterTopic string       // default "prescription.events.dlq"
-	Partitions      int32        // partitions of the topics it creates; default 8
+	Kafka           kafka.Config    // ConsumerGroup defaults to "rxflow-processor"
+	CommandTopic    string          // default "prescription.events"
+	RejectionTopic  string          // default "prescription.rejections"
+	DeadLetterTopic string          // default "prescription.events.dlq"
+	RetryTopic      string          // deferred keyless commands; default "prescription.events.retry"
+	DeferDelays     []time.Duration // waits before each delayed retry; default commands.DefaultDeferDelays
+	Retry           RetryPolicy
+	Partitions      int32 // partitions of the topics it creates; default 8
 	EventStore      eventstore.Config
 	HTTPAddr        string // default 127.0.0.1:9101; "" after defaults disables it
 	MaxCommandBytes int    // default commands.DefaultMaxCommandBytes
 	CacheSize       int    // prescriptions cached in memory; default 10000
 	Logger          *slog.Logger
+}
+
+// RetryPolicy is the router's retry of a message whose handling failed. When
+// the retries are spent, a message that failed while the store and the
+// broker were healthy is dead-lettered (processing_failed); otherwise it is
+// delivered again, without end, until they recover.
+type RetryPolicy struct {
+	MaxRetries      int           // default 8
+	InitialInterval time.Duration // default 50 ms, doubled each time
+	MaxInterval     time.Duration // default 5 s
 }
 
 func (c *Config) setDefaults() {
@@ -48,6 +61,10 @@ func (c *Config) setDefaults() {
 	c.CommandTopic = cmp.Or(c.CommandTopic, "prescription.events")
 	c.RejectionTopic = cmp.Or(c.RejectionTopic, "prescription.rejections")
 	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, "prescription.events.dlq")
+	c.RetryTopic = cmp.Or(c.RetryTopic, "prescription.events.retry")
+	c.Retry.MaxRetries = cmp.Or(c.Retry.MaxRetries, 8)
+	c.Retry.InitialInterval = cmp.Or(c.Retry.InitialInterval, 50*time.Millisecond)
+	c.Retry.MaxInterval = cmp.Or(c.Retry.MaxInterval, 5*time.Second)
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:9101")
 	c.Partitions = cmp.Or(c.Partitions, 8)
 	c.MaxCommandBytes = cmp.Or(c.MaxCommandBytes, commands.DefaultMaxCommandBytes)
@@ -67,7 +84,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("processor: max command bytes %d must be in [1, %d], the Kafka message limit", c.MaxCommandBytes, limit))
 	}
 	topics := map[string]bool{}
-	for _, t := range []string{c.CommandTopic, c.RejectionTopic, c.DeadLetterTopic} {
+	for _, d := range c.DeferDelays {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("processor: defer delays must be positive, got %v", d))
+		}
+	}
+	for _, t := range []string{c.CommandTopic, c.RejectionTopic, c.DeadLetterTopic, c.RetryTopic} {
 		if topics[t] {
 			errs = append(errs, fmt.Errorf("processor: topic %q is used twice", t))
 		}
@@ -87,6 +109,7 @@ type Service struct {
 	http    *ops.Server
 	metrics *metrics
 	drain   *drain
+	outbox  *outbox
 }
 
 // New connects everything the processor needs; Run starts it.
@@ -117,18 +140,30 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	handler := commands.NewHandler(s.store, commands.HandlerConfig{CacheSize: cfg.CacheSize})
-	proc := commands.NewProcessor(handler, &outbox{pub: s.pub, rejectionTopic: cfg.RejectionTopic, deadLetterTopic: cfg.DeadLetterTopic, maxBytes: cfg.Kafka.MaxMessageBytes}, cfg.MaxCommandBytes)
+	s.outbox = &outbox{pub: s.pub, rejectionTopic: cfg.RejectionTopic, deadLetterTopic: cfg.DeadLetterTopic, retryTopic: cfg.RetryTopic,
+		maxBytes: cfg.Kafka.MaxMessageBytes, clock: time.Now}
+	proc := commands.NewProcessor(handler, s.outbox, commands.ProcessorConfig{MaxBytes: cfg.MaxCommandBytes, DeferDelays: cfg.DeferDelays})
 
 	reg := ops.NewRegistry()
 	s.metrics = newMetrics(reg)
 	if s.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog); err != nil {
 		return nil, err
 	}
+	poison, err := middleware.PoisonQueueWithFilter(poisonPublisher{s}, cfg.DeadLetterTopic, s.isPoison)
+	if err != nil {
+		return nil, err
+	}
+	// Outermost first: a panic is recovered into an error, retried, and if
+	// the retries are spent while the store and broker are healthy, the
+	// message is dead-lettered instead of holding its partition.
 	s.router.AddMiddleware(
+		poison,
+		middleware.Retry{MaxRetries: cfg.Retry.MaxRetries, InitialInterval: cfg.Retry.InitialInterval, Multiplier: 2,
+			MaxInterval: cfg.Retry.MaxInterval, Logger: wlog}.Middleware,
 		middleware.Recoverer,
-		middleware.Retry{MaxRetries: 8, InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: 5 * time.Second, Logger: wlog}.Middleware,
 	)
-	s.router.AddConsumerHandler("commands", cfg.CommandTopic, s.sub, s.handle(proc))
+	s.router.AddConsumerHandler("commands", cfg.CommandTopic, s.sub, s.handle(proc, commandRaw))
+	s.router.AddConsumerHandler("deferred-commands", cfg.RetryTopic, s.sub, s.handle(proc, s.waitDeferred))
 
 	if cfg.HTTPAddr != "" {
 		mux := http.NewServeMux()
@@ -154,7 +189,7 @@ func (s *Service) HTTPAddr() string {
 // returns; the messages not yet started are delivered again after a restart.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
-	topics := []string{s.cfg.CommandTopic, s.cfg.RejectionTopic, s.cfg.DeadLetterTopic}
+	topics := []string{s.cfg.CommandTopic, s.cfg.RejectionTopic, s.cfg.DeadLetterTopic, s.cfg.RetryTopic}
 	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
 		return err
 	}
@@ -218,16 +253,21 @@ func (s *Service) close() {
 	}
 }
 
-// handle adapts a Kafka message to commands.Processor and records the outcome.
-func (s *Service) handle(proc *commands.Processor) message.NoPublishHandlerFunc {
+// handle adapts a Kafka message to commands.Processor and records the
+// outcome. rawOf turns the record into the command it carries, waiting
+// first if the command is deferred; it fails only when the processor stops.
+func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) (commands.Raw, error)) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
+		raw, err := rawOf(msg)
+		if err != nil {
+			return err
+		}
 		if !s.drain.admit() {
 			<-msg.Context().Done() // the router is stopping: leave this one for the next run
 			return errDraining
 		}
 		defer s.drain.done()
 		start := time.Now()
-		raw := rawOf(msg)
 		// A shutdown cancels the message's context; the command in hand still
 		// finishes (each store call is bounded) so that its offset commits.
 		res, err := proc.Process(context.WithoutCancel(msg.Context()), raw)
@@ -241,9 +281,12 @@ func (s *Service) handle(proc *commands.Processor) message.NoPublishHandlerFunc 
 		switch {
 		case res.DeadLetter != "":
 			outcome = "dead_lettered"
+			s.metrics.deadLetters.WithLabelValues(res.DeadLetter).Inc()
 			s.log.Warn("command dead-lettered", "code", res.DeadLetter, "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset)
 		case res.Outcome.Kind == commands.Rejected:
-			s.log.Info("command rejected", append(attrs, "code", res.Outcome.Rejection.Code, "status", res.Outcome.Status)...)
+			s.log.Info("command refused", append(attrs, "code", res.Outcome.Rejection.Code, "status", res.Outcome.Status, "retries", raw.Deferrals)...)
+		case res.Outcome.Kind == commands.Deferred:
+			s.log.Info("keyless command deferred: it may have arrived before its predecessor", append(attrs, "code", res.Outcome.Rejection.Code, "retry", raw.Deferrals+1)...)
 		default:
 			s.log.Debug("command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
 		}
@@ -253,8 +296,63 @@ func (s *Service) handle(proc *commands.Processor) message.NoPublishHandlerFunc 
 	}
 }
 
-// rawOf turns a consumed message back into the record it came from.
-func rawOf(msg *message.Message) commands.Raw {
+// waitDeferred rebuilds a deferred command from the retry topic and waits
+// until it is due, or fails with errDraining if the processor stops first.
+func (s *Service) waitDeferred(msg *message.Message) (commands.Raw, error) {
+	rec, _ := commandRaw(msg)
+	raw, notBefore := deferredRaw(rec)
+	select {
+	case <-time.After(time.Until(notBefore)):
+		return raw, nil
+	case <-s.drain.stopping:
+		return raw, errDraining
+	case <-msg.Context().Done():
+		return raw, errDraining
+	}
+}
+
+// isPoison decides, once the router's retries are spent, whether a failed
+// message goes to the dead-letter topic: only when the failure is not an
+// outage and the event store answers. During an outage messages wait.
+func (s *Service) isPoison(err error) bool {
+	if errors.Is(err, errDraining) || errors.Is(err, context.Canceled) || errors.Is(err, commands.ErrUnavailable) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if pingErr := s.store.Ping(ctx); pingErr != nil {
+		s.log.Warn("command failed during an event store outage; it will wait", "err", err, "ping", pingErr)
+		return false
+	}
+	return true
+}
+
+// poisonPublisher dead-letters a message the router gave up on, as
+// processing_failed with the last error.
+type poisonPublisher struct{ s *Service }
+
+func (p poisonPublisher) Publish(_ string, msgs ...*message.Message) error {
+	for _, msg := range msgs {
+		reason := msg.Metadata.Get(middleware.ReasonForPoisonedKey)
+		for _, k := range []string{middleware.ReasonForPoisonedKey, middleware.PoisonedTopicKey, middleware.PoisonedHandlerKey, middleware.PoisonedSubscriberKey} {
+			delete(msg.Metadata, k)
+		}
+		raw, _ := commandRaw(msg)
+		if err := p.s.outbox.DeadLetter(context.Background(), raw, commands.DeadLetterProcessingFailed, errors.New(reason)); err != nil {
+			return err
+		}
+		p.s.metrics.handled.WithLabelValues("dead_lettered").Inc()
+		p.s.metrics.deadLetters.WithLabelValues(commands.DeadLetterProcessingFailed).Inc()
+		p.s.log.Error("command kept failing while the store and broker were healthy: dead-lettered", "code", commands.DeadLetterProcessingFailed,
+			"topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", reason)
+	}
+	return nil
+}
+
+func (poisonPublisher) Close() error { return nil }
+
+// commandRaw turns a consumed message back into the record it came from.
+func commandRaw(msg *message.Message) (commands.Raw, error) {
 	raw := commands.Raw{Value: msg.Payload, Headers: map[string]string{}}
 	for k, v := range msg.Metadata {
 		switch k {
@@ -271,24 +369,27 @@ func rawOf(msg *message.Message) commands.Raw {
 			raw.Headers[k] = v
 		}
 	}
-	return raw
+	return raw, nil
 }
 
 type metrics struct {
-	handled   *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	transient prometheus.Counter
+	handled     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	transient   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rxflow_commands_total",
-			Help: "Commands handled, by outcome: appended, duplicate, rejected, dead_lettered."}, []string{"outcome"}),
+			Help: "Commands handled, by outcome: appended, duplicate, rejected, deferred, dead_lettered."}, []string{"outcome"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rxflow_dead_letters_total",
+			Help: "Messages sent to the dead-letter topic, by code."}, []string{"code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rxflow_command_handling_seconds",
 			Help: "Time from receiving a command to its durable outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"outcome"}),
 		transient: prometheus.NewCounter(prometheus.CounterOpts{Name: "rxflow_command_failures_total",
 			Help: "Transient failures; the command is retried, never dropped."}),
 	}
-	reg.MustRegister(m.handled, m.latency, m.transient)
+	reg.MustRegister(m.handled, m.deadLetters, m.latency, m.transient)
 	return m
 }
