@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,7 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"rxflow/commands"
 	"rxflow/infra/esdbserver"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
@@ -18,13 +21,14 @@ import (
 )
 
 // topics are one test's topics, unique so that real Kafka can be shared.
-type topics struct{ commands, rejections, dlq, group string }
+type topics struct{ commands, rejections, dlq, retry, group string }
 
 func newTopics(t *testing.T) topics {
 	return topics{
 		commands:   kafkatest.UniqueTopic(t, "cmd"),
 		rejections: kafkatest.UniqueTopic(t, "rej"),
 		dlq:        kafkatest.UniqueTopic(t, "dlq"),
+		retry:      kafkatest.UniqueTopic(t, "retry"),
 		group:      kafkatest.UniqueGroup(t, "proc"),
 	}
 }
@@ -57,12 +61,22 @@ func openStore(t *testing.T, conn string) *eventstore.Store {
 // startProcessor runs a processor until the test ends and waits until it consumes.
 func startProcessor(t *testing.T, brokers []string, tp topics, esdbConn string) *processor.Service {
 	t.Helper()
-	svc, err := processor.New(processor.Config{
+	return startProcessorWith(t, brokers, tp, esdbConn, nil)
+}
+
+// startProcessorWith is startProcessor with the config changed by tune.
+func startProcessorWith(t *testing.T, brokers []string, tp topics, esdbConn string, tune func(*processor.Config)) *processor.Service {
+	t.Helper()
+	cfg := processor.Config{
 		Kafka:        kafka.Config{Brokers: brokers, ConsumerGroup: tp.group},
-		CommandTopic: tp.commands, RejectionTopic: tp.rejections, DeadLetterTopic: tp.dlq,
+		CommandTopic: tp.commands, RejectionTopic: tp.rejections, DeadLetterTopic: tp.dlq, RetryTopic: tp.retry,
 		EventStore: eventstore.Config{ConnectionString: esdbConn, Logger: quiet()},
 		HTTPAddr:   "127.0.0.1:0", Logger: quiet(),
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	svc, err := processor.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,4 +134,18 @@ func command(urn, id, event, payload string) kafkatest.Record {
 		payload = "{}"
 	}
 	return kafkatest.Record{Key: []byte(urn), Value: []byte(fmt.Sprintf(`{"urn":%q,"event":%q,"commandId":%q,"payload":%s}`, urn, event, id, payload))}
+}
+
+// rejectionOf decodes a record of the rejections topic, which must be
+// valid UTF-8 JSON.
+func rejectionOf(t *testing.T, rec kafkatest.Record) commands.RejectionMessage {
+	t.Helper()
+	if !utf8.Valid(rec.Value) || !json.Valid(rec.Value) {
+		t.Fatalf("rejection is not valid UTF-8 JSON: %q", rec.Value)
+	}
+	var m commands.RejectionMessage
+	if err := json.Unmarshal(rec.Value, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -104,15 +104,31 @@ type Record struct {
 // Missing topics are created with the broker's defaults.
 func Produce(t testing.TB, brokers []string, topic string, recs ...Record) []Record {
 	t.Helper()
-	cl, err := kgo.NewClient(
+	return produce(t, brokers, topic, recs, nil)
+}
+
+// ProduceToPartitions is Produce with each record written to its own
+// Partition, whatever its key. The topic must exist with enough partitions.
+func ProduceToPartitions(t testing.TB, brokers []string, topic string, recs ...Record) []Record {
+	t.Helper()
+	return produce(t, brokers, topic, recs, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+}
+
+func produce(t testing.TB, brokers []string, topic string, recs []Record, partitioner kgo.Opt) []Record {
+	t.Helper()
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.AllowAutoTopicCreation(),
-		kgo.ProducerBatchMaxBytes(32<<20),
+		kgo.ProducerBatchMaxBytes(32 << 20),
 		// A topic just auto-created is briefly unknown to the broker: retry
 		// soon, until the context ends.
-		kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.MetadataMinAge(100 * time.Millisecond),
 		kgo.UnknownTopicRetries(-1),
-	)
+	}
+	if partitioner != nil {
+		opts = append(opts, partitioner)
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatalf("kafkatest: new client: %v", err)
 	}
@@ -120,7 +136,7 @@ func Produce(t testing.TB, brokers []string, topic string, recs ...Record) []Rec
 
 	krs := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
-		kr := &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value}
+		kr := &kgo.Record{Topic: topic, Partition: r.Partition, Key: r.Key, Value: r.Value}
 		for k, v := range r.Headers {
 			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 		}
