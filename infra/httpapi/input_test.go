@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -463,5 +464,36 @@ func TestQueryStringsMustBeUTF8(t *testing.T) {
 		if c.getJSON("/prescriptions?"+q, http.StatusOK, &page); page.Items == nil || len(page.Items) != 0 {
 			t.Errorf("%s: %+v, want an empty page", q, page)
 		}
+	}
+}
+
+// Kind 5: openapi.yaml and docs/api.md state the grammar the API enforces.
+func TestContractsStateTheURNGrammar(t *testing.T) {
+	spec, err := os.ReadFile("../../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, param, ok := strings.Cut(string(spec), "\n  parameters:\n    urn:\n")
+	if param, _, _ = strings.Cut(param, "    minPosition:\n"); !ok {
+		t.Fatal("openapi.yaml: no urn parameter")
+	}
+	for _, want := range []string{
+		"      schema:\n        type: string\n",
+		fmt.Sprintf("\n        maxLength: %d\n", domain.MaxURNLength),
+		"\n        pattern: '" + strings.ReplaceAll(domain.URNGrammar, "'", "''") + "'\n",
+	} {
+		if !strings.Contains(param, want) {
+			t.Errorf("openapi.yaml: the urn parameter lacks %q:\n%s", want, param)
+		}
+	}
+	if !bytes.Contains(spec, []byte("enum: [bad_request, invalid_urn,")) {
+		t.Error("openapi.yaml: the Error schema lacks invalid_urn")
+	}
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, []byte("```\n"+domain.URNGrammar+"\n```")) {
+		t.Error("docs/api.md does not state the grammar")
 	}
 }
