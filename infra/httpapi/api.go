@@ -6,6 +6,11 @@
 // Every route needs the bearer token. /healthz, /readyz and /metrics are
 // not served here: the projector service mounts ops.Handle beside this
 // handler, without authentication.
+//
+// Every answer is JSON (Content-Type application/json); an error is
+// {"error": code, "message": text}. Nothing is redirected: a path that is
+// not canonical is a 404 like any unknown route. A {urn} must match
+// domain.URNGrammar, or the answer is 400 invalid_urn.
 package httpapi
 
 import (
@@ -18,10 +23,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"rxflow/domain"
 	"rxflow/infra/readmodel"
@@ -66,7 +74,14 @@ type api struct {
 	parked  projections.ParkedEffects
 }
 
-// NewHandler returns the query API's handler.
+// NewHandler returns the query API's handler (routes and answers in
+// openapi.yaml). Errors, all {"error": code, "message": text}: 400
+// bad_request (a malformed, unknown or repeated query parameter, or one not
+// in valid UTF-8) or invalid_urn (a {urn} not in domain.URNGrammar, refused
+// before anything is read); 401 unauthorized; 404 not_found (no such
+// prescription or route, or a path not in canonical form); 405
+// method_not_allowed (Allow: GET); 500 internal (also for a handler's
+// panic; the cause is only logged); 504 timeout (with "checkpoint").
 func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projections.ParkedEffects) (http.Handler, error) {
 	var errs []error
 	if cfg.Token == "" {
@@ -90,17 +105,56 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	}
 
 	// Method-less patterns, so that a wrong method is a JSON 405 rather
-	// than the catch-all's 404. "stats" is more specific than {urn}.
+	// than the catch-all's 404. /prescriptions/stats cannot shadow a
+	// prescription: every urn starts with "urn:" (domain.URNGrammar), and
+	// {urn} is checked against that grammar before anything is read.
 	mux := http.NewServeMux()
 	mux.HandleFunc("/prescriptions", a.get(a.fromReadModel(a.list, "status", "patientId", "pharmacyId", "limit", "cursor")))
 	mux.HandleFunc("/prescriptions/stats", a.get(a.fromReadModel(a.stats)))
-	mux.HandleFunc("/prescriptions/{urn}", a.get(a.fromReadModel(a.prescription)))
-	mux.HandleFunc("/prescriptions/{urn}/history", a.get(a.historyOf))
+	mux.HandleFunc("/prescriptions/{urn}", a.get(a.withURN(a.fromReadModel(a.prescription))))
+	mux.HandleFunc("/prescriptions/{urn}/history", a.get(a.withURN(a.historyOf)))
 	mux.HandleFunc("/effects/parked", a.get(a.parkedEffects))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", "no such route")
 	})
-	return a.authenticate(mux), nil
+	return a.recoverPanics(a.authenticate(a.canonical(mux))), nil
+}
+
+// recoverPanics answers a handler's panic with a JSON 500 and logs it with
+// its stack. Handlers write their answer in one piece, last, so nothing has
+// been written yet when one panics.
+func (a *api) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v) // net/http's way to abort a response: not ours to answer
+			}
+			a.log.Error("query api: handler panicked", "route", r.Pattern, "panic", v, "stack", string(debug.Stack()))
+			a.fail(w, http.StatusInternalServerError, "internal", "internal error; see the server log")
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// canonical answers 404 for a path that is not in canonical form (an
+// empty, "." or ".." segment, a trailing slash, no leading slash), which
+// ServeMux would otherwise redirect to its cleaned form with a non-JSON
+// 307. Such a path names no route, and the API redirects nothing. Paths
+// are compared as sent, escaped, as ServeMux cleans them, so an encoded
+// "/" or "." inside a {urn} reaches withURN and is refused there.
+func (a *api) canonical(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			a.fail(w, http.StatusNotFound, "not_found", "no such route (paths are not cleaned or redirected: "+
+				"no empty, \".\" or \"..\" segment, no trailing slash)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // authenticate lets through requests bearing the token. Both sides are
@@ -124,6 +178,18 @@ func (a *api) get(h http.HandlerFunc) http.HandlerFunc {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
 			a.fail(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use GET")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// withURN answers 400 invalid_urn, before anything is read, when the
+// {urn} path value does not match domain.URNGrammar.
+func (a *api) withURN(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := domain.ValidateURN(r.PathValue("urn")); err != nil {
+			a.fail(w, http.StatusBadRequest, "invalid_urn", err.Error()) // the grammar, not the input
 			return
 		}
 		h(w, r)
@@ -170,7 +236,8 @@ func (a *api) fromReadModel(serve http.HandlerFunc, params ...string) http.Handl
 	}
 }
 
-// query parses r's query string, admitting each allowed parameter once.
+// query parses r's query string, admitting each allowed parameter once,
+// with a name and a value in valid UTF-8.
 func query(r *http.Request, allowed ...string) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -178,6 +245,8 @@ func query(r *http.Request, allowed ...string) (url.Values, error) {
 	}
 	for name, vals := range q {
 		switch {
+		case !utf8.ValidString(name) || slices.ContainsFunc(vals, func(v string) bool { return !utf8.ValidString(v) }):
+			return nil, fmt.Errorf("query parameter %q is not valid UTF-8", name) // %q escapes invalid bytes
 		case len(allowed) == 0:
 			return nil, errors.New("this route takes no query parameters")
 		case !slices.Contains(allowed, name):

@@ -46,13 +46,13 @@ func (p parkedList) Parked(context.Context) ([]projections.Effect, error) { retu
 
 // fixture is a store and a history fed with the same events.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	store *readmodel.Store
 	hist  *memHistory
 	pos   uint64
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	store, err := readmodel.Open("")
 	if err != nil {
@@ -133,11 +133,11 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // client talks to a test server.
 type client struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 }
 
-func serve(t *testing.T, cfg httpapi.Config, rm httpapi.ReadModel, h projections.History, parked projections.ParkedEffects) *client {
+func serve(t testing.TB, cfg httpapi.Config, rm httpapi.ReadModel, h projections.History, parked projections.ParkedEffects) *client {
 	t.Helper()
 	if cfg.Token == "" {
 		cfg.Token = token
