@@ -52,8 +52,32 @@ send prescription.approve '{"approvedBy":"d1"}'
 wait_for prescription.rejections "\"code\":\"final_state\""
 
 echo 'urn:rx:kcat-2|{"urn": "urn:rx:kcat-2", "event": ' | kcat -P -b "$broker" -t prescription.events -K '|'
-wait_for prescription.events.dlq '"event": $'
+wait_for prescription.events.dlq '"code":"malformed_json"'
 kcat -C -b "$broker" -t prescription.events.dlq -o beginning -e -q -f '%h\n' | grep -q 'dlq-code=malformed_json' || fail "dead letter lacks dlq-code"
+
+# Poison first on a partition, a valid command for another prescription
+# behind it on the same partition: the poison is dead-lettered, the valid
+# one is processed.
+echo 'urn:rx:kcat-poison|{"urn":"urn:rx:kcat-poison","event":"prescription.approve","payload":{"approvedBy":"d1"}}}' |
+	kcat -P -b "$broker" -t prescription.events -p 0 -K '|'
+echo 'urn:rx:kcat-behind|{"urn":"urn:rx:kcat-behind","event":"prescription.request","payload":{"patientId":"p1","prescriberId":"d1","medication":{"name":"Amoxicillin","quantity":20}}}' |
+	kcat -P -b "$broker" -t prescription.events -p 0 -K '|'
+wait_for prescription.events.dlq 'urn:rx:kcat-poison'
+wait_for prescription.status-changed '"urn":"urn:rx:kcat-behind".*"to":"requested"'
+
+# Keyless, as the seed's own producer sends them: request, approve and
+# process of ten prescriptions on random partitions all end in processing.
+for i in $(seq 1 10); do
+	u=urn:rx:kcat-keyless-$i
+	printf '%s\n' \
+		"{\"urn\":\"$u\",\"event\":\"prescription.request\",\"payload\":{\"patientId\":\"p1\",\"prescriberId\":\"d1\",\"pharmacyId\":\"ph1\",\"medication\":{\"name\":\"Amoxicillin\",\"quantity\":20}}}" \
+		"{\"urn\":\"$u\",\"event\":\"prescription.approve\",\"payload\":{\"approvedBy\":\"d1\"}}" \
+		"{\"urn\":\"$u\",\"event\":\"prescription.process\",\"payload\":{}}" |
+		tac | kcat -P -b "$broker" -t prescription.events -X topic.partitioner=random
+done
+for i in $(seq 1 10); do
+	wait_for prescription.status-changed "\"urn\":\"urn:rx:kcat-keyless-$i\".*\"to\":\"processing\""
+done
 
 status=$(curl -sf -H "Authorization: Bearer $token" "$api/prescriptions/$urn")
 echo "$status" | grep -q '"status":"completed"' || fail "query API says $status"
