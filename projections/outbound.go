@@ -84,8 +84,12 @@ func (o *OutboundProjector) SaveCheckpoint(ctx context.Context, pos uint64) erro
 	return o.ledger.SaveCheckpoint(ctx, o.Name(), pos)
 }
 
-// Handle implements Projector.
+// Handle implements Projector. A refusal publishes nothing: it changes no
+// status, and the processor has published it as a rejection.
 func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) error {
+	if _, refused := rec.Event.(domain.Refused); refused {
+		return nil
+	}
 	c, err := loadChange(ctx, o.history, rec)
 	if err != nil {
 		return err

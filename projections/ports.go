@@ -17,8 +17,9 @@ import (
 
 // Message is what a Feed subscription delivers.
 type Message struct {
-	// Event is set for a prescription event. DecodeErr is set instead of
-	// Event.Event when the event could not be decoded.
+	// Event is set for a prescription event, a refusal (domain.Refused)
+	// included. DecodeErr is set instead of Event.Event when the event
+	// could not be decoded.
 	Event     *events.Recorded
 	DecodeErr error
 	// Checkpoint is set (non-zero) when the server has searched up to this
