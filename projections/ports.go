@@ -9,6 +9,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"rxflow/domain"
@@ -101,10 +102,19 @@ type ParkedEffects interface {
 	Parked(ctx context.Context) ([]Effect, error)
 }
 
-// ErrPartnerFailed marks a partner call that was refused, or kept failing
-// after its retries. Other errors (such as a cancelled context) are
-// transient: the event is handled again later.
-var ErrPartnerFailed = errors.New("partner call failed")
+// Errors of Partners. ErrPartnerFailed marks a partner call that was
+// refused, or kept failing after its retries; the two that wrap it say
+// which. Other errors (such as a cancelled context) are transient: the event
+// is handled again later.
+var (
+	ErrPartnerFailed = errors.New("partner call failed")
+	// ErrPartnerRefused: the partner answered and refused the call (a 4xx
+	// other than 408 and 429); the same call cannot succeed.
+	ErrPartnerRefused = fmt.Errorf("%w: refused by the partner", ErrPartnerFailed)
+	// ErrPartnerUnavailable: the partner could not be reached, or kept
+	// failing until the retries ran out; the same call may succeed later.
+	ErrPartnerUnavailable = fmt.Errorf("%w: partner unavailable", ErrPartnerFailed)
+)
 
 // Alert is a message for the support team.
 type Alert struct {
