@@ -97,7 +97,8 @@ type ReadModel interface {
 }
 
 // ParkedEffects lists the partner calls that failed after all their
-// attempts (status EffectParked), oldest first: visible through the API.
+// attempts, or whose follow-up command was refused (status EffectParked),
+// oldest first: visible through the API.
 type ParkedEffects interface {
 	Parked(ctx context.Context) ([]Effect, error)
 }
@@ -156,7 +157,7 @@ type EffectStatus string
 // Effect outcomes.
 const (
 	EffectDone       EffectStatus = "done"        // the partner accepted the call
-	EffectParked     EffectStatus = "parked"      // it kept failing: kept for support
+	EffectParked     EffectStatus = "parked"      // it kept failing, or its follow-up command was refused: kept for support
 	EffectFailedOver EffectStatus = "failed_over" // it kept failing: the prescription is being failed
 )
 
@@ -168,8 +169,21 @@ type Effect struct {
 	EventID   string       `json:"eventId"`
 	EventName string       `json:"eventName"`
 	Status    EffectStatus `json:"status"`
-	Error     string       `json:"error,omitempty"`
+	Error     string       `json:"error,omitempty"` // the partner's failure, internal detail included
+	Refusal   *Refusal     `json:"refusal,omitempty"`
 	At        time.Time    `json:"at"`
+}
+
+// Refusal is the processor's refusal of a reactor's follow-up command (see
+// FollowUpCommandID), as recorded in the prescription's stream. An effect
+// whose follow-up was refused is parked.
+type Refusal struct {
+	CommandID string    `json:"commandId"`
+	EventID   string    `json:"eventId"` // of the PrescriptionCommandRefused event
+	Code      string    `json:"code"`    // a rejection code, e.g. "invalid_transition"
+	Reason    string    `json:"reason"`
+	Status    string    `json:"status"` // the prescription's status when it was refused
+	At        time.Time `json:"at"`
 }
 
 // Ledger is the reactors' durable memory: a checkpoint per projector and the
