@@ -178,6 +178,16 @@ func mustHandle(t *testing.T, p projections.Projector, rec events.Recorded) {
 
 func last(recs []events.Recorded) events.Recorded { return recs[len(recs)-1] }
 
+// reaction returns the row of projections.Reactions named name.
+func reaction(t *testing.T, name string) projections.Reaction {
+	t.Helper()
+	i := slices.IndexFunc(projections.Reactions, func(r projections.Reaction) bool { return r.Name == name })
+	if i < 0 {
+		t.Fatalf("no reaction %q", name)
+	}
+	return projections.Reactions[i]
+}
+
 // Kind: a reactor's own follow-up command that the processor refuses, for
 // any reason, parks the effect with the refusal, alerts support once and
 // stays in the audit history under the reactor's actor.
@@ -185,7 +195,7 @@ func TestRefusedFollowUpIsParked(t *testing.T) {
 	kafkatest.ForEachCluster(t, func(t *testing.T, brokers []string) {
 		g := newRig(t, brokers)
 		g.sim.SetDown(partnersim.Pharmacy, true)
-		pharmacy := projections.Reactions[1]
+		pharmacy := reaction(t, "pharmacy")
 		misconfigured := pharmacy // a reactor whose command fails a guard
 		misconfigured.Name, misconfigured.FailWith = "pharmacy-misconfigured", projections.FailWith{}
 		cases := []struct {
@@ -287,7 +297,7 @@ func TestRefusedFollowUpIsParked(t *testing.T) {
 func TestOtherRefusalsAreNotParked(t *testing.T) {
 	g := newRig(t, kafkatest.Brokers(t))
 	g.sim.SetDown(partnersim.Pharmacy, true)
-	pharmacy := g.reactor(projections.Reactions[1], "")
+	pharmacy := g.reactor(reaction(t, "pharmacy"), "")
 	urn := "urn:rx:others"
 	started := last(g.send(urn, domain.Request, domain.Approve, domain.Process))
 	mustHandle(t, pharmacy, started)
@@ -361,7 +371,7 @@ func TestFailureDetailStaysInternal(t *testing.T) {
 		unreachable := "http://" + closed.Addr().String() + "/pharmacy"
 		closed.Close()
 		outbound := projections.NewOutboundProjector(g.ledger, g.store, g.pub, g.topics)
-		support := g.reactor(projections.Reactions[3], "")
+		support := g.reactor(reaction(t, "support-alert"), "")
 		cases := []struct {
 			name       string
 			setup      func()
@@ -382,7 +392,7 @@ func TestFailureDetailStaysInternal(t *testing.T) {
 				tc.setup()
 				urn := fmt.Sprintf("urn:rx:internal-%d", i)
 				started := last(g.send(urn, domain.Request, domain.Approve, domain.Process))
-				mustHandle(t, g.reactor(projections.Reactions[1], tc.url), started)
+				mustHandle(t, g.reactor(reaction(t, "pharmacy"), tc.url), started)
 
 				cmd := g.sentCommand(urn)
 				wantCmd := map[string]any{"urn": urn, "event": "prescription.fail", "commandId": "pharmacy-failure:" + started.Meta.EventID,
