@@ -60,7 +60,11 @@ func newEvent(p Prescription, c Command, now time.Time) Event {
 	case Complete:
 		return Completed{At: now}
 	default: // Fail: Decide admits only the table's commands.
-		return Failed{Reason: c.Reason, At: now}
+		code := c.ReasonCode
+		if code == "" {
+			code = FailureReported
+		}
+		return Failed{Reason: c.Reason, ReasonCode: code, At: now}
 	}
 }
 

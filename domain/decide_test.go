@@ -281,3 +281,30 @@ func TestPremature(t *testing.T) {
 		}
 	}
 }
+
+// A failure carries a stable reason code: the command's, else FailureReported.
+func TestFailRecordsReasonCode(t *testing.T) {
+	processing := domain.Fold(historyTo(t, domain.StatusProcessing))
+	cases := []struct {
+		name, reason, code, want string
+	}{
+		{"client without code", "out of stock", "", domain.FailureReported},
+		{"client with code", "out of stock", "out_of_stock", "out_of_stock"},
+		{"pharmacy unreachable", "Pharmacy processing error", "pharmacy_unavailable", "pharmacy_unavailable"},
+		{"pharmacy refused", "Pharmacy processing error", "pharmacy_rejected", "pharmacy_rejected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := mustDecide(t, processing, domain.Command{Type: domain.Fail, URN: urn, Reason: tc.reason, ReasonCode: tc.code})
+			want := domain.Failed{Reason: tc.reason, ReasonCode: tc.want, At: now}
+			if len(evs) != 1 || !reflect.DeepEqual(evs[0], want) {
+				t.Fatalf("events %#v, want %#v", evs, want)
+			}
+		})
+	}
+	// A code without a reason is still refused: the reason is the human text.
+	_, err := domain.Decide(processing, domain.Command{Type: domain.Fail, URN: urn, ReasonCode: "out_of_stock"}, now)
+	if r, ok := errors.AsType[*domain.Rejection](err); !ok || r.Guard != "reason_required" {
+		t.Fatalf("fail with a code but no reason: %v", err)
+	}
+}

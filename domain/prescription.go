@@ -110,11 +110,18 @@ type Completed struct {
 	At time.Time
 }
 
-// Failed records that dispensing failed.
+// Failed records that dispensing failed. Reason is human text and
+// ReasonCode a stable code, both fit for outside consumers; internal detail
+// (an error chain) stays in the stored event's metadata.
 type Failed struct {
-	Reason string
-	At     time.Time
+	Reason     string
+	ReasonCode string // the command's ReasonCode, or FailureReported
+	At         time.Time
 }
+
+// FailureReported is the reason code of a failure whose command gave none:
+// someone reported it, with Reason as their words.
+const FailureReported = "reported"
 
 // Refused records a command the workflow refused. It changes nothing but
 // keeps the refusal in the audit trail, so that a redelivered command gets

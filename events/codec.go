@@ -53,9 +53,12 @@ type completedV1 struct {
 	At time.Time `json:"completedAt"`
 }
 
+// failedV1 gained reasonCode without a version bump: it is optional, and
+// events stored before it decode with an empty code.
 type failedV1 struct {
-	Reason string    `json:"reason"`
-	At     time.Time `json:"failedAt"`
+	Reason     string    `json:"reason"`
+	ReasonCode string    `json:"reasonCode,omitempty"`
+	At         time.Time `json:"failedAt"`
 }
 
 type refusedV1 struct {

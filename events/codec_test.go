@@ -20,7 +20,7 @@ func TestRoundTripEveryEvent(t *testing.T) {
 		domain.ProcessingStarted{PharmacyID: "ph", At: at},
 		domain.Dispensed{Dispensing: domain.Dispensing{By: "x", Quantity: 3, LotNumber: "L1"}, At: at},
 		domain.Completed{At: at},
-		domain.Failed{Reason: "r", At: at},
+		domain.Failed{Reason: "r", ReasonCode: "c", At: at},
 		domain.Refused{Command: domain.Approve, Code: domain.ReasonGuardFailed, Reason: "r", Guard: "approver_required", Status: domain.StatusRequested, At: at},
 	}
 	names := map[string]bool{}
@@ -58,6 +58,35 @@ func TestStoredFormIsStable(t *testing.T) {
 	// Pinned: changing the derivation would make retries of stored commands look new.
 	if got := events.EventID("cmd-1", 0).String(); got != "22988a85-12ed-511a-8cd4-ad1e35e7aa05" {
 		t.Fatalf("EventID(cmd-1, 0) = %s, derivation changed", got)
+	}
+}
+
+// PrescriptionFailed gained an optional reasonCode in version 1: events
+// stored before it still decode, and an empty code is left out.
+func TestFailedReasonCode(t *testing.T) {
+	cases := []struct {
+		name   string
+		event  domain.Failed
+		stored string
+	}{
+		{"with code", domain.Failed{Reason: "Pharmacy processing error", ReasonCode: "pharmacy_unavailable", At: at},
+			`{"reason":"Pharmacy processing error","reasonCode":"pharmacy_unavailable","failedAt":"2026-11-29T10:00:00Z"}`},
+		{"reported", domain.Failed{Reason: "out of stock", ReasonCode: domain.FailureReported, At: at},
+			`{"reason":"out of stock","reasonCode":"reported","failedAt":"2026-11-29T10:00:00Z"}`},
+		{"stored before codes", domain.Failed{Reason: "out of stock", At: at},
+			`{"reason":"out of stock","failedAt":"2026-11-29T10:00:00Z"}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			name, data, err := events.Encode(tc.event)
+			if err != nil || name != events.NameFailed || string(data) != tc.stored {
+				t.Fatalf("Encode = %s %s %v, want %s", name, data, err, tc.stored)
+			}
+			back, err := events.Decode(events.NameFailed, events.SchemaVersion, []byte(tc.stored))
+			if err != nil || !reflect.DeepEqual(back, tc.event) {
+				t.Fatalf("Decode = %#v, %v; want %#v", back, err, tc.event)
+			}
+		})
 	}
 }
 

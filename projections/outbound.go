@@ -32,11 +32,21 @@ type Dispensed struct {
 	Timestamp  time.Time `json:"timestamp"`
 }
 
-// Failed is the seed's prescription.failed payload.
+// Failed is the seed's prescription.failed payload, plus a stable reason
+// code. Reason is the human text of the fail command (for a pharmacy
+// failure, PharmacyFailureReason); internal detail never appears here.
 type Failed struct {
-	URN       string    `json:"urn"`
-	Reason    string    `json:"reason"`
-	Timestamp time.Time `json:"timestamp"`
+	URN        string    `json:"urn"`
+	Reason     string    `json:"reason"`
+	ReasonCode string    `json:"reasonCode"` // e.g. "pharmacy_unavailable"; "reported" when the command gave none
+	Timestamp  time.Time `json:"timestamp"`
+}
+
+// failedPayload is the prescription.failed payload of event rec.
+func failedPayload(rec events.Recorded) Failed {
+	f, _ := rec.Event.(domain.Failed)
+	// Events stored before reason codes have none.
+	return Failed{URN: rec.URN, Reason: f.Reason, ReasonCode: cmp.Or(f.ReasonCode, domain.FailureReported), Timestamp: f.At}
 }
 
 // StatusChanged is published for every transition.
@@ -84,8 +94,12 @@ func (o *OutboundProjector) SaveCheckpoint(ctx context.Context, pos uint64) erro
 	return o.ledger.SaveCheckpoint(ctx, o.Name(), pos)
 }
 
-// Handle implements Projector.
+// Handle implements Projector. A refusal publishes nothing: it changes no
+// status, and the processor has published it as a rejection.
 func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) error {
+	if _, refused := rec.Event.(domain.Refused); refused {
+		return nil
+	}
 	c, err := loadChange(ctx, o.history, rec)
 	if err != nil {
 		return err
@@ -104,7 +118,7 @@ func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) err
 		{Trigger{From: domain.StatusProcessing, To: domain.StatusDispensed}, o.topics.Dispensed, TypeDispensed,
 			Dispensed{URN: rec.URN, PatientID: c.After.PatientID, PharmacyID: c.After.PharmacyID, Timestamp: at}},
 		{Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, o.topics.Failed, TypeFailed,
-			Failed{URN: rec.URN, Reason: c.After.FailureReason, Timestamp: at}},
+			failedPayload(rec)},
 	}
 	for _, e := range seedEvents {
 		if e.when.matches(c) {

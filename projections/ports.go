@@ -9,6 +9,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"rxflow/domain"
@@ -17,8 +18,9 @@ import (
 
 // Message is what a Feed subscription delivers.
 type Message struct {
-	// Event is set for a prescription event. DecodeErr is set instead of
-	// Event.Event when the event could not be decoded.
+	// Event is set for a prescription event, a refusal (domain.Refused)
+	// included. DecodeErr is set instead of Event.Event when the event
+	// could not be decoded.
 	Event     *events.Recorded
 	DecodeErr error
 	// Checkpoint is set (non-zero) when the server has searched up to this
@@ -95,15 +97,25 @@ type ReadModel interface {
 }
 
 // ParkedEffects lists the partner calls that failed after all their
-// attempts (status EffectParked), oldest first: visible through the API.
+// attempts, or whose follow-up command was refused (status EffectParked),
+// oldest first: visible through the API.
 type ParkedEffects interface {
 	Parked(ctx context.Context) ([]Effect, error)
 }
 
-// ErrPartnerFailed marks a partner call that was refused, or kept failing
-// after its retries. Other errors (such as a cancelled context) are
-// transient: the event is handled again later.
-var ErrPartnerFailed = errors.New("partner call failed")
+// Errors of Partners. ErrPartnerFailed marks a partner call that was
+// refused, or kept failing after its retries; the two that wrap it say
+// which. Other errors (such as a cancelled context) are transient: the event
+// is handled again later.
+var (
+	ErrPartnerFailed = errors.New("partner call failed")
+	// ErrPartnerRefused: the partner answered and refused the call (a 4xx
+	// other than 408 and 429); the same call cannot succeed.
+	ErrPartnerRefused = fmt.Errorf("%w: refused by the partner", ErrPartnerFailed)
+	// ErrPartnerUnavailable: the partner could not be reached, or kept
+	// failing until the retries ran out; the same call may succeed later.
+	ErrPartnerUnavailable = fmt.Errorf("%w: partner unavailable", ErrPartnerFailed)
+)
 
 // Alert is a message for the support team.
 type Alert struct {
@@ -145,7 +157,7 @@ type EffectStatus string
 // Effect outcomes.
 const (
 	EffectDone       EffectStatus = "done"        // the partner accepted the call
-	EffectParked     EffectStatus = "parked"      // it kept failing: kept for support
+	EffectParked     EffectStatus = "parked"      // it kept failing, or its follow-up command was refused: kept for support
 	EffectFailedOver EffectStatus = "failed_over" // it kept failing: the prescription is being failed
 )
 
@@ -157,8 +169,21 @@ type Effect struct {
 	EventID   string       `json:"eventId"`
 	EventName string       `json:"eventName"`
 	Status    EffectStatus `json:"status"`
-	Error     string       `json:"error,omitempty"`
+	Error     string       `json:"error,omitempty"` // the partner's failure, internal detail included
+	Refusal   *Refusal     `json:"refusal,omitempty"`
 	At        time.Time    `json:"at"`
+}
+
+// Refusal is the processor's refusal of a reactor's follow-up command (see
+// FollowUpCommandID), as recorded in the prescription's stream. An effect
+// whose follow-up was refused is parked.
+type Refusal struct {
+	CommandID string    `json:"commandId"`
+	EventID   string    `json:"eventId"` // of the PrescriptionCommandRefused event
+	Code      string    `json:"code"`    // a rejection code, e.g. "invalid_transition"
+	Reason    string    `json:"reason"`
+	Status    string    `json:"status"` // the prescription's status when it was refused
+	At        time.Time `json:"at"`
 }
 
 // Ledger is the reactors' durable memory: a checkpoint per projector and the

@@ -1,11 +1,13 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"rxflow/domain"
@@ -65,6 +67,61 @@ func (t Trigger) matches(c Change) bool {
 	return c.Before.Status == t.From && c.After.Status == t.To
 }
 
+// FollowUpCommandID is the id of the command a reaction sends after
+// handling the event eventID: "<reaction>-failure:<eventID>", for example
+// "pharmacy-failure:0b6f…". It derives from the event, so sending it again
+// is a duplicate, not a second command; the processor stores its outcome
+// (an event, or PrescriptionCommandRefused) with this id as metadata
+// CommandID. ParseFollowUpCommandID inverts it.
+func FollowUpCommandID(reaction, eventID string) string {
+	return reaction + followUpSep + eventID
+}
+
+const followUpSep = "-failure:"
+
+// ParseFollowUpCommandID returns the reaction and the event of a
+// FollowUpCommandID; ok is false for any other command id.
+func ParseFollowUpCommandID(id string) (reaction, eventID string, ok bool) {
+	reaction, eventID, ok = strings.Cut(id, followUpSep)
+	return reaction, eventID, ok && reaction != "" && eventID != ""
+}
+
+// ReactorActor is the actor of the commands reaction sends: "projector:<reaction>".
+func ReactorActor(reaction string) string { return "projector:" + reaction }
+
+// Headers a follow-up command carries on the command topic; the same names
+// as commands.HeaderCommandID and commands.HeaderDiagnostic.
+const (
+	HeaderCommandID = "command-id"
+	// HeaderDiagnostic carries the internal error chain; the processor keeps
+	// it in the stored event's metadata, never in a published payload.
+	HeaderDiagnostic = "diagnostic"
+)
+
+// The pharmacy reaction's prescription.fail: the seed's human reason, and a
+// stable code per failure class.
+const (
+	PharmacyFailureReason     = "Pharmacy processing error"
+	ReasonPharmacyRejected    = "pharmacy_rejected"    // the pharmacy refused the prescription (ErrPartnerRefused)
+	ReasonPharmacyUnavailable = "pharmacy_unavailable" // unreachable, or still failing after the retries
+)
+
+// FailWith is what a FailPrescription reaction's prescription.fail says:
+// human text and a stable code by failure class. The error itself goes only
+// in the command's diagnostic header.
+type FailWith struct {
+	Reason      string
+	Rejected    string // code when the partner refused the call
+	Unavailable string // code for every other ErrPartnerFailed
+}
+
+func (f FailWith) code(err error) string {
+	if errors.Is(err, ErrPartnerRefused) {
+		return f.Rejected
+	}
+	return f.Unavailable
+}
+
 // GiveUp says what to do when a partner call keeps failing.
 type GiveUp int
 
@@ -80,6 +137,7 @@ type Reaction struct {
 	When     Trigger
 	Call     func(ctx context.Context, p Partners, key string, c Change) error
 	OnGiveUp GiveUp
+	FailWith FailWith // for FailPrescription
 }
 
 // Reactions are the seed's partner actions.
@@ -89,6 +147,7 @@ var Reactions = []Reaction{
 			return p.NotifyInsurance(ctx, key, c.After)
 		}},
 	{Name: "pharmacy", When: Trigger{From: domain.StatusApproved, To: domain.StatusProcessing}, OnGiveUp: FailPrescription,
+		FailWith: FailWith{Reason: PharmacyFailureReason, Rejected: ReasonPharmacyRejected, Unavailable: ReasonPharmacyUnavailable},
 		Call: func(ctx context.Context, p Partners, key string, c Change) error {
 			return p.SendToPharmacy(ctx, key, c.After)
 		}},
@@ -99,8 +158,19 @@ var Reactions = []Reaction{
 	{Name: "support-alert", When: Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, OnGiveUp: Park,
 		Call: func(ctx context.Context, p Partners, key string, c Change) error {
 			return p.AlertSupport(ctx, key, Alert{URN: c.After.URN, Summary: "Prescription processing failed.",
-				Detail: c.After.FailureReason, Severity: "critical", At: c.After.FailedAt})
+				Detail: failureDetail(c), Severity: "critical", At: c.After.FailedAt})
 		}},
+}
+
+// failureDetail tells support why a prescription failed. Support is
+// internal, so it gets the stored diagnostic (the error chain) as well.
+func failureDetail(c Change) string {
+	f, _ := c.Event.Event.(domain.Failed)
+	d := fmt.Sprintf("%s (%s)", f.Reason, cmp.Or(f.ReasonCode, domain.FailureReported))
+	if c.Event.Meta.Diagnostic != "" {
+		d += "; diagnostic: " + c.Event.Meta.Diagnostic
+	}
+	return d
 }
 
 // ReactorDeps are what every reactor needs.
@@ -144,8 +214,13 @@ func (x *Reactor) SaveCheckpoint(ctx context.Context, pos uint64) error {
 	return x.deps.Ledger.SaveCheckpoint(ctx, x.r.Name, pos)
 }
 
-// Handle implements Projector: it calls the partner once per matching event.
+// Handle implements Projector: it calls the partner once per matching
+// event, and parks the effect whose follow-up command the stream records as
+// refused.
 func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
+	if r, ok := rec.Event.(domain.Refused); ok {
+		return x.parkRefused(ctx, rec, r)
+	}
 	if !x.r.When.mayMatch(rec.Event) {
 		return nil
 	}
@@ -153,7 +228,7 @@ func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
 	if err != nil || !x.r.When.matches(c) {
 		return err
 	}
-	id := x.r.Name + "/" + rec.Meta.EventID
+	id := x.effectID(rec.Meta.EventID)
 	if _, done, err := x.deps.Ledger.Effect(ctx, id); err != nil || done {
 		return err
 	}
@@ -170,35 +245,80 @@ func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
 		}
 	default:
 		effect.Status, effect.Error = EffectParked, err.Error()
-		x.alertParked(ctx, effect, rec.Event.OccurredAt())
+		if err := x.alert(ctx, "parked/"+effect.ID, Alert{URN: effect.URN, Severity: "warning",
+			Summary: fmt.Sprintf("%s call parked after retries", effect.Projector),
+			Detail:  "the " + effect.Projector + " partner did not accept the call", At: rec.Event.OccurredAt()}); err != nil {
+			return err
+		}
 	}
 	effect.At = x.deps.Clock().UTC()
-	x.deps.Logger.Info("side effect recorded", "projector", x.r.Name, "urn", rec.URN, "event_id", rec.Meta.EventID, "status", effect.Status)
+	x.deps.Logger.Info("side effect recorded", "projector", x.r.Name, "urn", rec.URN, "event_id", rec.Meta.EventID, "status", effect.Status, "err", err)
 	return x.deps.Ledger.Record(ctx, effect, rec.Position)
 }
 
-// failPrescription sends the seed's failOnError command. Its id derives from
-// the event, so sending it again is a duplicate, not a second command.
+func (x *Reactor) effectID(eventID string) string { return x.r.Name + "/" + eventID }
+
+// parkRefused handles a refusal recorded in a stream. If the refused command
+// is this reactor's follow-up, the effect that sent it is parked with the
+// refusal, support is alerted, and both the parked record and the checkpoint
+// are written in one ledger transaction. A replay finds the effect parked
+// and does nothing; a crash before the record repeats the alert under the
+// same idempotency key, which the partner answers once.
+func (x *Reactor) parkRefused(ctx context.Context, rec events.Recorded, r domain.Refused) error {
+	reaction, eventID, ok := ParseFollowUpCommandID(rec.Meta.CommandID)
+	if !ok || reaction != x.r.Name {
+		return nil
+	}
+	e, found, err := x.deps.Ledger.Effect(ctx, x.effectID(eventID))
+	switch {
+	case err != nil:
+		return err
+	case !found || e.URN != rec.URN:
+		x.deps.Logger.Warn("refused follow-up command of no effect of ours", "projector", x.r.Name, "urn", rec.URN, "command_id", rec.Meta.CommandID)
+		return nil
+	case e.Status != EffectFailedOver:
+		return nil // already parked
+	}
+	e.Status = EffectParked
+	e.Refusal = &Refusal{CommandID: rec.Meta.CommandID, EventID: rec.Meta.EventID, Code: string(r.Code), Reason: r.Reason,
+		Status: string(r.Status), At: r.At}
+	detail := fmt.Sprintf("%s was refused (%s): %s. The %s call had failed: %s", r.Command, r.Code, r.Reason, x.r.Name, e.Error)
+	if err := x.alert(ctx, "refused/"+rec.Meta.EventID, Alert{URN: rec.URN, Severity: "critical",
+		Summary: fmt.Sprintf("%s follow-up command refused; effect parked", x.r.Name), Detail: detail, At: r.At}); err != nil {
+		return err
+	}
+	e.At = x.deps.Clock().UTC()
+	x.deps.Logger.Warn("follow-up command refused, effect parked", "projector", x.r.Name, "urn", rec.URN, "effect", e.ID,
+		"command_id", rec.Meta.CommandID, "code", r.Code)
+	return x.deps.Ledger.Record(ctx, e, rec.Position)
+}
+
+// failPrescription sends the seed's failOnError command, with the
+// reaction's FailWith as reason and reasonCode; cause, the internal error
+// chain, goes only in the diagnostic header. Its id is FollowUpCommandID,
+// so sending it again is a duplicate, not a second command.
 func (x *Reactor) failPrescription(ctx context.Context, c Change, cause error) error {
-	id := "pharmacy-failure:" + c.Event.Meta.EventID
+	id := FollowUpCommandID(x.r.Name, c.Event.Meta.EventID)
 	body, err := json.Marshal(map[string]any{
 		"urn": c.After.URN, "event": domain.Fail, "commandId": id, "correlationId": c.Event.Meta.CorrelationID,
-		"actor": "projector:" + x.r.Name, "payload": map[string]string{"reason": "Pharmacy processing error: " + cause.Error()},
+		"actor": ReactorActor(x.r.Name), "payload": map[string]string{"reason": x.r.FailWith.Reason, "reasonCode": x.r.FailWith.code(cause)},
 	})
 	if err != nil {
 		return err
 	}
 	return x.deps.Publisher.Publish(ctx, Outbound{Topic: x.deps.CommandTopic, Key: c.After.URN, ID: id, Type: string(domain.Fail),
-		Time: x.deps.Clock().UTC(), Payload: body, Headers: map[string]string{"command-id": id}})
+		Time: x.deps.Clock().UTC(), Payload: body, Headers: map[string]string{HeaderCommandID: id, HeaderDiagnostic: cause.Error()}})
 }
 
-// alertParked tells support about a parked call. If alerting fails too, the
-// parked record is still kept and listed by the API. The alert is built from
-// the event alone, so that a retry is the same call.
-func (x *Reactor) alertParked(ctx context.Context, e Effect, at time.Time) {
-	err := x.deps.Partners.AlertSupport(ctx, "parked/"+e.ID, Alert{URN: e.URN, Severity: "warning",
-		Summary: fmt.Sprintf("%s call parked after retries", e.Projector), Detail: "the " + e.Projector + " partner did not accept the call", At: at})
-	if err != nil {
-		x.deps.Logger.Error("support alert for parked call failed", "effect", e.ID, "err", err)
+// alert tells support. A partner that refuses the alert or keeps failing is
+// logged, not retried: the parked record stays listed by the API. Any other
+// error (a cancelled ctx) is returned, so that the event is handled again.
+// Alerts are built from stored facts alone, so that a retry is the same call.
+func (x *Reactor) alert(ctx context.Context, key string, a Alert) error {
+	err := x.deps.Partners.AlertSupport(ctx, key, a)
+	if errors.Is(err, ErrPartnerFailed) {
+		x.deps.Logger.Error("support alert failed", "projector", x.r.Name, "urn", a.URN, "key", key, "err", err)
+		return nil
 	}
+	return err
 }

@@ -27,8 +27,12 @@ func (p *ReadModelProjector) Checkpoint(ctx context.Context) (uint64, error) {
 	return p.rm.Checkpoint(ctx)
 }
 
-// Handle implements Projector.
+// Handle implements Projector. A refusal changes no row: only the
+// checkpoint moves past it.
 func (p *ReadModelProjector) Handle(ctx context.Context, rec events.Recorded) error {
+	if _, refused := rec.Event.(domain.Refused); refused {
+		return p.rm.SaveCheckpoint(ctx, rec.Position)
+	}
 	return p.rm.Apply(ctx, rec)
 }
 
@@ -60,6 +64,10 @@ func Replay(ctx context.Context, feed Feed, progress func(events int, position u
 			return nil, 0, fmt.Errorf("replay: undecodable event at %d: %w", m.Event.Position, m.DecodeErr)
 		case m.Event != nil:
 			rec := m.Event
+			if _, refused := rec.Event.(domain.Refused); refused {
+				checkpoint = max(checkpoint, rec.Position) // as the live projector: no row changes
+				continue
+			}
 			row := byURN[rec.URN]
 			if row == nil {
 				row = &Row{}

@@ -163,3 +163,50 @@ func TestLagTracker(t *testing.T) {
 		t.Fatalf("caught up: %d, %v", n, age)
 	}
 }
+
+// Refusals reach every projector as events: a reactor must see the refusal
+// of its own follow-up command. They change no read-model row, live or
+// replayed, and only move the checkpoint.
+func TestRefusalsAreDeliveredAsEvents(t *testing.T) {
+	srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	store, err := eventstore.Open(eventstore.Config{ConnectionString: srv.ConnectionString(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	h := commands.NewHandler(store, commands.HandlerConfig{})
+	requested := request(t, h, "urn:rx:refusal")
+	env, err := commands.Decode(commands.Raw{Value: []byte(`{"urn":"urn:rx:refusal","event":"prescription.complete","commandId":"c2"}`)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Handle(context.Background(), env)
+	if err != nil || out.Kind != commands.Rejected {
+		t.Fatalf("complete from requested: %+v %v", out, err)
+	}
+
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- projections.NewRunner(store, rec, projections.RunnerConfig{Logger: quiet()}).Run(ctx) }()
+	waitFor(t, func() bool { return len(rec.positions()) == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.positions(); got[0] != requested || got[1] != out.Position {
+		t.Fatalf("handled %v, want the request at %d and the refusal at %d", got, requested, out.Position)
+	}
+
+	rows, checkpoint, err := projections.Replay(context.Background(), store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Status != "requested" || rows[0].LastPosition != requested || checkpoint != out.Position {
+		t.Fatalf("replay: rows %+v, checkpoint %d; want the request's row and the refusal's checkpoint %d", rows, checkpoint, out.Position)
+	}
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
-	"rxflow/domain"
 	"rxflow/events"
 	"rxflow/projections"
 )
@@ -17,7 +16,8 @@ import (
 // Subscribe implements projections.Feed: a catch-up subscription to $all,
 // filtered on the server to the prescription streams, with checkpoints so
 // that a projector moves past unrelated events too. Refused commands arrive
-// as checkpoints: they change no prescription.
+// as events (domain.Refused) like the others: they change no prescription,
+// but a reactor must see the refusal of its own follow-up command.
 func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscription, error) {
 	var from esdb.AllPosition = esdb.Start{}
 	if after > 0 {
@@ -104,10 +104,6 @@ func (s *subscription) Recv() (projections.Message, error) {
 			rec, err := Decode(ev.EventAppeared)
 			if err != nil {
 				return projections.Message{Event: &rec, DecodeErr: err}, nil
-			}
-			if _, refused := rec.Event.(domain.Refused); refused {
-				// Refusals change no prescription: projectors only move past them.
-				return projections.Message{Checkpoint: rec.Position}, nil
 			}
 			return projections.Message{Event: &rec}, nil
 		case ev.CheckPointReached != nil:

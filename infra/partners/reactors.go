@@ -68,12 +68,16 @@ func (s *Set) AlertSupport(ctx context.Context, key string, a projections.Alert)
 	return outcome(s.alerting.AlertSupport(ctx, key, SupportAlert{URN: a.URN, Summary: a.Summary, Detail: a.Detail, Severity: a.Severity, At: a.At}))
 }
 
-// outcome maps a call's failure for the reactors: refused or still failing
-// after every attempt is projections.ErrPartnerFailed; a cancelled context
-// stays transient.
+// outcome maps a call's failure for the reactors: refused is
+// projections.ErrPartnerRefused, still failing after every attempt is
+// projections.ErrPartnerUnavailable (both are ErrPartnerFailed); a
+// cancelled context stays transient.
 func outcome(err error) error {
-	if errors.Is(err, ErrPermanent) || errors.Is(err, ErrExhausted) {
-		return fmt.Errorf("%w: %w", projections.ErrPartnerFailed, err)
+	switch {
+	case errors.Is(err, ErrPermanent):
+		return fmt.Errorf("%w: %w", projections.ErrPartnerRefused, err)
+	case errors.Is(err, ErrExhausted):
+		return fmt.Errorf("%w: %w", projections.ErrPartnerUnavailable, err)
 	}
 	return err
 }

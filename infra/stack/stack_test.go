@@ -79,7 +79,7 @@ func TestSeedScenarios(t *testing.T) {
 		failed := kafkatest.ConsumeAll(t, s.Brokers, s.Topics.Outbound.Failed)
 		var f map[string]any
 		if len(failed) != 1 || json.Unmarshal(failed[0].Value, &f) != nil || f["urn"] != failing ||
-			!strings.HasPrefix(f["reason"].(string), "Pharmacy processing error") || len(f) != 3 {
+			f["reason"] != "Pharmacy processing error" || f["reasonCode"] != "pharmacy_unavailable" || f["timestamp"] == nil || len(f) != 4 {
 			t.Fatalf("failed messages: %d %v", len(failed), failed)
 		}
 		changes := kafkatest.ConsumeAll(t, s.Brokers, s.Topics.Outbound.StatusChanged)

@@ -1,0 +1,103 @@
+package partners_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"rxflow/domain"
+	"rxflow/infra/partners"
+	"rxflow/infra/partnersim"
+	"rxflow/projections"
+)
+
+// Set tells the reactors which class a failure is: refused by the partner
+// (a retry cannot help) or unavailable (a later retry may), both
+// ErrPartnerFailed; a cancelled call is neither, so it stays transient.
+func TestSetClassifiesFailures(t *testing.T) {
+	sim := startSim(t)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "http://" + closed.Addr().String() + "/pharmacy"
+	closed.Close()
+
+	rx := domain.Prescription{URN: "urn:rx:1", PatientID: "pat-1", PrescriberID: "dr-1", PharmacyID: "ph-1", ApprovedBy: "dr-1",
+		Medication: domain.Medication{Name: "Amoxicillin", Quantity: 20}, ApprovedAt: time.Now(), ProcessingAt: time.Now()}
+	alert := projections.Alert{URN: "urn:rx:1", Summary: "s", Severity: "critical", At: time.Now()}
+	cases := []struct {
+		name    string
+		partner partnersim.Partner
+		setup   func()
+		baseURL string // instead of the simulator
+		cancel  bool
+		want    error // nil: success
+	}{
+		{name: "accepted", partner: partnersim.Pharmacy},
+		{name: "pharmacy refuses 422", partner: partnersim.Pharmacy, setup: func() { sim.FailNext(partnersim.Pharmacy, 1, 422) }, want: projections.ErrPartnerRefused},
+		{name: "insurance refuses 400", partner: partnersim.Insurance, setup: func() { sim.FailNext(partnersim.Insurance, 1, 400) }, want: projections.ErrPartnerRefused},
+		{name: "notifications down", partner: partnersim.Notifications, setup: func() { sim.SetDown(partnersim.Notifications, true) }, want: projections.ErrPartnerUnavailable},
+		{name: "alerting keeps answering 429", partner: partnersim.Alerting, setup: func() { sim.FailNext(partnersim.Alerting, 10, 429) }, want: projections.ErrPartnerUnavailable},
+		{name: "pharmacy unreachable", partner: partnersim.Pharmacy, baseURL: unreachable, want: projections.ErrPartnerUnavailable},
+		{name: "cancelled", partner: partnersim.Pharmacy, setup: func() { sim.SetDown(partnersim.Pharmacy, true) }, cancel: true, want: context.Canceled},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sim.Reset()
+			if tc.setup != nil {
+				tc.setup()
+			}
+			cfg := func(p partnersim.Partner) partners.Config {
+				c := fastConfig(sim.URL(p))
+				if p == tc.partner && tc.baseURL != "" {
+					c.BaseURL = tc.baseURL
+				}
+				return c
+			}
+			set, err := partners.NewSet(partners.Endpoints{Insurance: cfg(partnersim.Insurance), Pharmacy: cfg(partnersim.Pharmacy),
+				Notifications: cfg(partnersim.Notifications), Alerting: cfg(partnersim.Alerting)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.cancel {
+				cancel()
+			}
+			defer cancel()
+			key := "evt-" + string(rune('a'+i))
+			switch tc.partner {
+			case partnersim.Insurance:
+				err = set.NotifyInsurance(ctx, key, rx)
+			case partnersim.Pharmacy:
+				err = set.SendToPharmacy(ctx, key, rx)
+			case partnersim.Notifications:
+				err = set.NotifyPatient(ctx, key, rx, projections.ReadyForPickup)
+			case partnersim.Alerting:
+				err = set.AlertSupport(ctx, key, alert)
+			}
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("err = %v, want success", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			partnerFailed := tc.want != context.Canceled
+			if errors.Is(err, projections.ErrPartnerFailed) != partnerFailed {
+				t.Fatalf("errors.Is(%v, ErrPartnerFailed) = %v, want %v", err, !partnerFailed, partnerFailed)
+			}
+			other := projections.ErrPartnerRefused
+			if tc.want == projections.ErrPartnerRefused {
+				other = projections.ErrPartnerUnavailable
+			}
+			if errors.Is(err, other) {
+				t.Fatalf("err = %v is both refused and unavailable", err)
+			}
+		})
+	}
+}
