@@ -68,6 +68,7 @@ func RunSuite(t *testing.T, connectionString string, features Features) {
 		{"All", s.allTests()},
 		{"Delete", s.deleteTests()},
 		{"Subscription", s.subscriptionTests()},
+		{"FilterRegex", s.regexTests()},
 		{"Concurrency", s.concurrencyTests()},
 		{"Limits", s.limitTests()},
 		{"Shutdown", s.shutdownTests()},
