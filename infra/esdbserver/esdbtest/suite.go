@@ -69,6 +69,8 @@ func RunSuite(t *testing.T, connectionString string, features Features) {
 		{"Delete", s.deleteTests()},
 		{"Subscription", s.subscriptionTests()},
 		{"FilterRegex", s.regexTests()},
+		{"Links", s.linkTests()},
+		{"SubscriptionNotices", s.noticeTests()},
 		{"Concurrency", s.concurrencyTests()},
 		{"Limits", s.limitTests()},
 		{"Shutdown", s.shutdownTests()},
