@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -13,18 +14,103 @@ import (
 // form, so reads send them without decoding and re-encoding.
 type rawMsg []byte
 
-// readEventMsg encodes ReadResp{event: ReadEvent{event: <enc>,
-// commit_position: pos}} around a stored RecordedEvent.
-func readEventMsg(enc []byte, pos uint64) rawMsg {
-	inner := 1 + protowire.SizeBytes(len(enc)) + 1 + protowire.SizeVarint(pos)
+// readEventMsg encodes ReadResp{event: ReadEvent{event, link,
+// commit_position: pos}} around stored RecordedEvents. event or link may be
+// nil: a plain event has no link, and a link whose target is gone has no
+// event (EventStoreDB's ForFailedResolvedLink). pos is the position of the
+// record that was read: the link when there is one.
+func readEventMsg(event, link []byte, pos uint64) rawMsg {
+	inner := 1 + protowire.SizeVarint(pos)
+	if event != nil {
+		inner += 1 + protowire.SizeBytes(len(event))
+	}
+	if link != nil {
+		inner += 1 + protowire.SizeBytes(len(link))
+	}
 	b := make([]byte, 0, 1+protowire.SizeBytes(inner))
 	b = protowire.AppendTag(b, 1, protowire.BytesType) // ReadResp.event
 	b = protowire.AppendVarint(b, uint64(inner))
-	b = protowire.AppendTag(b, 1, protowire.BytesType) // ReadEvent.event
-	b = protowire.AppendBytes(b, enc)
+	if event != nil {
+		b = protowire.AppendTag(b, 1, protowire.BytesType) // ReadEvent.event
+		b = protowire.AppendBytes(b, event)
+	}
+	if link != nil {
+		b = protowire.AppendTag(b, 2, protowire.BytesType) // ReadEvent.link
+		b = protowire.AppendBytes(b, link)
+	}
 	b = protowire.AppendTag(b, 3, protowire.VarintType) // ReadEvent.commit_position
 	b = protowire.AppendVarint(b, pos)
 	return b
+}
+
+// recordData returns the data field (8) of an encoded RecordedEvent, nil
+// if it has none or does not parse.
+func recordData(enc []byte) []byte {
+	for len(enc) > 0 {
+		num, typ, n := protowire.ConsumeTag(enc)
+		if n < 0 {
+			return nil
+		}
+		enc = enc[n:]
+		if num == 8 && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(enc)
+			return v
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, enc); n < 0 {
+			return nil
+		}
+		enc = enc[n:]
+	}
+	return nil
+}
+
+// Subscription notices as KurrentDB 25.0.1 sends them (streams.proto
+// there): CaughtUp and Checkpoint carry the server time, and CaughtUp the
+// checkpoint to resume from. The client's v4.2.0 protos predate these
+// fields, so they are encoded here; older clients skip them as unknown.
+
+// timestampMsg is a google.protobuf.Timestamp.
+func timestampMsg(t time.Time) []byte {
+	b := appendInt64Field(nil, 1, t.Unix())
+	return appendInt64Field(b, 2, int64(t.Nanosecond()))
+}
+
+// positionMsg is ReadResp.Position (and Checkpoint's first two fields).
+func positionMsg(pos uint64) []byte {
+	b := protowire.AppendTag(nil, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, pos)
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	return protowire.AppendVarint(b, pos)
+}
+
+// caughtUpMsg is ReadResp{caught_up: {timestamp, stream_revision or
+// position}}. rev < 0 leaves stream_revision out (a $all subscription, or
+// a stream one before any event); pos == 0 leaves position out (a stream
+// subscription, or a $all one before any event).
+func caughtUpMsg(now time.Time, rev int64, pos uint64) rawMsg {
+	var in []byte
+	in = protowire.AppendTag(in, 1, protowire.BytesType)
+	in = protowire.AppendBytes(in, timestampMsg(now))
+	if rev >= 0 {
+		in = protowire.AppendTag(in, 2, protowire.VarintType)
+		in = protowire.AppendVarint(in, uint64(rev))
+	}
+	if pos != 0 {
+		in = protowire.AppendTag(in, 3, protowire.BytesType)
+		in = protowire.AppendBytes(in, positionMsg(pos))
+	}
+	b := protowire.AppendTag(nil, 8, protowire.BytesType) // ReadResp.caught_up
+	return protowire.AppendBytes(b, in)
+}
+
+// checkpointMsg is ReadResp{checkpoint: {commit_position, prepare_position,
+// timestamp}}.
+func checkpointMsg(now time.Time, pos uint64) rawMsg {
+	in := positionMsg(pos)
+	in = protowire.AppendTag(in, 3, protowire.BytesType)
+	in = protowire.AppendBytes(in, timestampMsg(now))
+	b := protowire.AppendTag(nil, 3, protowire.BytesType) // ReadResp.checkpoint
+	return protowire.AppendBytes(b, in)
 }
 
 // recordMsg encodes a record as the RecordedEvent message (streams.proto)

@@ -3,20 +3,23 @@
 // client v4.2.0 uses them) from an in-memory index backed by Pebble, so
 // tests and local runs can point the official client at an in-process server.
 //
-// It follows EventStoreDB 24.10 where the client can tell:
+// It follows KurrentDB 25.0.1 (the version it advertises) where a client
+// can tell:
 //   - A soft delete writes {"$tb": MaxInt64} to $$stream; the next append
 //     rewrites $tb to its first revision, so revisions carry on. A tombstone
 //     is a $streamDeleted event at revision MaxInt64. These system events
-//     appear in $all, and, as until a scavenge in EventStoreDB, so do the
-//     events of soft-deleted streams.
+//     appear in $all, and, as until a scavenge, so do the events of
+//     soft-deleted streams.
 //   - Metadata events ($$stream) apply $tb, $maxCount and $maxAge to reads;
 //     metastreams keep only their latest event.
-//   - One deliberate difference: a subscriber that overflows its live buffer
-//     is told FellBehind (EventStoreDB 24.10 does not send it) before it
-//     catches up from storage and gets CaughtUp again.
+//   - $all filter regexes are .NET regexes (regexp2); resolve_links resolves
+//     "$>" link events on reads and subscriptions.
+//   - CaughtUp and Checkpoint carry the server time and a checkpoint;
+//     FellBehind is never sent.
 //
-// Not implemented: link resolution, ACLs, persistent subscriptions,
-// projections, clustering, TLS.
+// Not implemented (Unimplemented): persistent subscriptions, projections,
+// users, operations, gossip, monitoring, multi-stream append; also ACLs,
+// clustering, TLS. See docs/esdbserver.md for the remaining differences.
 package esdbserver
 
 import (

@@ -92,6 +92,9 @@ type stream struct {
 	events    []*record // index == revision; never truncated
 	tombstone *record
 	meta      streamMeta
+	// written: the writer appended to it since the server started (only
+	// the writer's set keeps this; see batch.check).
+	written bool
 }
 
 // last is the stream's last event number as EventStoreDB reports it:

@@ -2,12 +2,13 @@ package esdbserver
 
 import (
 	"errors"
-	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/dlclark/regexp2/v2"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -33,13 +34,24 @@ type readFrom struct {
 	at   uint64
 }
 
-// eventFilter is a server-side $all filter (EventFilter.cs).
+// eventFilter is a server-side $all filter (EventFilter.cs). One request
+// uses it, from one goroutine.
 type eventFilter struct {
 	onType   bool
 	prefixes []string
-	re       *regexp.Regexp
-	interval int // considered events between checkpoints
+	re       *regexp2.Regexp
+	seen     map[string]bool // regex results by stream name or event type
+	interval int             // considered events between checkpoints
 }
+
+const (
+	// filterMatchTimeout bounds one regex match. EventStoreDB sets none and
+	// would spin on a pathological pattern; here the read fails instead.
+	filterMatchTimeout = time.Second
+	// filterCacheSize bounds how many regex results a filter remembers:
+	// stream names and event types repeat, so most events cost a map lookup.
+	filterCacheSize = 4096
+)
 
 // hiddenFromAll is EventStoreDB's DefaultAllFilter: streams $all never shows.
 func hiddenFromAll(stream string) bool {
@@ -51,26 +63,51 @@ func hiddenFromAll(stream string) bool {
 			(strings.HasSuffix(stream, "-checkpoint") || strings.HasSuffix(stream, "-parked"))
 }
 
-func (f *eventFilter) allows(r *record) bool {
+// allows reports whether r passes the filter; the error is a regex match
+// that ran past filterMatchTimeout.
+func (f *eventFilter) allows(r *record) (bool, error) {
 	if hiddenFromAll(r.stream) {
-		return false
+		return false, nil
 	}
 	if f == nil {
-		return true
+		return true, nil
 	}
 	s := r.stream
 	if f.onType {
 		s = r.typ
 	}
 	if f.re != nil {
-		return f.re.MatchString(s)
+		if ok, hit := f.seen[s]; hit {
+			return ok, nil
+		}
+		ok, err := f.re.MatchString(s)
+		if err != nil {
+			return false, invalidArgument("filter regex %q on %q: %v", f.re.String(), s, err)
+		}
+		if len(f.seen) >= filterCacheSize {
+			clear(f.seen)
+		}
+		f.seen[s] = ok
+		return ok, nil
 	}
 	for _, p := range f.prefixes {
 		if strings.HasPrefix(s, p) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
+}
+
+// compileFilterRegex compiles a filter pattern the way EventStoreDB does,
+// with .NET's Regex and no options (so lookarounds, named groups and inline
+// flags such as (?i) work); regexp2 is a port of that engine.
+func compileFilterRegex(expr string) (*regexp2.Regexp, error) {
+	re, err := regexp2.Compile(expr, regexp2.None)
+	if err != nil {
+		return nil, invalidArgument("filter regex %q: %v", expr, err)
+	}
+	re.MatchTimeout = filterMatchTimeout
+	return re, nil
 }
 
 func parseFilter(o *api.ReadReq_Options) (*eventFilter, error) {
@@ -90,11 +127,11 @@ func parseFilter(o *api.ReadReq_Options) (*eventFilter, error) {
 			return nil, invalidArgument("filter needs a stream identifier or event type expression")
 		}
 		if rx := expr.GetRegex(); rx != "" {
-			re, err := regexp.Compile(rx)
+			re, err := compileFilterRegex(rx)
 			if err != nil {
-				return nil, invalidArgument("filter regex: %v", err)
+				return nil, err
 			}
-			f.re = re
+			f.re, f.seen = re, map[string]bool{}
 		} else {
 			f.prefixes = expr.GetPrefix()
 		}
@@ -148,7 +185,7 @@ func (a *streamsAPI) Read(req *api.ReadReq, srv api.Streams_ReadServer) error {
 	if subscribe && backwards {
 		return invalidArgument("the combination of a backwards read and a subscription is invalid")
 	}
-	r := &reader{s: a.s, srv: srv, uuidString: uuidString}
+	r := &reader{s: a.s, srv: srv, uuidString: uuidString, resolve: o.GetResolveLinks()}
 
 	switch so := o.GetStreamOption().(type) {
 	case *api.ReadReq_Options_Stream:
@@ -202,28 +239,122 @@ type reader struct {
 	s          *Server
 	srv        api.Streams_ReadServer
 	uuidString bool
+	resolve    bool // resolve_links: send the targets of "$>" link events
 }
 
-// send loads the payloads of recs and sends them as events.
+// send loads the payloads of recs and sends them as events. With resolve
+// set, a link event comes as its target plus the link (see resolveLinks).
 func (r *reader) send(recs []*record) error {
-	msgs := make([]rawMsg, len(recs))
+	if len(recs) == 0 {
+		return nil
+	}
+	encs := make([][]byte, len(recs))
 	var convErr error
 	err := r.s.st.each(recs, func(i int, enc []byte) {
-		if r.uuidString && convErr == nil {
-			enc, convErr = withStringID(enc, recs[i].id)
-		}
-		msgs[i] = readEventMsg(enc, recs[i].pos)
+		encs[i] = r.wire(enc, recs[i], &convErr)
 	})
+	var targets []*record
+	var tencs [][]byte
+	if err == nil && convErr == nil && r.resolve {
+		targets = r.resolveLinks(recs, encs)
+		var found []*record
+		for _, t := range targets {
+			if t != nil && t != noTarget {
+				found = append(found, t)
+			}
+		}
+		tencs = make([][]byte, 0, len(found))
+		err = r.s.st.each(found, func(i int, enc []byte) {
+			tencs = append(tencs, r.wire(enc, found[i], &convErr))
+		})
+	}
 	if err = errors.Join(err, convErr); err != nil {
 		r.s.log.Error("esdbserver: read payloads", "err", err)
 		return &rpcError{code: codes.Internal, msg: "read failed"}
 	}
-	for _, m := range msgs {
-		if err := r.srv.SendMsg(m); err != nil {
+	for i, rec := range recs {
+		event, link := encs[i], []byte(nil)
+		if targets != nil {
+			switch t := targets[i]; {
+			case t == noTarget:
+				event, link = nil, encs[i]
+			case t != nil:
+				event, link, tencs = tencs[0], encs[i], tencs[1:]
+			}
+		}
+		if err := r.srv.SendMsg(readEventMsg(event, link, rec.pos)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// wire copies a stored RecordedEvent (enc is only valid during each's
+// callback), with its id as a string if the client asked for that.
+func (r *reader) wire(enc []byte, rec *record, convErr *error) []byte {
+	if r.uuidString && *convErr == nil {
+		var err error
+		if enc, err = withStringID(enc, rec.id); err != nil {
+			*convErr = err
+		}
+		return enc
+	}
+	if r.s.st.inMemory() {
+		return enc // the record's own bytes, immutable
+	}
+	return append([]byte(nil), enc...)
+}
+
+// typeLink is the event type of a link; its data is "<revision>@<stream>".
+const typeLink = "$>"
+
+// noTarget marks a link whose target cannot be read.
+var noTarget = &record{}
+
+// resolveLinks follows EventStoreDB's ResolveLinkToEvent
+// (StorageReaderWorker.cs) for each record: nil when it stays a plain event
+// (not a link, or a revision that does not parse as an integer), the target
+// record, or noTarget when the target is deleted, truncated, expired or
+// missing (the client then gets the link without an event).
+func (r *reader) resolveLinks(recs []*record, encs [][]byte) []*record {
+	out := make([]*record, len(recs))
+	ix := r.s.ix
+	now := time.Now()
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for i, rec := range recs {
+		if rec.typ == typeLink {
+			out[i] = ix.linkTarget(string(recordData(encs[i])), now)
+		}
+	}
+	return out
+}
+
+// linkTarget reads the event a link's data "<revision>@<stream>" points
+// to, as EventStoreDB's ReadEvent does: revision -1 is the last event, and
+// stream metadata ($tb, $maxCount, $maxAge, deletes) applies. Callers hold
+// mu.RLock.
+func (ix *index) linkTarget(data string, now time.Time) *record {
+	num, name, found := strings.Cut(data, "@")
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	switch {
+	case err != nil:
+		return nil
+	case !found || name == "" || n < -1 || ix.streams.tombstoned(name):
+		return noTarget
+	}
+	s := ix.streams[name]
+	if s == nil {
+		return noTarget
+	}
+	lo, hi, ok := s.visibleRange()
+	if n == -1 {
+		n = hi
+	}
+	if !ok || n < lo || n > hi || s.metadata().expired(s.events[n], now) {
+		return noTarget
+	}
+	return s.events[n]
 }
 
 // withStringID re-encodes a RecordedEvent with its id in string form, for
@@ -328,7 +459,11 @@ func (r *reader) readAll(from readFrom, backwards bool, count uint64, filter *ev
 	}
 	page := make([]*record, 0, min(count, pageSize))
 	for ; count > 0 && i >= 0 && i < len(log); i += step {
-		if !filter.allows(log[i]) {
+		ok, err := filter.allows(log[i])
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
 		}
 		page = append(page, log[i])
@@ -349,12 +484,11 @@ func (r *reader) confirm() error {
 	}}})
 }
 
-func (r *reader) caughtUp() error {
-	return r.srv.Send(&api.ReadResp{Content: &api.ReadResp_CaughtUp_{CaughtUp: &api.ReadResp_CaughtUp{}}})
-}
-
-func (r *reader) fellBehind() error {
-	return r.srv.Send(&api.ReadResp{Content: &api.ReadResp_FellBehind_{FellBehind: &api.ReadResp_FellBehind{}}})
+// caughtUp tells the subscriber it is live, with the checkpoint to resume
+// from: the stream revision (rev, -1 for none) or $all position (pos, 0 for
+// none) of the last event or checkpoint sent, as KurrentDB 25.0.1 does.
+func (r *reader) caughtUp(rev int64, pos uint64) error {
+	return r.srv.SendMsg(caughtUpMsg(time.Now(), rev, pos))
 }
 
 // live waits for the next batch of live records (at most pageSize). It
@@ -384,7 +518,8 @@ func (r *reader) live(l *liveSub) ([]*record, error) {
 
 // subscribeStream is a catch-up subscription to one stream: confirmation,
 // the events after `from`, CaughtUp, then live events. A subscriber that
-// overflows its live buffer gets FellBehind and catches up from storage.
+// overflows its live buffer catches up from storage and gets CaughtUp again;
+// like KurrentDB it is not told FellBehind.
 func (r *reader) subscribeStream(name string, from readFrom) error {
 	ix := r.s.ix
 	after := int64(-1) // the last revision delivered or skipped
@@ -411,14 +546,15 @@ func (r *reader) subscribeStream(name string, from readFrom) error {
 	if err := r.confirm(); err != nil {
 		return err
 	}
+	cp := after // the checkpoint: the start, then the last revision sent
 	for {
 		if l == nil {
 			var err error
-			if l, after, err = r.catchUpStream(name, after); err != nil {
+			if l, after, cp, err = r.catchUpStream(name, after, cp); err != nil {
 				return err
 			}
 		}
-		if err := r.caughtUp(); err != nil {
+		if err := r.caughtUp(cp, 0); err != nil {
 			return err
 		}
 		for {
@@ -428,9 +564,6 @@ func (r *reader) subscribeStream(name string, from readFrom) error {
 			}
 			if recs == nil {
 				l = nil
-				if err := r.fellBehind(); err != nil {
-					return err
-				}
 				break
 			}
 			var send []*record
@@ -442,7 +575,7 @@ func (r *reader) subscribeStream(name string, from readFrom) error {
 				}
 				if int64(rec.rev) > after {
 					send = append(send, rec)
-					after = int64(rec.rev)
+					after, cp = int64(rec.rev), int64(rec.rev)
 				}
 			}
 			if err := r.send(send); err != nil {
@@ -456,15 +589,16 @@ func (r *reader) subscribeStream(name string, from readFrom) error {
 }
 
 // catchUpStream sends the stored events after `after` and registers for
-// live events once there are none left, under the same read lock.
-func (r *reader) catchUpStream(name string, after int64) (*liveSub, int64, error) {
+// live events once there are none left, under the same read lock. It
+// returns the new `after` and checkpoint cp (the last revision sent).
+func (r *reader) catchUpStream(name string, after, cp int64) (*liveSub, int64, int64, error) {
 	ix := r.s.ix
 	for {
 		ix.mu.RLock()
 		s := ix.streams[name]
 		if ix.streams.tombstoned(name) {
 			ix.mu.RUnlock()
-			return nil, after, streamDeletedError(name)
+			return nil, after, cp, streamDeletedError(name)
 		}
 		var page []*record
 		var meta streamMeta
@@ -481,7 +615,7 @@ func (r *reader) catchUpStream(name string, after int64) (*liveSub, int64, error
 			l := newLiveSub(name)
 			ix.register(l)
 			ix.mu.RUnlock()
-			return l, after, nil
+			return l, after, cp, nil
 		}
 		ix.mu.RUnlock()
 		now := time.Now()
@@ -492,7 +626,10 @@ func (r *reader) catchUpStream(name string, after int64) (*liveSub, int64, error
 			}
 		}
 		if err := r.send(send); err != nil {
-			return nil, after, err
+			return nil, after, cp, err
+		}
+		if len(send) > 0 {
+			cp = int64(send[len(send)-1].rev)
 		}
 		after = int64(page[len(page)-1].rev)
 	}
@@ -505,6 +642,7 @@ type allSub struct {
 	after      uint64 // position of the last record considered
 	considered int    // since the last checkpoint
 	lastCP     uint64
+	cp         uint64 // position of the last event or checkpoint sent, or the start
 }
 
 // deliver sends the records after a.after that pass the filter, with a
@@ -516,7 +654,11 @@ func (a *allSub) deliver(recs []*record) error {
 			continue
 		}
 		a.after = rec.pos
-		if a.filter.allows(rec) {
+		ok, err := a.filter.allows(rec)
+		if err != nil {
+			return err
+		}
+		if ok {
 			run = append(run, rec)
 		}
 		if a.filter == nil {
@@ -524,7 +666,7 @@ func (a *allSub) deliver(recs []*record) error {
 		}
 		if a.considered++; a.considered >= a.filter.interval {
 			a.considered = 0
-			if err := a.r.send(run); err != nil {
+			if err := a.sendRun(run); err != nil {
 				return err
 			}
 			run = run[:0]
@@ -533,6 +675,14 @@ func (a *allSub) deliver(recs []*record) error {
 			}
 		}
 	}
+	return a.sendRun(run)
+}
+
+func (a *allSub) sendRun(run []*record) error {
+	if len(run) == 0 {
+		return nil
+	}
+	a.cp = run[len(run)-1].pos
 	return a.r.send(run)
 }
 
@@ -541,13 +691,13 @@ func (a *allSub) checkpoint() error {
 	if a.filter == nil || a.after == 0 || a.after <= a.lastCP {
 		return nil
 	}
-	a.lastCP = a.after
-	return a.r.srv.Send(&api.ReadResp{Content: &api.ReadResp_Checkpoint_{Checkpoint: &api.ReadResp_Checkpoint{
-		CommitPosition: a.after, PreparePosition: a.after,
-	}}})
+	a.lastCP, a.cp = a.after, a.after
+	return a.r.srv.SendMsg(checkpointMsg(time.Now(), a.after))
 }
 
 // subscribeAll is a catch-up subscription to $all, optionally filtered.
+// Like subscribeStream, falling behind is not announced; a filtered
+// subscriber gets a checkpoint before it catches up again.
 func (r *reader) subscribeAll(from readFrom, filter *eventFilter) error {
 	a := &allSub{r: r, filter: filter}
 	ix := r.s.ix
@@ -562,6 +712,7 @@ func (r *reader) subscribeAll(from readFrom, filter *eventFilter) error {
 		ix.register(l)
 		ix.mu.RUnlock()
 	}
+	a.cp = a.after
 	defer func() {
 		if l != nil {
 			ix.unregister(l)
@@ -581,7 +732,7 @@ func (r *reader) subscribeAll(from readFrom, filter *eventFilter) error {
 				return err
 			}
 		}
-		if err := r.caughtUp(); err != nil {
+		if err := r.caughtUp(-1, a.cp); err != nil {
 			return err
 		}
 		for {
@@ -591,9 +742,6 @@ func (r *reader) subscribeAll(from readFrom, filter *eventFilter) error {
 			}
 			if recs == nil {
 				l = nil
-				if err := r.fellBehind(); err != nil {
-					return err
-				}
 				if err := a.checkpoint(); err != nil {
 					return err
 				}

@@ -16,9 +16,10 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// serverVersion is the EventStoreDB release whose behaviour this server
-// follows; the client parses it as purely numeric "major.minor.patch".
-const serverVersion = "24.10.4"
+// serverVersion is the KurrentDB release whose behaviour this server
+// follows (subscription notices included); clients parse it as purely
+// numeric "major.minor.patch".
+const serverVersion = "25.0.1"
 
 // Server is a running embedded EventStoreDB.
 type Server struct {

@@ -222,6 +222,7 @@ func (w *writer) write(reqs []*writeReq) *flight {
 	}
 	for _, n := range b.recs {
 		w.streams.apply(n.rec, n.data)
+		w.streams[n.rec.stream].written = true
 	}
 	w.nextPos, w.lastPos = b.pos, b.lastPos
 	f.recs = b.recs
@@ -288,6 +289,17 @@ func (p *pendingStream) last() int64 {
 		n += len(p.base.events)
 	}
 	return int64(n) - 1
+}
+
+// written reports whether the stream was appended to since the server
+// started. KurrentDB's IndexWriter.CheckCommit takes a stream's last
+// revision from a cache of the streams written since it started before it
+// asks the index, which reports the metastream of a tombstoned stream as
+// deleted. So a metadata write to $$X after X's tombstone is accepted when
+// $$X was written since the start, and refused otherwise (IndexWriter.cs,
+// IndexReader.GetStreamLastEventNumberCached in 25.0.1).
+func (p *pendingStream) written() bool {
+	return len(p.added) > 0 || p.base != nil && p.base.written
 }
 
 func (p *pendingStream) at(rev int64) *record {
@@ -381,7 +393,7 @@ type commitCheck struct {
 // check, including idempotent retries and soft-deleted streams.
 func (b *batch) check(p *pendingStream, exp expectation, ids []uuid.UUID) commitCheck {
 	cur := p.last()
-	if cur == deletedStream || isMetastream(p.name) && b.get(p.name[2:]).last() == deletedStream {
+	if cur == deletedStream || isMetastream(p.name) && b.get(p.name[2:]).last() == deletedStream && !p.written() {
 		return commitCheck{decision: decDeleted, current: cur}
 	}
 	soft := p.metadata().softDeleted()

@@ -97,5 +97,47 @@ func (s *suite) deleteTests() []namedTest {
 				}
 			}
 		}},
+		{"MetadataAfterTombstone", s.testMetadataAfterTombstone},
 	}
+}
+
+// testMetadataAfterTombstone: KurrentDB's IndexWriter.CheckCommit takes the
+// last revision of $$X from its cache of streams written since the node
+// started, before the index that reports a tombstoned stream's metastream
+// as deleted. So metadata set again after the tombstone, with expected
+// revision any, is accepted when $$X was written before it (in the same run
+// of the server), while reading the metadata reports the stream deleted.
+// Without earlier metadata the write is refused with stream-deleted.
+func (s *suite) testMetadataAfterTombstone(t *testing.T) {
+	var meta esdb.StreamMetadata
+	meta.SetMaxCount(5)
+
+	stream := streamName("tombmeta")
+	s.mustAppend(t, stream, esdb.NoStream{}, newEvents(2, "TombstoneTested")...)
+	if _, err := s.client.SetStreamMetadata(ctxFor(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, meta); err != nil {
+		t.Fatalf("set metadata: %v", err)
+	}
+	if _, err := s.client.TombstoneStream(ctxFor(t), stream, esdb.TombstoneStreamOptions{}); err != nil {
+		t.Fatalf("tombstone: %v", err)
+	}
+	meta.SetMaxCount(7)
+	res, err := s.client.SetStreamMetadata(ctxFor(t), stream, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, meta)
+	if err != nil {
+		t.Fatalf("set metadata again after the tombstone: %v", err)
+	}
+	if res.NextExpectedVersion != 1 {
+		t.Fatalf("set metadata again after the tombstone: revision %d, want 1", res.NextExpectedVersion)
+	}
+	_, err = s.client.GetStreamMetadata(ctxFor(t), stream, esdb.ReadStreamOptions{})
+	requireCode(t, err, esdb.ErrorCodeStreamDeleted, "read metadata of a tombstoned stream")
+	_, err = s.readStream(t, stream, esdb.ReadStreamOptions{}, 10)
+	requireCode(t, err, esdb.ErrorCodeStreamDeleted, "read tombstoned stream after its metadata was set")
+
+	bare := streamName("tombmetabare")
+	s.mustAppend(t, bare, esdb.NoStream{}, newEvent("TombstoneTested"))
+	if _, err := s.client.TombstoneStream(ctxFor(t), bare, esdb.TombstoneStreamOptions{}); err != nil {
+		t.Fatalf("tombstone: %v", err)
+	}
+	_, err = s.client.SetStreamMetadata(ctxFor(t), bare, esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, meta)
+	requireCode(t, err, esdb.ErrorCodeStreamDeleted, "first metadata of a tombstoned stream")
 }

@@ -59,6 +59,7 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka on %s: %w", cfg.Addr, err)
 	}
+	advertiseProduceV0(c, c.ListenAddrs()[0])
 	// Not kfake.SeedTopics: it is ignored when DataDir holds a cluster.
 	for _, t := range cfg.Topics {
 		if err := c.CreateTopic(t, cfg.Partitions, nil); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
