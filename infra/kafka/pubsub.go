@@ -2,9 +2,11 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
@@ -30,23 +32,31 @@ const (
 var recordMetadata = []string{MetadataKey, MetadataTopic, MetadataPartition, MetadataOffset}
 
 // NewPublisher returns a synchronous publisher: Publish returns once every
-// message is stored by all in-sync replicas. A nil logger logs to slog.Default().
+// message is stored by all in-sync replicas. It connects to the brokers
+// first: with none reachable it returns a nil Publisher and an error naming
+// them. A nil logger logs to slog.Default().
 func NewPublisher(cfg Config, logger watermill.LoggerAdapter) (message.Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return wkafka.NewPublisher(wkafka.PublisherConfig{
+	pub, err := wkafka.NewPublisher(wkafka.PublisherConfig{
 		Brokers:               cfg.Brokers,
 		Marshaler:             newMarshaler(),
 		OverwriteSaramaConfig: cfg.saramaConfig(),
 	}, orDefault(logger))
+	if err != nil {
+		// Not pub: a nil *wkafka.Publisher in the interface is not nil.
+		return nil, connectError(cfg.Brokers, err)
+	}
+	return pub, nil
 }
 
 // NewSubscriber returns a consumer-group subscriber; see the package
 // documentation for when offsets are committed. Consumed messages carry the
 // record's topic, partition, offset and key in their metadata (MetadataTopic
-// and the others) besides the record headers. A nil logger logs to
+// and the others) besides the record headers. It does not connect: the
+// brokers are first reached by Subscribe. A nil logger logs to
 // slog.Default().
 func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscriber, error) {
 	cfg.setDefaults()
@@ -57,12 +67,23 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 	if err != nil {
 		return nil, err
 	}
-	return wkafka.NewSubscriber(wkafka.SubscriberConfig{
+	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               cfg.Brokers,
 		Unmarshaler:           newMarshaler(),
 		OverwriteSaramaConfig: cfg.saramaConfig(),
 		ConsumerGroup:         cfg.ConsumerGroup,
 	}, orDefault(logger))
+	if err != nil {
+		// Not sub: a nil *wkafka.Subscriber in the interface is not nil.
+		return nil, fmt.Errorf("kafka: subscriber: %w", err)
+	}
+	return sub, nil
+}
+
+// connectError names the brokers a client could not reach: sarama's own
+// message ("client has run out of available brokers") does not.
+func connectError(brokers []string, err error) error {
+	return fmt.Errorf("kafka: brokers %s: %w", strings.Join(brokers, ","), err)
 }
 
 func orDefault(logger watermill.LoggerAdapter) watermill.LoggerAdapter {
