@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
@@ -34,17 +35,25 @@ var recordMetadata = []string{MetadataKey, MetadataTopic, MetadataPartition, Met
 // NewPublisher returns a synchronous publisher: Publish returns once every
 // message is stored by all in-sync replicas. It connects to the brokers
 // first: with none reachable it returns a nil Publisher and an error naming
-// them. A nil logger logs to slog.Default().
+// them. Refused connections fail within a second or so; a broker that does
+// not answer takes sarama's dial timeout per attempt, so if connecting
+// takes longer than slowConnect it logs that it is still trying.
+// A nil logger logs to slog.Default().
 func NewPublisher(cfg Config, logger watermill.LoggerAdapter) (message.Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	logger = orDefault(logger)
+	slow := time.AfterFunc(slowConnect, func() {
+		logger.Info("kafka: still connecting to the brokers", watermill.LogFields{"brokers": strings.Join(cfg.Brokers, ",")})
+	})
 	pub, err := wkafka.NewPublisher(wkafka.PublisherConfig{
 		Brokers:               cfg.Brokers,
 		Marshaler:             newMarshaler(),
 		OverwriteSaramaConfig: cfg.saramaConfig(),
-	}, orDefault(logger))
+	}, logger)
+	slow.Stop()
 	if err != nil {
 		// Not pub: a nil *wkafka.Publisher in the interface is not nil.
 		return nil, connectError(cfg.Brokers, err)
@@ -79,6 +88,9 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 	}
 	return sub, nil
 }
+
+// slowConnect is how long NewPublisher connects before it says so.
+var slowConnect = 5 * time.Second
 
 // connectError names the brokers a client could not reach: sarama's own
 // message ("client has run out of available brokers") does not.

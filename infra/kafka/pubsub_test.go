@@ -1,9 +1,15 @@
 package kafka
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
 )
 
 // closedAddr returns a 127.0.0.1 address nothing listens on: a port that
@@ -62,4 +68,85 @@ func TestNewSubscriberUnreachableClosesCleanly(t *testing.T) {
 	if err := sub.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
+}
+
+// A broker that accepts connections but never answers keeps NewPublisher
+// connecting for sarama's timeouts: it says so after slowConnect, so the
+// start-up is never silent. It still fails once the broker goes away.
+func TestNewPublisherSaysItIsStillConnecting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func(d time.Duration) { slowConnect = d }(slowConnect)
+	slowConnect = 50 * time.Millisecond
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		pub, err := NewPublisher(Config{Brokers: []string{ln.Addr().String()}}, watermill.NewSlogLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		if pub != nil {
+			_ = pub.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second) // a liveness bound
+	for !strings.Contains(logs.String(), "still connecting") {
+		select {
+		case err := <-done:
+			t.Fatalf("NewPublisher returned (%v) before saying it was still connecting", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no line saying it is still connecting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "brokers="+ln.Addr().String()) {
+		t.Errorf("logged %q, want a line naming the broker", logs.String())
+	}
+	ln.Close()
+	mu.Lock()
+	for _, c := range conns {
+		c.Close()
+	}
+	mu.Unlock()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("NewPublisher succeeded without a broker")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("NewPublisher still connecting 60s after the broker went away")
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
