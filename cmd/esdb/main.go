@@ -1,29 +1,44 @@
 // Command esdb runs the embedded EventStoreDB server standalone.
+//
+// A failed start-up (bad flag, port in use, unusable data directory) is one
+// line on stderr and exit status 1; see docs/deploy.md, "Start-up failures".
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"rxflow/infra/config"
 	"rxflow/infra/esdbserver"
 )
 
 func main() {
-	addr := flag.String("addr", env("ESDB_ADDR", esdbserver.DefaultAddr), "listen address (env ESDB_ADDR)")
-	data := flag.String("data", env("ESDB_DATA_DIR", "./data/esdb"), `data directory, "" for in memory (env ESDB_DATA_DIR)`)
-	maxAppend := flag.Int("max-append-size", esdbserver.DefaultMaxAppendSize, "maximum append size in bytes")
-	flag.Parse()
+	err := run(os.Args[1:])
+	if err != nil && !errors.Is(err, config.ErrHelp) {
+		fmt.Fprintln(os.Stderr, config.Line("esdb", err))
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	f := config.NewFlags("esdb")
+	addr := f.String("addr", "ESDB_ADDR", esdbserver.DefaultAddr, "listen address")
+	data := f.String("data", "ESDB_DATA_DIR", "./data/esdb", `data directory, "" for in memory`)
+	maxAppend := f.IntRange("max-append-size", "ESDB_MAX_APPEND_SIZE", esdbserver.DefaultMaxAppendSize, 1, math.MaxInt, "maximum append size in bytes")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv, err := esdbserver.Start(esdbserver.Config{Addr: *addr, DataDir: *data, MaxAppendSize: *maxAppend, Logger: log})
 	if err != nil {
-		log.Error("start", "err", err)
-		os.Exit(1)
+		return err
 	}
 	fmt.Println(srv.ConnectionString())
 
@@ -31,15 +46,7 @@ func main() {
 	defer stop()
 	<-ctx.Done()
 	if err := srv.Close(); err != nil {
-		log.Error("close", "err", err)
-		os.Exit(1)
+		return fmt.Errorf("close: %w", err)
 	}
-}
-
-// env returns the environment variable if set (even to ""), else def.
-func env(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
+	return nil
 }

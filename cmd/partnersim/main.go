@@ -3,40 +3,45 @@
 // partners) until SIGINT or SIGTERM.
 //
 //	partnersim [-addr 127.0.0.1:8090]   (or PARTNERSIM_ADDR)
+//
+// A failed start-up (bad flag, port in use) is one line on stderr and exit
+// status 1; see docs/deploy.md, "Start-up failures".
 package main
 
 import (
+	"cmp"
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"rxflow/infra/config"
 	"rxflow/infra/partnersim"
 )
 
 func main() {
-	def := os.Getenv("PARTNERSIM_ADDR")
-	if def == "" {
-		def = "127.0.0.1:8090"
-	}
-	addr := flag.String("addr", def, "listen address (env PARTNERSIM_ADDR)")
-	flag.Parse()
-
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, logger); err != nil {
-		logger.Error("partnersim failed", "err", err)
+	err := run(os.Args[1:])
+	if err != nil && !errors.Is(err, config.ErrHelp) {
+		fmt.Fprintln(os.Stderr, config.Line("partnersim", err))
 		os.Exit(1)
 	}
 }
 
-func run(addr string, logger *slog.Logger) error {
+func run(args []string) error {
+	f := config.NewFlags("partnersim")
+	addr := f.String("addr", "PARTNERSIM_ADDR", "", "listen address (default 127.0.0.1:8090)")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	sim, err := partnersim.Start(partnersim.Config{Addr: addr, Logger: logger})
+	sim, err := partnersim.Start(partnersim.Config{Addr: cmp.Or(*addr, "127.0.0.1:8090"), Logger: logger})
 	if err != nil {
 		return err
 	}

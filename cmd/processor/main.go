@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,9 +17,12 @@ import (
 	"rxflow/infra/processor"
 )
 
+// main prints a failed start-up as one line on stderr and exits with
+// status 1; docs/deploy.md ("Start-up failures") lists the cases.
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "processor:", err)
+	err := run(os.Args[1:])
+	if err != nil && !errors.Is(err, config.ErrHelp) {
+		fmt.Fprintln(os.Stderr, config.Line("processor", err))
 		os.Exit(1)
 	}
 }
@@ -30,22 +34,23 @@ func run(args []string) error {
 	commandTopic := f.String("command-topic", "COMMAND_TOPIC", "prescription.events", "topic of incoming commands")
 	rejectionTopic := f.String("rejection-topic", "REJECTION_TOPIC", "prescription.rejections", "topic of refused commands")
 	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", "prescription.events.dlq", "topic of undecodable commands")
-	partitions := f.Int("partitions", "KAFKA_PARTITIONS", 8, "partitions of topics created at start-up")
+	partitions := f.IntRange("partitions", "KAFKA_PARTITIONS", 8, 1, math.MaxInt32, "partitions of topics created at start-up")
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	httpAddr := f.String("http", "PROCESSOR_HTTP_ADDR", "127.0.0.1:9101", "address of /healthz, /readyz and /metrics")
-	maxBytes := f.Int("max-command-bytes", "MAX_COMMAND_BYTES", 64<<10, "largest accepted command message; bigger ones are dead-lettered")
+	maxBytes := f.IntRange("max-command-bytes", "MAX_COMMAND_BYTES", 64<<10, 1, math.MaxInt, "largest accepted command message; bigger ones are dead-lettered")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	if err := f.Parse(args); err != nil {
+	err := f.Parse(args)
+	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
-	log, err := config.Logger(*logLevel)
-	if err != nil {
+	log, logErr := config.Logger(*logLevel)
+	if err := errors.Join(err, logErr); err != nil {
 		return err
 	}
 	svc, err := processor.New(processor.Config{
 		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group},
 		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic,
-		Partitions: int32(*partitions), EventStore: eventstore.Config{ConnectionString: *esdbURL},
+		Partitions: int32(*partitions), EventStore: eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		HTTPAddr: *httpAddr, MaxCommandBytes: *maxBytes, Logger: log,
 	})
 	if err != nil {

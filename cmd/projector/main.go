@@ -8,7 +8,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,8 +32,8 @@ func main() {
 	} else {
 		err = run(ctx, os.Args[1:])
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "projector:", err)
+	if err != nil && !errors.Is(err, config.ErrHelp) {
+		fmt.Fprintln(os.Stderr, config.Line("projector", err))
 		os.Exit(1)
 	}
 }
@@ -43,7 +45,7 @@ func run(ctx context.Context, args []string) error {
 	dispensed := f.String("dispensed-topic", "DISPENSED_TOPIC", "prescription.dispensed", "topic of prescription.dispensed")
 	failed := f.String("failed-topic", "FAILED_TOPIC", "prescription.failed", "topic of prescription.failed")
 	changed := f.String("status-changed-topic", "STATUS_CHANGED_TOPIC", "prescription.status-changed", "topic of every status change")
-	partitions := f.Int("partitions", "KAFKA_PARTITIONS", 8, "partitions of topics created at start-up")
+	partitions := f.IntRange("partitions", "KAFKA_PARTITIONS", 8, 1, math.MaxInt32, "partitions of topics created at start-up")
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
 	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, /healthz, /readyz and /metrics")
@@ -54,11 +56,12 @@ func run(ctx context.Context, args []string) error {
 	alerting := f.String("alerting-url", "ALERTING_URL", "http://127.0.0.1:8090/alerting", "support alerting base URL")
 	partnerToken := f.String("partner-token", "PARTNER_API_TOKEN", "", "bearer token sent to the partners (none if empty)")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	if err := f.Parse(args); err != nil {
+	err := f.Parse(args)
+	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
-	log, err := config.Logger(*logLevel)
-	if err != nil {
+	log, logErr := config.Logger(*logLevel)
+	if err := errors.Join(err, logErr); err != nil {
 		return err
 	}
 	partner := func(url string) partners.Config {
@@ -89,9 +92,15 @@ func rebuild(ctx context.Context, args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
+	progressed := false
 	res, err := projector.Rebuild(ctx, projector.RebuildConfig{EventStore: eventstore.Config{ConnectionString: *esdbURL}, DataDir: *dataDir},
-		func(n int, pos uint64) { fmt.Fprintf(os.Stderr, "\rreplayed %d events (position %d)", n, pos) })
-	fmt.Fprintln(os.Stderr)
+		func(n int, pos uint64) {
+			progressed = true
+			fmt.Fprintf(os.Stderr, "\rreplayed %d events (position %d)", n, pos)
+		})
+	if progressed {
+		fmt.Fprintln(os.Stderr) // end the progress line
+	}
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@
 //
 //	go run ./cmd/stack          run until Ctrl-C
 //	go run ./cmd/stack -demo    also play the seed's scenarios and print their timelines
+//
+// Each address has a flag (-h lists them), for when a default port is taken.
 package main
 
 import (
@@ -18,12 +20,16 @@ import (
 	"syscall"
 
 	"rxflow/infra/config"
+	"rxflow/infra/esdbserver"
 	"rxflow/infra/stack"
 )
 
+// main prints a failed start-up as one line on stderr and exits with
+// status 1; docs/deploy.md ("Start-up failures") lists the cases.
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "stack:", err)
+	err := run(os.Args[1:])
+	if err != nil && !errors.Is(err, config.ErrHelp) {
+		fmt.Fprintln(os.Stderr, config.Line("stack", err))
 		os.Exit(1)
 	}
 }
@@ -35,14 +41,21 @@ func run(args []string) error {
 	demo := f.Bool("demo", false, "play the seed's scenarios through Kafka and print their timelines")
 	demoOnly := f.Bool("demo-only", false, "play the demo, then stop (exit status 1 if a scenario went wrong)")
 	logLevel := f.String("log-level", "LOG_LEVEL", "warn", "debug, info, warn or error")
-	if err := f.Parse(args); err != nil {
+	kafkaAddr := f.String("kafka-addr", "STACK_KAFKA_ADDR", "127.0.0.1:9092", "listen address of the embedded Kafka broker")
+	esdbAddr := f.String("esdb-addr", "STACK_ESDB_ADDR", esdbserver.DefaultAddr, "listen address of the embedded EventStoreDB")
+	partnersAddr := f.String("partners-addr", "STACK_PARTNERS_ADDR", "127.0.0.1:8090", "listen address of the partner simulators")
+	apiAddr := f.String("api-addr", "STACK_API_ADDR", "127.0.0.1:8080", "address of the query API and the projector's ops endpoints")
+	processorAddr := f.String("processor-addr", "STACK_PROCESSOR_ADDR", "127.0.0.1:9101", "address of the processor's /healthz, /readyz and /metrics")
+	err := f.Parse(args)
+	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
-	log, err := config.Logger(*logLevel)
-	if err != nil {
+	log, logErr := config.Logger(*logLevel)
+	if err := errors.Join(err, logErr); err != nil {
 		return err
 	}
-	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log})
+	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log,
+		KafkaAddr: *kafkaAddr, ESDBAddr: *esdbAddr, PartnersAddr: *partnersAddr, APIAddr: *apiAddr, ProcessorAddr: *processorAddr})
 	if err != nil {
 		return err
 	}

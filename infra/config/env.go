@@ -1,26 +1,38 @@
 // Package config reads settings from flags whose defaults come from
-// environment variables, so that each setting has one name per medium.
+// environment variables, so that each setting has one name per medium, and
+// formats a failed start-up as the one line a main prints before exiting.
 package config
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 )
 
+// ErrHelp is returned by Parse when -h or -help was given; the usage has
+// then been printed on stderr, and the program should exit with status 0.
+var ErrHelp = flag.ErrHelp
+
 // Flags is a flag set whose defaults come from the environment.
 type Flags struct {
 	*flag.FlagSet
-	errs []error
+	errs   []error
+	checks []func() error
 }
 
-// NewFlags returns an empty set for the named program.
+// NewFlags returns an empty set for the named program. The flag package's
+// own messages are silenced: Parse returns every problem as an error, and
+// main prints it on one line (see Line).
 func NewFlags(program string) *Flags {
-	return &Flags{FlagSet: flag.NewFlagSet(program, flag.ContinueOnError)}
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &Flags{FlagSet: fs}
 }
 
 // String defines a string flag defaulting to $env, then def.
@@ -31,21 +43,54 @@ func (f *Flags) String(name, env, def, usage string) *string {
 	return f.FlagSet.String(name, def, fmt.Sprintf("%s (env %s)", usage, env))
 }
 
-// Int defines an int flag defaulting to $env, then def.
+// Int defines an int flag defaulting to $env, then def. A malformed $env is
+// reported by Parse.
 func (f *Flags) Int(name, env string, def int, usage string) *int {
 	if v, ok := os.LookupEnv(env); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			f.errs = append(f.errs, fmt.Errorf("%s=%q is not an integer", env, v))
+		} else {
+			def = n
 		}
-		def = n
 	}
 	return f.FlagSet.Int(name, def, fmt.Sprintf("%s (env %s)", usage, env))
 }
 
-// Parse parses args and reports every malformed value at once.
+// IntRange is Int for a value that must lie in [lo, hi], whether it comes
+// from the flag, $env or def; Parse reports one outside.
+func (f *Flags) IntRange(name, env string, def, lo, hi int, usage string) *int {
+	p := f.Int(name, env, def, usage)
+	f.checks = append(f.checks, func() error {
+		if *p < lo || *p > hi {
+			return fmt.Errorf("-%s (env %s) must be in [%d, %d], got %d", name, env, lo, hi, *p)
+		}
+		return nil
+	})
+	return p
+}
+
+// Parse parses args and reports every malformed value at once. With -h it
+// prints the usage on stderr and returns ErrHelp. Positional arguments are
+// refused: no program takes any after its flags.
 func (f *Flags) Parse(args []string) error {
-	return errors.Join(append(f.errs, f.FlagSet.Parse(args))...)
+	err := f.FlagSet.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		f.SetOutput(os.Stderr)
+		fmt.Fprintf(os.Stderr, "Usage of %s:\n", f.Name())
+		f.PrintDefaults()
+		return ErrHelp
+	}
+	errs := append(f.errs, err)
+	if err == nil {
+		for _, check := range f.checks {
+			errs = append(errs, check())
+		}
+		if f.NArg() > 0 {
+			errs = append(errs, fmt.Errorf("unexpected argument %q", f.Arg(0)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // List splits a comma-separated list, dropping empty items.
@@ -66,4 +111,26 @@ func Logger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// Line formats a failed start-up as the one line a main prints on stderr
+// before it exits with status 1: "program: problem; problem". The lines of
+// a joined error become "; "-separated parts, and a part's own leading
+// "program: " is dropped, as the line already starts with it.
+func Line(program string, err error) string {
+	prefix := program + ": "
+	var parts []string
+	for part := range strings.SplitSeq(err.Error(), "\n") {
+		part = strings.TrimSpace(part)
+		for strings.HasPrefix(part, prefix) {
+			part = strings.TrimPrefix(part, prefix)
+		}
+		if part != "" {
+			parts = append(parts, part)
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"failed"}
+	}
+	return prefix + strings.Join(parts, "; ")
 }

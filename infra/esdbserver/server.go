@@ -2,6 +2,7 @@ package esdbserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -96,7 +97,9 @@ func Start(cfg Config) (*Server, error) {
 	go s.w.run()
 	go func() {
 		defer close(s.served)
-		if err := s.gs.Serve(lis); err != nil {
+		// ErrServerStopped: Close came before Serve (a start-up that failed
+		// after this one), which is no error.
+		if err := s.gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("esdbserver: serve", "err", err)
 		}
 	}()

@@ -56,7 +56,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64) (projections.Subscr
 			r.sub.Close()
 		}
 	}()
-	return nil, fmt.Errorf("eventstore: subscribe: no connection within %v", s.timeout)
+	return nil, fmt.Errorf("eventstore: subscribe: no connection within %v%s", s.timeout, s.noConnection())
 }
 
 // subscription reads ahead: a goroutine receives the client's events (gRPC

@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -36,15 +38,39 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// Validate reports every problem with the config.
+// Validate reports every problem with the config. Its errors never repeat
+// the connection string's password.
 func (c Config) Validate() error {
 	if c.ConnectionString == "" {
 		return errors.New("eventstore: connection string is required")
 	}
 	if _, err := esdb.ParseConnectionString(c.ConnectionString); err != nil {
-		return fmt.Errorf("eventstore: connection string: %w", err)
+		msg := err.Error()
+		if pw := password(c.ConnectionString); pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+		return fmt.Errorf("eventstore: connection string: %s", msg)
 	}
 	return nil
+}
+
+// password returns the password in the user info of a connection string
+// (esdb://user:password@host...), read without parsing it as a URL, since
+// it may be malformed; "" if there is none.
+func password(cs string) string {
+	_, rest, ok := strings.Cut(cs, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(rest[:at], ":")
+	return pw
 }
 
 // Store reads and writes prescription streams.
@@ -55,6 +81,9 @@ type Store struct {
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup // client calls not yet returned, abandoned ones included
+
+	servers string                 // where the server is, without credentials
+	connErr atomic.Pointer[string] // the client's last failed attempt to connect, until one succeeds
 }
 
 // ErrClosed is returned by calls made after Close.
@@ -73,16 +102,60 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings.Logger = clientLogger(cmp.Or(cfg.Logger, slog.Default()))
+	s := &Store{timeout: cmp.Or(cfg.Timeout, 10*time.Second), servers: servers(settings)}
+	settings.Logger = clientLogger(cmp.Or(cfg.Logger, slog.Default()), s.noteConnect)
 	// After MaxDiscoverAttempts failed discoveries the v4 client closes for
 	// good, and calls already waiting for its connection never return. So it
 	// keeps rediscovering, and every call is bounded by await instead.
 	settings.MaxDiscoverAttempts = math.MaxInt32
-	client, err := esdb.NewClient(settings)
-	if err != nil {
+	if s.client, err = esdb.NewClient(settings); err != nil {
 		return nil, fmt.Errorf("eventstore: %w", err)
 	}
-	return &Store{client: client, timeout: cmp.Or(cfg.Timeout, 10*time.Second)}, nil
+	return s, nil
+}
+
+// servers names the nodes of a connection string, without credentials.
+func servers(c *esdb.Configuration) string {
+	if len(c.GossipSeeds) == 0 {
+		return c.Address
+	}
+	seeds := make([]string, len(c.GossipSeeds))
+	for i, e := range c.GossipSeeds {
+		seeds[i] = e.String()
+	}
+	return strings.Join(seeds, ",")
+}
+
+// Servers names the server the store connects to (host:port, or the
+// gossip seeds), without credentials: for logs.
+func (s *Store) Servers() string { return s.servers }
+
+// noteConnect records the outcome of one of the client's attempts to
+// connect: failed with this message, or succeeded ("").
+func (s *Store) noteConnect(failure string) {
+	if failure == "" {
+		s.connErr.Store(nil)
+		return
+	}
+	s.connErr.Store(&failure)
+}
+
+// connectFailure is the client's last failed attempt to connect, or "" if
+// there is none since the last success.
+func (s *Store) connectFailure() string {
+	if p := s.connErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// noConnection is the suffix of an error for a call that got no
+// connection: why, if the client's last attempt to connect failed.
+func (s *Store) noConnection() string {
+	if f := s.connectFailure(); f != "" {
+		return " (connecting to " + s.servers + ": " + f + ")"
+	}
+	return ""
 }
 
 // Close refuses new calls and releases the connection once the calls still
@@ -147,7 +220,7 @@ func await[T any](ctx context.Context, s *Store, call func(ctx context.Context) 
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
-		return zero, fmt.Errorf("eventstore: %w: %w", commands.ErrUnavailable, ctx.Err())
+		return zero, fmt.Errorf("eventstore: %w: %w%s", commands.ErrUnavailable, ctx.Err(), s.noConnection())
 	}
 }
 
@@ -226,9 +299,30 @@ func Decode(ev *esdb.ResolvedEvent) (events.Recorded, error) {
 	return rec, nil
 }
 
+// The client's discovery loop (EventStore-Client-Go v4.2.0, impl.go) logs
+// each failed attempt to connect as a warning, ten times a second while the
+// server is unreachable, and a successful one at debug level. These are the
+// beginnings of those messages' formats.
+var (
+	connectFailed = []string{
+		"error when creating a grpc connection for candidate",
+		"error when reading gossip from candidate",
+		"error when picking best candidate",
+		"error when creating gRPC connection for the selected candidate",
+		"error when reading server features from the best candidate",
+	}
+	connected = []string{
+		"retrieved supported features on node",
+		"selected node '%s' doesn't support a supported features endpoint",
+	}
+)
+
 // clientLogger routes the client's logs to slog; its chatter (discovery,
-// reconnection attempts) goes to debug.
-func clientLogger(log *slog.Logger) esdb.LoggingFunc {
+// reconnection attempts) goes to debug. Failed and successful attempts to
+// connect go to note as well ("" for a success): the errors of calls that
+// time out without a connection, and WaitForServer's log lines, give the
+// reason, in place of a warning ten times a second.
+func clientLogger(log *slog.Logger, note func(failure string)) esdb.LoggingFunc {
 	return func(level esdb.LogLevel, format string, args ...any) {
 		// The client passes its arguments as one slice.
 		if len(args) == 1 {
@@ -239,6 +333,10 @@ func clientLogger(log *slog.Logger) esdb.LoggingFunc {
 		msg := fmt.Sprintf(format, args...)
 		l := slog.LevelDebug
 		switch {
+		case hasAnyPrefix(format, connectFailed):
+			note(msg)
+		case hasAnyPrefix(format, connected):
+			note("")
 		case strings.Contains(msg, context.Canceled.Error()):
 			// our own shutdown or a finished call: not a problem
 		case level == esdb.LogWarn:
@@ -248,6 +346,10 @@ func clientLogger(log *slog.Logger) esdb.LoggingFunc {
 		}
 		log.Log(context.Background(), l, "esdb client: "+msg)
 	}
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(s, p) })
 }
 
 // mapError turns client errors into the ports' sentinel errors.
@@ -270,15 +372,87 @@ func mapError(err error) error {
 // Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error {
 	_, err := await(ctx, s, func(ctx context.Context) (struct{}, error) {
-		stream, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
-		if err != nil {
-			return struct{}{}, mapError(err)
-		}
-		defer stream.Close()
-		if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
-			return struct{}{}, mapError(err)
-		}
-		return struct{}{}, nil
+		return struct{}{}, s.ping(ctx)
 	})
 	return err
+}
+
+// ping reads the last event of $all.
+func (s *Store) ping(ctx context.Context) error {
+	stream, err := s.client.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, 1)
+	if err != nil {
+		return mapError(err)
+	}
+	defer stream.Close()
+	if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+		return mapError(err)
+	}
+	return nil
+}
+
+// How WaitForServer waits: the first warning after waitQuiet, then one every
+// waitRepeat; waitRetry between a failed answer and the next try.
+const (
+	waitQuiet  = time.Second
+	waitRepeat = time.Minute
+	waitRetry  = time.Second
+)
+
+// WaitForServer returns once the server answers a read, or with ctx's error
+// if ctx ends first: a service starting before EventStoreDB waits for it
+// here rather than failing. If the server has not answered after a second,
+// it logs a warning naming the server and why there is no answer, then
+// another every minute, and once it answers, an info line. One read at a
+// time waits for the connection, without the store's timeout, so a long
+// wait leaves no abandoned calls behind.
+func (s *Store) WaitForServer(ctx context.Context, log *slog.Logger) error {
+	start := time.Now()
+	try := func() <-chan error {
+		done := make(chan error, 1)
+		if err := s.start(); err != nil {
+			done <- err
+			return done
+		}
+		go func() {
+			defer s.inflight.Done()
+			done <- s.ping(ctx)
+		}()
+		return done
+	}
+	warn := time.NewTimer(waitQuiet)
+	defer warn.Stop()
+	done, retry, warned := try(), (<-chan time.Time)(nil), false
+	var answer error // the server's last answer, if it gave an error
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-warn.C:
+			reason := cmp.Or(s.connectFailure(), errorText(answer), "no answer yet")
+			log.Warn("waiting for EventStoreDB; retrying until it answers", "esdb", s.servers,
+				"waited", time.Since(start).Round(time.Second), "reason", reason)
+			warned = true
+			warn.Reset(waitRepeat)
+		case err := <-done:
+			if errors.Is(err, ErrClosed) {
+				return err
+			}
+			if err == nil {
+				if warned {
+					log.Info("EventStoreDB answers", "esdb", s.servers, "waited", time.Since(start).Round(time.Second))
+				}
+				return nil
+			}
+			answer, done, retry = err, nil, time.After(waitRetry)
+		case <-retry:
+			done, retry = try(), nil
+		}
+	}
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -2,9 +2,12 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
@@ -30,23 +33,39 @@ const (
 var recordMetadata = []string{MetadataKey, MetadataTopic, MetadataPartition, MetadataOffset}
 
 // NewPublisher returns a synchronous publisher: Publish returns once every
-// message is stored by all in-sync replicas. A nil logger logs to slog.Default().
+// message is stored by all in-sync replicas. It connects to the brokers
+// first: with none reachable it returns a nil Publisher and an error naming
+// them. Refused connections fail within a second or so; a broker that does
+// not answer takes sarama's dial timeout per attempt, so if connecting
+// takes longer than slowConnect it logs that it is still trying.
+// A nil logger logs to slog.Default().
 func NewPublisher(cfg Config, logger watermill.LoggerAdapter) (message.Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return wkafka.NewPublisher(wkafka.PublisherConfig{
+	logger = orDefault(logger)
+	slow := time.AfterFunc(slowConnect, func() {
+		logger.Info("kafka: still connecting to the brokers", watermill.LogFields{"brokers": strings.Join(cfg.Brokers, ",")})
+	})
+	pub, err := wkafka.NewPublisher(wkafka.PublisherConfig{
 		Brokers:               cfg.Brokers,
 		Marshaler:             newMarshaler(),
 		OverwriteSaramaConfig: cfg.saramaConfig(),
-	}, orDefault(logger))
+	}, logger)
+	slow.Stop()
+	if err != nil {
+		// Not pub: a nil *wkafka.Publisher in the interface is not nil.
+		return nil, connectError(cfg.Brokers, err)
+	}
+	return pub, nil
 }
 
 // NewSubscriber returns a consumer-group subscriber; see the package
 // documentation for when offsets are committed. Consumed messages carry the
 // record's topic, partition, offset and key in their metadata (MetadataTopic
-// and the others) besides the record headers. A nil logger logs to
+// and the others) besides the record headers. It does not connect: the
+// brokers are first reached by Subscribe. A nil logger logs to
 // slog.Default().
 func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscriber, error) {
 	cfg.setDefaults()
@@ -57,12 +76,26 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 	if err != nil {
 		return nil, err
 	}
-	return wkafka.NewSubscriber(wkafka.SubscriberConfig{
+	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               cfg.Brokers,
 		Unmarshaler:           newMarshaler(),
 		OverwriteSaramaConfig: cfg.saramaConfig(),
 		ConsumerGroup:         cfg.ConsumerGroup,
 	}, orDefault(logger))
+	if err != nil {
+		// Not sub: a nil *wkafka.Subscriber in the interface is not nil.
+		return nil, fmt.Errorf("kafka: subscriber: %w", err)
+	}
+	return sub, nil
+}
+
+// slowConnect is how long NewPublisher connects before it says so.
+var slowConnect = 5 * time.Second
+
+// connectError names the brokers a client could not reach: sarama's own
+// message ("client has run out of available brokers") does not.
+func connectError(brokers []string, err error) error {
+	return fmt.Errorf("kafka: brokers %s: %w", strings.Join(brokers, ","), err)
 }
 
 func orDefault(logger watermill.LoggerAdapter) watermill.LoggerAdapter {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,8 +53,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // Server is an HTTP server bound to its address.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
+	srv     *http.Server
+	ln      net.Listener
+	serving atomic.Bool
 }
 
 // Listen binds addr (host:port; port 0 picks one).
@@ -68,8 +70,21 @@ func Listen(addr string, h http.Handler) (*Server, error) {
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Close releases the address of a server that is not serving: one whose
+// service failed to start. After Serve it does nothing.
+func (s *Server) Close() error {
+	if s.serving.Load() {
+		return nil // Serve shuts down when its context ends
+	}
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
 // Serve serves until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, log *slog.Logger) error {
+	s.serving.Store(true)
 	done := make(chan error, 1)
 	go func() { done <- s.srv.Serve(s.ln) }()
 	select {

@@ -146,6 +146,16 @@ func New(cfg Config) (*Service, error) {
 
 	reg := ops.NewRegistry()
 	s.metrics = newMetrics(reg)
+	// The address before the router: a router made but never run takes its
+	// whole CloseTimeout to close.
+	if cfg.HTTPAddr != "" {
+		mux := http.NewServeMux()
+		ops.Handle(mux, reg, s.ready)
+		if s.http, err = ops.Listen(cfg.HTTPAddr, mux); err != nil {
+			return nil, fmt.Errorf("processor: http: %w", err)
+		}
+	}
+
 	if s.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog); err != nil {
 		return nil, err
 	}
@@ -164,14 +174,6 @@ func New(cfg Config) (*Service, error) {
 	)
 	s.router.AddConsumerHandler("commands", cfg.CommandTopic, s.sub, s.handle(proc, commandRaw))
 	s.router.AddConsumerHandler("deferred-commands", cfg.RetryTopic, s.sub, s.handle(proc, s.waitDeferred))
-
-	if cfg.HTTPAddr != "" {
-		mux := http.NewServeMux()
-		ops.Handle(mux, reg, s.ready)
-		if s.http, err = ops.Listen(cfg.HTTPAddr, mux); err != nil {
-			return nil, fmt.Errorf("processor: http: %w", err)
-		}
-	}
 	ok = true
 	return s, nil
 }
@@ -187,12 +189,30 @@ func (s *Service) HTTPAddr() string {
 // Run creates the topics if needed and processes commands until ctx ends.
 // Commands in hand then finish and their offsets are committed before it
 // returns; the messages not yet started are delivered again after a restart.
+//
+// If EventStoreDB does not answer at start, Run still consumes: the commands
+// it reads are held by the retries, never committed nor dead-lettered, until
+// the store answers. It logs once that it waits for EventStoreDB (see
+// eventstore.Store.WaitForServer), and /readyz fails meanwhile.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
 	topics := []string{s.cfg.CommandTopic, s.cfg.RejectionTopic, s.cfg.DeadLetterTopic, s.cfg.RetryTopic}
 	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
 		return err
 	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		_ = s.store.WaitForServer(watchCtx, s.log) // it logs; the handlers retry meanwhile
+	}()
+	defer func() {
+		stopWatch()
+		<-watched
+	}()
 	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRouter()
 	errc := make(chan error, 2)
@@ -236,9 +256,16 @@ func (s *Service) ready(ctx context.Context) error {
 
 func (s *Service) close() {
 	if s.router != nil {
-		_ = s.router.Close()
+		select {
+		case <-s.router.Running():
+			_ = s.router.Close()
+		default: // never ran: Close would wait CloseTimeout for handlers that never started
+		}
 	}
 	var errs []error
+	if s.http != nil {
+		errs = append(errs, s.http.Close())
+	}
 	if s.sub != nil {
 		errs = append(errs, s.sub.Close())
 	}

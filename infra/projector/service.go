@@ -152,17 +152,22 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) HTTPAddr() string { return s.http.Addr() }
 
 // Run creates the outbound topics if needed and runs every projector until
-// ctx ends.
+// ctx ends. The query API serves the read model at once; the projectors
+// start once EventStoreDB answers: until then Run waits, logging that it
+// does (see eventstore.Store.WaitForServer), and /readyz fails.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
 	topics := []string{s.cfg.CommandTopic, s.cfg.Outbound.Dispensed, s.cfg.Outbound.Failed, s.cfg.Outbound.StatusChanged}
 	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, len(s.runners)+2)
+	errc := make(chan error, len(s.runners)+3)
 	run := func(f func(context.Context) error) {
 		wg.Go(func() {
 			if err := f(ctx); err != nil {
@@ -171,12 +176,21 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		})
 	}
-	for _, r := range s.runners {
-		run(r.Run)
-	}
-	run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
 	run(func(ctx context.Context) error { return s.http.Serve(ctx, s.log) })
-	s.log.Info("projector running", "http", s.HTTPAddr(), "projectors", len(s.runners))
+	run(func(ctx context.Context) error {
+		if err := s.store.WaitForServer(ctx, s.log); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, r := range s.runners {
+			run(r.Run)
+		}
+		run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
+		s.log.Info("projector running", "http", s.HTTPAddr(), "projectors", len(s.runners))
+		return nil
+	})
 	wg.Wait()
 	close(errc)
 	return errors.Join(collect(errc)...)
@@ -225,6 +239,9 @@ func (s *Service) registerMetrics(reg prometheus.Registerer) {
 
 func (s *Service) close() {
 	var errs []error
+	if s.http != nil {
+		errs = append(errs, s.http.Close())
+	}
 	if s.pub != nil {
 		errs = append(errs, s.pub.Close())
 	}

@@ -100,18 +100,21 @@ func Start(cfg Config) (*Stack, error) {
 	return s, nil
 }
 
+// startInfra starts EventStoreDB first: its Pebble store locks the data
+// directory, so a second stack on the same directory stops there, before
+// its Kafka broker (which takes no lock) writes to the first one's files.
 func (s *Stack) startInfra() error {
 	var err error
-	if len(s.Brokers) == 0 {
-		s.broker, err = embedded.Start(embedded.Config{Addr: cmp.Or(s.cfg.KafkaAddr, "127.0.0.1:9092"), DataDir: filepath.Join(s.cfg.DataDir, "kafka")})
-		if err != nil {
-			return fmt.Errorf("embedded kafka: %w", err)
-		}
-		s.Brokers = s.broker.Addrs()
-	}
 	s.ESDB, err = esdbserver.Start(esdbserver.Config{Addr: cmp.Or(s.cfg.ESDBAddr, esdbserver.DefaultAddr), DataDir: filepath.Join(s.cfg.DataDir, "esdb"), Logger: s.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("embedded eventstoredb: %w", err)
+	}
+	if len(s.Brokers) == 0 {
+		s.broker, err = embedded.Start(embedded.Config{Addr: cmp.Or(s.cfg.KafkaAddr, "127.0.0.1:9092"), DataDir: filepath.Join(s.cfg.DataDir, "kafka")})
+		if err != nil {
+			return err // "embedded kafka ..." already
+		}
+		s.Brokers = s.broker.Addrs()
 	}
 	s.Sim, err = partnersim.Start(partnersim.Config{Addr: cmp.Or(s.cfg.PartnersAddr, "127.0.0.1:8090"), Logger: s.cfg.Logger})
 	if err != nil {

@@ -15,9 +15,9 @@ import (
 )
 
 // bin holds the paths of the binaries built for this run.
-var bin struct{ processor, projector, esdb, partnersim string }
+var bin struct{ processor, projector, esdb, partnersim, stack string }
 
-// TestMain builds the four binaries once, without -race even under
+// TestMain builds the five binaries once, without -race even under
 // go test -race, into a temporary directory removed at the end.
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -38,7 +38,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"./cmd/processor", "./cmd/projector", "./cmd/esdb", "./cmd/partnersim")
+		"./cmd/processor", "./cmd/projector", "./cmd/esdb", "./cmd/partnersim", "./cmd/stack")
 	build.Dir = filepath.Dir(gomod)
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "process tests: go build: %v\n%s", err, out)
@@ -48,5 +48,6 @@ func run(m *testing.M) int {
 	bin.projector = filepath.Join(dir, "projector")
 	bin.esdb = filepath.Join(dir, "esdb")
 	bin.partnersim = filepath.Join(dir, "partnersim")
+	bin.stack = filepath.Join(dir, "stack")
 	return m.Run()
 }

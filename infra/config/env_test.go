@@ -1,0 +1,64 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestLine(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("boom"), "processor: boom"},
+		{errors.Join(errors.New("kafka: no brokers"), nil, errors.New("processor: partitions must be positive")),
+			"processor: kafka: no brokers; partitions must be positive"},
+		{fmt.Errorf("processor: http: %w", errors.New("address in use")), "processor: http: address in use"},
+		{errors.New("line one\n\n  line two  \n"), "processor: line one; line two"},
+		{errors.New("\n"), "processor: failed"},
+	} {
+		if got := Line("processor", c.err); got != c.want {
+			t.Errorf("Line(%q) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// Every malformed value is reported at once, from the environment or from
+// the flags, and a value out of range is reported whatever its source.
+func TestParseReportsEveryProblem(t *testing.T) {
+	t.Setenv("RXFLOW_TEST_A", "abc")
+	t.Setenv("RXFLOW_TEST_B", "0")
+	f := NewFlags("test")
+	a := f.IntRange("a", "RXFLOW_TEST_A", 8, 1, 10, "")
+	f.IntRange("b", "RXFLOW_TEST_B", 8, 1, 10, "")
+	f.IntRange("c", "RXFLOW_TEST_C", 8, 1, 10, "")
+	err := f.Parse([]string{"-c", "11"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{`RXFLOW_TEST_A="abc" is not an integer`, "-b (env RXFLOW_TEST_B) must be in [1, 10], got 0", "got 11"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if *a != 8 {
+		t.Errorf("a malformed $RXFLOW_TEST_A changed the default to %d", *a)
+	}
+	if strings.Contains(err.Error(), "-a ") {
+		t.Errorf("a malformed value is reported twice: %v", err)
+	}
+}
+
+func TestParseRefusesArguments(t *testing.T) {
+	f := NewFlags("test")
+	f.String("s", "RXFLOW_TEST_S", "", "")
+	if err := f.Parse([]string{"-s", "x", "extra"}); err == nil || !strings.Contains(err.Error(), `"extra"`) {
+		t.Errorf("error %v, want one naming the argument", err)
+	}
+	f = NewFlags("test")
+	if err := f.Parse([]string{"-h"}); !errors.Is(err, ErrHelp) {
+		t.Errorf("-h: %v, want ErrHelp", err)
+	}
+}
