@@ -33,7 +33,9 @@ func run(args []string) error {
 	group := f.String("group", "PROCESSOR_GROUP", "rxflow-processor", "Kafka consumer group")
 	commandTopic := f.String("command-topic", "COMMAND_TOPIC", "prescription.events", "topic of incoming commands")
 	rejectionTopic := f.String("rejection-topic", "REJECTION_TOPIC", "prescription.rejections", "topic of refused commands")
-	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", "prescription.events.dlq", "topic of undecodable commands")
+	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", "prescription.events.dlq", "topic of undecodable and poison commands")
+	retryTopic := f.String("retry-topic", "RETRY_TOPIC", "prescription.events.retry", "topic of deferred keyless commands")
+	deferDelays := f.String("defer-delays", "DEFER_DELAYS", "1s,2s,4s,8s,16s", "waits before each retry of a keyless command refused as premature")
 	partitions := f.IntRange("partitions", "KAFKA_PARTITIONS", 8, 1, math.MaxInt32, "partitions of topics created at start-up")
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	httpAddr := f.String("http", "PROCESSOR_HTTP_ADDR", "127.0.0.1:9101", "address of /healthz, /readyz and /metrics")
@@ -44,13 +46,17 @@ func run(args []string) error {
 		return err
 	}
 	log, logErr := config.Logger(*logLevel)
-	if err := errors.Join(err, logErr); err != nil {
+	delays, delaysErr := config.Durations(*deferDelays)
+	if delaysErr != nil {
+		delaysErr = fmt.Errorf("-defer-delays (env DEFER_DELAYS): %w", delaysErr)
+	}
+	if err := errors.Join(err, logErr, delaysErr); err != nil {
 		return err
 	}
 	svc, err := processor.New(processor.Config{
 		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group},
-		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic,
-		Partitions: int32(*partitions), EventStore: eventstore.Config{ConnectionString: *esdbURL, Logger: log},
+		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic, RetryTopic: *retryTopic,
+		DeferDelays: delays, Partitions: int32(*partitions), EventStore: eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		HTTPAddr: *httpAddr, MaxCommandBytes: *maxBytes, Logger: log,
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrHelp is returned by Parse when -h or -help was given; the usage has
@@ -91,6 +92,20 @@ func (f *Flags) Parse(args []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Durations parses a comma-separated list of positive durations such as
+// "1s,2s,4s"; an empty list is nil.
+func Durations(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, item := range List(s) {
+		d, err := time.ParseDuration(item)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q is not a positive duration", item)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // List splits a comma-separated list, dropping empty items.
