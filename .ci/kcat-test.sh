@@ -82,6 +82,10 @@ done
 status=$(curl -sf -H "Authorization: Bearer $token" "$api/prescriptions/$urn")
 echo "$status" | grep -q '"status":"completed"' || fail "query API says $status"
 
+# The query API answers a non-canonical path itself, in JSON: no redirect.
+odd=$(curl -s --path-as-is -w ' %{http_code}' -H "Authorization: Bearer $token" "$api//prescriptions")
+[ "${odd##* }" = 404 ] && echo "$odd" | grep -q '"error":"not_found"' || fail "//prescriptions answered $odd"
+
 kill -INT "$pid"
 wait "$pid" || fail "the stack did not stop cleanly"
 trap - EXIT

@@ -44,6 +44,22 @@ func Handle(mux *http.ServeMux, reg *prometheus.Registry, ready func(ctx context
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 }
 
+// Beside serves /healthz, /readyz and /metrics (exact paths, as Handle
+// does) and hands every other request to app unchanged: no mux stands in
+// between to clean or redirect app's paths.
+func Beside(app http.Handler, reg *prometheus.Registry, ready func(ctx context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	Handle(mux, reg, ready)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			mux.ServeHTTP(w, r)
+		default:
+			app.ServeHTTP(w, r)
+		}
+	})
+}
+
 // WriteJSON writes v as a JSON response with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

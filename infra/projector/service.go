@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -138,10 +137,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	ops.Handle(mux, reg, s.ready)
-	mux.Handle("/", api)
-	if s.http, err = ops.Listen(cfg.HTTPAddr, mux); err != nil {
+	if s.http, err = ops.Listen(cfg.HTTPAddr, ops.Beside(api, reg, s.ready)); err != nil {
 		return nil, fmt.Errorf("projector: http: %w", err)
 	}
 	ok = true
