@@ -12,8 +12,8 @@ import (
 	"rxflow/commands"
 	"rxflow/domain"
 	"rxflow/events"
-	"rxflow/infra/esdbserver"
 	"rxflow/infra/eventstore"
+	"rxflow/standin/esdbserver"
 )
 
 // newStore starts an embedded EventStoreDB and connects the real adapter.

@@ -12,9 +12,9 @@ import (
 
 	"rxflow/commands"
 	"rxflow/events"
-	"rxflow/infra/esdbserver"
 	"rxflow/infra/eventstore"
 	"rxflow/projections"
+	"rxflow/standin/esdbserver"
 )
 
 // recorder is a projector that remembers what it handled, in memory.

@@ -24,7 +24,7 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/ops"
-	"rxflow/infra/processor"
+	"rxflow/service/processor"
 )
 
 // childArg makes the bench binary run one consumer as a child process, so

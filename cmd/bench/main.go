@@ -36,8 +36,8 @@ import (
 	"time"
 
 	"rxflow/infra/config"
-	"rxflow/infra/esdbserver"
-	"rxflow/infra/kafka/embedded"
+	"rxflow/standin/esdbserver"
+	"rxflow/standin/kafkabroker"
 )
 
 type options struct {
@@ -119,7 +119,7 @@ func run(args []string) error {
 	}
 	b := &bench{opts: o, brokers: config.List(o.brokers), quiet: discard()}
 	if len(b.brokers) == 0 {
-		broker, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", Partitions: int32(o.partitions)})
+		broker, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Partitions: int32(o.partitions)})
 		if err != nil {
 			return err
 		}

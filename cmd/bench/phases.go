@@ -25,7 +25,7 @@ import (
 	"rxflow/events"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
-	"rxflow/infra/projector"
+	"rxflow/service/projector"
 )
 
 // bench holds what every phase needs.

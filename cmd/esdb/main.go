@@ -15,7 +15,7 @@ import (
 	"syscall"
 
 	"rxflow/infra/config"
-	"rxflow/infra/esdbserver"
+	"rxflow/standin/esdbserver"
 )
 
 func main() {

@@ -19,7 +19,7 @@ import (
 	"syscall"
 
 	"rxflow/infra/config"
-	"rxflow/infra/partnersim"
+	"rxflow/standin/partnersim"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 	"rxflow/infra/config"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
-	"rxflow/infra/processor"
+	"rxflow/service/processor"
 )
 
 // main prints a failed start-up as one line on stderr and exits with

@@ -19,8 +19,8 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/partners"
-	"rxflow/infra/projector"
 	"rxflow/projections"
+	"rxflow/service/projector"
 )
 
 func main() {

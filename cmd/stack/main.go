@@ -20,8 +20,8 @@ import (
 	"syscall"
 
 	"rxflow/infra/config"
-	"rxflow/infra/esdbserver"
-	"rxflow/infra/stack"
+	"rxflow/service/stack"
+	"rxflow/standin/esdbserver"
 )
 
 // main prints a failed start-up as one line on stderr and exits with

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"rxflow/infra/esdbserver"
 	"rxflow/infra/eventstore"
+	"rxflow/standin/esdbserver"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"rxflow/infra/partners"
-	"rxflow/infra/partnersim"
+	"rxflow/standin/partnersim"
 )
 
 var quiet = slog.New(slog.DiscardHandler)

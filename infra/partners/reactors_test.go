@@ -9,8 +9,8 @@ import (
 
 	"rxflow/domain"
 	"rxflow/infra/partners"
-	"rxflow/infra/partnersim"
 	"rxflow/projections"
+	"rxflow/standin/partnersim"
 )
 
 // Set tells the reactors which class a failure is: refused by the partner

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"rxflow/infra/kafka/kafkatest"
-	"rxflow/infra/partnersim"
 	"rxflow/projections"
+	"rxflow/standin/partnersim"
 )
 
 const token = "process-test-token"

@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"rxflow/infra/kafka/kafkatest"
-	"rxflow/infra/partnersim"
 	"rxflow/projections"
+	"rxflow/standin/partnersim"
 )
 
 // The processor is SIGKILLed while it handles commands and restarted:

@@ -9,9 +9,9 @@ import (
 	"rxflow/domain"
 	"rxflow/events"
 	"rxflow/infra/kafka/kafkatest"
-	"rxflow/infra/partnersim"
-	"rxflow/infra/projector"
 	"rxflow/projections"
+	"rxflow/service/projector"
+	"rxflow/standin/partnersim"
 )
 
 // command is one seed-format command with its own command id.

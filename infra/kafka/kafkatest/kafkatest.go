@@ -19,7 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"rxflow/infra/kafka/embedded"
+	"rxflow/standin/kafkabroker"
 )
 
 // BrokersEnv names the environment variable with the comma-separated brokers
@@ -44,7 +44,7 @@ func RealBrokers() []string {
 // and returns its addresses; the broker stops when the test ends.
 func Brokers(t testing.TB) []string {
 	t.Helper()
-	b, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0"})
+	b, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatalf("start embedded kafka: %v", err)
 	}
