@@ -100,16 +100,19 @@ func (c Config) Validate() error {
 
 // Service is a running processor.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *eventstore.Store
-	pub     message.Publisher
-	sub     message.Subscriber
-	router  *message.Router
-	http    *ops.Server
-	metrics *metrics
-	drain   *drain
-	outbox  *outbox
+	cfg   Config
+	log   *slog.Logger
+	store *eventstore.Store
+	pub   message.Publisher
+	sub   message.Subscriber
+	// retrySub reads the retry topic in a consumer group of its own
+	// (<group>.retry), so that it never rebalances the command topic's group.
+	retrySub message.Subscriber
+	router   *message.Router
+	http     *ops.Server
+	metrics  *metrics
+	drain    *drain
+	outbox   *outbox
 }
 
 // New connects everything the processor needs; Run starts it.
@@ -137,6 +140,11 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if s.sub, err = kafka.NewSubscriber(cfg.Kafka, wlog); err != nil {
+		return nil, err
+	}
+	retryKafka := cfg.Kafka
+	retryKafka.ConsumerGroup += ".retry"
+	if s.retrySub, err = kafka.NewSubscriber(retryKafka, wlog); err != nil {
 		return nil, err
 	}
 	handler := commands.NewHandler(s.store, commands.HandlerConfig{CacheSize: cfg.CacheSize})
@@ -173,7 +181,7 @@ func New(cfg Config) (*Service, error) {
 		middleware.Recoverer,
 	)
 	s.router.AddConsumerHandler("commands", cfg.CommandTopic, s.sub, s.handle(proc, commandRaw))
-	s.router.AddConsumerHandler("deferred-commands", cfg.RetryTopic, s.sub, s.handle(proc, s.waitDeferred))
+	s.router.AddConsumerHandler("deferred-commands", cfg.RetryTopic, s.retrySub, s.handle(proc, s.waitDeferred))
 	ok = true
 	return s, nil
 }
@@ -265,6 +273,9 @@ func (s *Service) close() {
 	var errs []error
 	if s.http != nil {
 		errs = append(errs, s.http.Close())
+	}
+	if s.retrySub != nil {
+		errs = append(errs, s.retrySub.Close())
 	}
 	if s.sub != nil {
 		errs = append(errs, s.sub.Close())
