@@ -35,10 +35,10 @@ type Config struct {
 	Outbound     projections.OutboundTopics
 	Partitions   int32 // partitions of the topics it creates; default 8
 	EventStore   eventstore.Config
-	DataDir      string // read model file and ledger directory; default ./data/projector
-	Partners     partners.Endpoints
-	HTTPAddr     string // query API and ops endpoints; default 127.0.0.1:8080
-	Token        string // bearer token of the query API; required
+	DataDir      string             // read model file and ledger directory; default ./data/projector
+	Partners     partners.Endpoints // one entry per partner of projections.Reactions, by name
+	HTTPAddr     string             // query API and ops endpoints; default 127.0.0.1:8080
+	Token        string             // bearer token of the query API; required
 	Logger       *slog.Logger
 }
 
@@ -106,7 +106,7 @@ func New(cfg Config) (*Service, error) {
 	if s.pub, err = kafka.NewPublisher(cfg.Kafka, watermill.NewSlogLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
-	partnerSet, err := partners.NewSet(cfg.Partners, nil)
+	partnerSet, err := partners.NewSet(projections.PartnersOf(projections.Reactions), cfg.Partners, nil)
 	if err != nil {
 		return nil, err
 	}
