@@ -121,7 +121,8 @@ func (f FailWith) code(err error) string {
 	return f.Unavailable
 }
 
-// GiveUp says what to do when a partner call keeps failing.
+// GiveUp says what to do when a partner call keeps failing, after the
+// adapter's own retries (docs/failure-policy.md).
 type GiveUp int
 
 // What a reactor does with a call that failed for good.

@@ -38,7 +38,8 @@ type RunnerConfig struct {
 // Runner runs one projector on a Feed: it subscribes from the checkpoint,
 // handles every event in order and, when the subscription drops or the
 // projector fails, resubscribes from the checkpoint with backoff. An event is
-// never skipped: the checkpoint moves only past handled events.
+// never skipped: the checkpoint moves only past handled events. Its place
+// among the retry layers: docs/failure-policy.md.
 type Runner struct {
 	feed    Feed
 	p       Projector

@@ -2,6 +2,9 @@
 // projector (read model, partner reactors, outbound Kafka events), each on
 // its own catch-up subscription and checkpoint, plus the HTTP query API with
 // /healthz, /readyz and /metrics. cmd/projector and cmd/stack wire it.
+//
+// A failing projector is resubscribed with backoff, a failing partner call
+// is parked or fails its prescription: docs/failure-policy.md.
 package projector
 
 import (
