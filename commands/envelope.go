@@ -2,6 +2,9 @@
 // its decoding under the input rules, and the handler that loads a
 // prescription, decides and appends. It knows nothing of Kafka or
 // EventStoreDB: it declares the small ports it needs.
+//
+// Its retry layers, the handler's conflict retries and the keyless
+// deferral, and what each passes on: docs/failure-policy.md.
 package commands
 
 import (

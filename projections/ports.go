@@ -117,22 +117,21 @@ var (
 	ErrPartnerUnavailable = fmt.Errorf("%w: partner unavailable", ErrPartnerFailed)
 )
 
-// Alert is a message for the support team.
+// Alert is a message for the support team: the body of a Support call.
 type Alert struct {
-	URN      string
-	Summary  string
-	Detail   string
-	Severity string // "critical" or "warning"
-	At       time.Time
+	URN      string    `json:"urn"`
+	Summary  string    `json:"summary"`
+	Detail   string    `json:"detail"`
+	Severity string    `json:"severity"` // "critical" or "warning"
+	At       time.Time `json:"at"`
 }
 
-// Partners are the external parties the reactors call. key is an
-// idempotency key: the same key is the same call.
+// Partners calls the external partners.
 type Partners interface {
-	NotifyInsurance(ctx context.Context, key string, p domain.Prescription) error
-	SendToPharmacy(ctx context.Context, key string, p domain.Prescription) error
-	NotifyPatient(ctx context.Context, key string, p domain.Prescription, message string) error
-	AlertSupport(ctx context.Context, key string, a Alert) error
+	// Call posts body, as JSON, to p with the idempotency key key: the same
+	// key is the same call. A failure is ErrPartnerRefused or
+	// ErrPartnerUnavailable; any other error (a cancelled ctx) is transient.
+	Call(ctx context.Context, p Partner, key string, body any) error
 }
 
 // Outbound is a message for a Kafka topic.

@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,7 +121,8 @@ func (f FailWith) code(err error) string {
 	return f.Unavailable
 }
 
-// GiveUp says what to do when a partner call keeps failing.
+// GiveUp says what to do when a partner call keeps failing, after the
+// adapter's own retries (docs/failure-policy.md).
 type GiveUp int
 
 // What a reactor does with a call that failed for good.
@@ -131,46 +131,29 @@ const (
 	FailPrescription               // send prescription.fail: the seed's failOnError
 )
 
-// Reaction is one row of the reactor table.
+// Reaction is one row of the reactor table: a partner, the events that
+// call it, the request it gets and what to do when it keeps failing.
+// Adding a partner is one row here, plus its simulator route.
 type Reaction struct {
-	Name     string // the projector's name and its effects' prefix
+	Name     string  // the projector's name and its effects' prefix
+	Partner  Partner // whom it calls
 	When     Trigger
-	Call     func(ctx context.Context, p Partners, key string, c Change) error
+	Body     func(Change) any // the request, as JSON; from the stored change alone, so that a retry is the same call
 	OnGiveUp GiveUp
 	FailWith FailWith // for FailPrescription
 }
 
 // Reactions are the seed's partner actions.
 var Reactions = []Reaction{
-	{Name: "insurance", When: Trigger{On: domain.Approve}, OnGiveUp: Park,
-		Call: func(ctx context.Context, p Partners, key string, c Change) error {
-			return p.NotifyInsurance(ctx, key, c.After)
-		}},
-	{Name: "pharmacy", When: Trigger{From: domain.StatusApproved, To: domain.StatusProcessing}, OnGiveUp: FailPrescription,
-		FailWith: FailWith{Reason: PharmacyFailureReason, Rejected: ReasonPharmacyRejected, Unavailable: ReasonPharmacyUnavailable},
-		Call: func(ctx context.Context, p Partners, key string, c Change) error {
-			return p.SendToPharmacy(ctx, key, c.After)
-		}},
-	{Name: "patient-notification", When: Trigger{From: domain.StatusDispensed, To: domain.StatusCompleted}, OnGiveUp: Park,
-		Call: func(ctx context.Context, p Partners, key string, c Change) error {
-			return p.NotifyPatient(ctx, key, c.After, ReadyForPickup)
-		}},
-	{Name: "support-alert", When: Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, OnGiveUp: Park,
-		Call: func(ctx context.Context, p Partners, key string, c Change) error {
-			return p.AlertSupport(ctx, key, Alert{URN: c.After.URN, Summary: "Prescription processing failed.",
-				Detail: failureDetail(c), Severity: "critical", At: c.After.FailedAt})
-		}},
-}
-
-// failureDetail tells support why a prescription failed. Support is
-// internal, so it gets the stored diagnostic (the error chain) as well.
-func failureDetail(c Change) string {
-	f, _ := c.Event.Event.(domain.Failed)
-	d := fmt.Sprintf("%s (%s)", f.Reason, cmp.Or(f.ReasonCode, domain.FailureReported))
-	if c.Event.Meta.Diagnostic != "" {
-		d += "; diagnostic: " + c.Event.Meta.Diagnostic
-	}
-	return d
+	{Name: "insurance", Partner: Partner{Name: "insurance", Path: "/v1/approvals", About: "insurance provider"},
+		When: Trigger{On: domain.Approve}, Body: approvalNotice, OnGiveUp: Park},
+	{Name: "pharmacy", Partner: Partner{Name: "pharmacy", Path: "/v1/prescriptions", About: "pharmacy"},
+		When: Trigger{From: domain.StatusApproved, To: domain.StatusProcessing}, Body: pharmacyOrder, OnGiveUp: FailPrescription,
+		FailWith: FailWith{Reason: PharmacyFailureReason, Rejected: ReasonPharmacyRejected, Unavailable: ReasonPharmacyUnavailable}},
+	{Name: "patient-notification", Partner: Partner{Name: "notifications", Path: "/v1/notifications", About: "patient notification service"},
+		When: Trigger{From: domain.StatusDispensed, To: domain.StatusCompleted}, Body: readyForPickup, OnGiveUp: Park},
+	{Name: "support-alert", Partner: Support,
+		When: Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, Body: failureAlert, OnGiveUp: Park},
 }
 
 // ReactorDeps are what every reactor needs.
@@ -233,7 +216,7 @@ func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
 		return err
 	}
 	effect := Effect{ID: id, Projector: x.r.Name, URN: rec.URN, EventID: rec.Meta.EventID, EventName: rec.Name, Status: EffectDone}
-	err = x.r.Call(ctx, x.deps.Partners, rec.Meta.EventID, c)
+	err = x.deps.Partners.Call(ctx, x.r.Partner, rec.Meta.EventID, x.r.Body(c))
 	switch {
 	case err == nil:
 	case !errors.Is(err, ErrPartnerFailed):
@@ -315,7 +298,7 @@ func (x *Reactor) failPrescription(ctx context.Context, c Change, cause error) e
 // error (a cancelled ctx) is returned, so that the event is handled again.
 // Alerts are built from stored facts alone, so that a retry is the same call.
 func (x *Reactor) alert(ctx context.Context, key string, a Alert) error {
-	err := x.deps.Partners.AlertSupport(ctx, key, a)
+	err := x.deps.Partners.Call(ctx, Support, key, a)
 	if errors.Is(err, ErrPartnerFailed) {
 		x.deps.Logger.Error("support alert failed", "projector", x.r.Name, "urn", a.URN, "key", key, "err", err)
 		return nil

@@ -38,7 +38,8 @@ type RunnerConfig struct {
 // Runner runs one projector on a Feed: it subscribes from the checkpoint,
 // handles every event in order and, when the subscription drops or the
 // projector fails, resubscribes from the checkpoint with backoff. An event is
-// never skipped: the checkpoint moves only past handled events.
+// never skipped: the checkpoint moves only past handled events. Its place
+// among the retry layers: docs/failure-policy.md.
 type Runner struct {
 	feed    Feed
 	p       Projector
@@ -106,28 +107,47 @@ func (r *Runner) CaughtUp() (bool, error) {
 // Name is the projector's name.
 func (r *Runner) Name() string { return r.p.Name() }
 
-// runOnce runs one subscription until it fails. progressed says whether any
-// event was handled.
+// runOnce runs one subscription until it fails: subscribe after the
+// checkpoint, receive its messages, and follow them with a cursor.
+// progressed says whether any event was handled.
 func (r *Runner) runOnce(ctx context.Context) (progressed bool, err error) {
-	from, err := r.p.Checkpoint(ctx)
-	if err != nil {
-		return false, fmt.Errorf("read checkpoint: %w", err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sub, err := r.feed.Subscribe(ctx, from)
+	sub, from, err := r.subscribe(ctx)
 	if err != nil {
-		return false, fmt.Errorf("subscribe after %d: %w", from, err)
+		return false, err
 	}
 	defer sub.Close()
+	c := &cursor{r: r, saved: from, handled: from}
+	msgs, dropped := receive(ctx, sub)
+	err = c.follow(ctx, msgs, dropped)
+	return c.progressed, err
+}
 
+// subscribe opens a subscription after the projector's checkpoint, which it
+// returns.
+func (r *Runner) subscribe(ctx context.Context) (Subscription, uint64, error) {
+	from, err := r.p.Checkpoint(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read checkpoint: %w", err)
+	}
+	sub, err := r.feed.Subscribe(ctx, from)
+	if err != nil {
+		return nil, 0, fmt.Errorf("subscribe after %d: %w", from, err)
+	}
+	return sub, from, nil
+}
+
+// receive passes sub's messages on until ctx ends; the error that drops the
+// subscription arrives on the second channel.
+func receive(ctx context.Context, sub Subscription) (<-chan Message, <-chan error) {
 	msgs := make(chan Message)
-	recvErr := make(chan error, 1)
+	dropped := make(chan error, 1)
 	go func() {
 		for {
 			m, err := sub.Recv()
 			if err != nil {
-				recvErr <- err
+				dropped <- err
 				return
 			}
 			select {
@@ -137,74 +157,110 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, err error) {
 			}
 		}
 	}()
+	return msgs, dropped
+}
 
-	saved, handled := from, from
-	unsaved := 0
-	save := func() error {
-		if handled == saved {
-			return nil
-		}
-		if err := r.p.SaveCheckpoint(ctx, handled); err != nil {
-			return fmt.Errorf("save checkpoint %d: %w", handled, err)
-		}
-		saved, unsaved = handled, 0
-		return nil
-	}
-	idle := time.NewTimer(r.cfg.CheckpointIdle)
+// cursor is one subscription's place in $all: the position handled, and
+// the one the checkpoint holds, which trails it by at most CheckpointEvery
+// events or CheckpointIdle.
+type cursor struct {
+	r          *Runner
+	saved      uint64 // the stored checkpoint
+	handled    uint64 // the last position handled: an event, or a checkpoint without one
+	unsaved    int    // events handled since the checkpoint was saved
+	progressed bool   // an event was handled
+}
+
+// follow applies messages until the subscription drops, a step fails or ctx
+// ends, and saves the checkpoint when no message came for CheckpointIdle.
+func (c *cursor) follow(ctx context.Context, msgs <-chan Message, dropped <-chan error) error {
+	idle := time.NewTimer(c.r.cfg.CheckpointIdle)
 	defer idle.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
-			if handled != saved {
-				err = r.p.SaveCheckpoint(context.WithoutCancel(ctx), handled)
-			}
-			return progressed, errors.Join(ctx.Err(), err)
-		case err := <-recvErr:
-			return progressed, errors.Join(fmt.Errorf("subscription dropped: %w", err), save())
+			return c.stop(ctx)
+		case err := <-dropped:
+			return errors.Join(fmt.Errorf("subscription dropped: %w", err), c.save(ctx))
 		case <-idle.C:
-			if err := save(); err != nil {
-				return progressed, err
-			}
-			continue
+			err = c.save(ctx)
 		case m := <-msgs:
-			idle.Reset(r.cfg.CheckpointIdle)
-			switch {
-			case m.DecodeErr != nil:
-				// Stop here rather than skip: the event must be understood
-				// (a newer schema needs newer code) before going past it.
-				return progressed, errors.Join(fmt.Errorf("undecodable event at %d: %w", m.Event.Position, m.DecodeErr), save())
-			case m.Event != nil:
-				if m.Event.Position <= handled {
-					continue // delivered again after a resubscription
-				}
-				if err := r.p.Handle(ctx, *m.Event); err != nil {
-					return progressed, errors.Join(fmt.Errorf("handle %s@%d: %w", m.Event.URN, m.Event.Revision, err), save())
-				}
-				progressed = true
-				handled = m.Event.Position
-				r.reportLag(handled)
-				unsaved++
-				if unsaved >= r.cfg.CheckpointEvery {
-					if err := save(); err != nil {
-						return progressed, err
-					}
-				}
-			case m.Checkpoint > handled:
-				handled = m.Checkpoint
-				r.reportLag(handled)
-				if err := save(); err != nil {
-					return progressed, err
-				}
-			case m.CaughtUp:
-				r.status.Store(runnerStatus{caughtUp: true})
-				if err := save(); err != nil {
-					return progressed, err
-				}
-			case m.FellBehind:
-				r.status.Store(runnerStatus{})
-			}
+			idle.Reset(c.r.cfg.CheckpointIdle)
+			err = c.apply(ctx, m)
+		}
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// apply takes one message: an event is handled; a checkpoint moves the
+// cursor; catching up or falling behind is reported. An error stops the
+// subscription, after saving what is handled.
+func (c *cursor) apply(ctx context.Context, m Message) error {
+	switch {
+	case m.DecodeErr != nil:
+		// Stop here rather than skip: the event must be understood (a newer
+		// schema needs newer code) before going past it.
+		return errors.Join(fmt.Errorf("undecodable event at %d: %w", m.Event.Position, m.DecodeErr), c.save(ctx))
+	case m.Event != nil:
+		return c.handle(ctx, *m.Event)
+	case m.Checkpoint > c.handled:
+		c.moveTo(m.Checkpoint)
+		return c.save(ctx)
+	case m.CaughtUp:
+		c.r.status.Store(runnerStatus{caughtUp: true})
+		return c.save(ctx)
+	case m.FellBehind:
+		c.r.status.Store(runnerStatus{})
+	}
+	return nil
+}
+
+// handle gives rec to the projector unless it is at or before the cursor
+// (delivered again after a resubscription), and saves the checkpoint every
+// CheckpointEvery events.
+func (c *cursor) handle(ctx context.Context, rec events.Recorded) error {
+	if rec.Position <= c.handled {
+		return nil
+	}
+	if err := c.r.p.Handle(ctx, rec); err != nil {
+		return errors.Join(fmt.Errorf("handle %s@%d: %w", rec.URN, rec.Revision, err), c.save(ctx))
+	}
+	c.progressed = true
+	c.moveTo(rec.Position)
+	if c.unsaved++; c.unsaved >= c.r.cfg.CheckpointEvery {
+		return c.save(ctx)
+	}
+	return nil
+}
+
+func (c *cursor) moveTo(position uint64) {
+	c.handled = position
+	c.r.reportLag(position)
+}
+
+// save stores the checkpoint at the cursor, if it moved.
+func (c *cursor) save(ctx context.Context) error {
+	if c.handled == c.saved {
+		return nil
+	}
+	if err := c.r.p.SaveCheckpoint(ctx, c.handled); err != nil {
+		return fmt.Errorf("save checkpoint %d: %w", c.handled, err)
+	}
+	c.saved, c.unsaved = c.handled, 0
+	return nil
+}
+
+// stop ends the subscription as ctx ends, saving what is handled on a
+// context that is not cancelled.
+func (c *cursor) stop(ctx context.Context) error {
+	var err error
+	if c.handled != c.saved {
+		err = c.r.p.SaveCheckpoint(context.WithoutCancel(ctx), c.handled)
+	}
+	return errors.Join(ctx.Err(), err)
 }
 
 func (r *Runner) reportLag(position uint64) {

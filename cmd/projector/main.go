@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"rxflow/infra/config"
@@ -50,10 +51,11 @@ func run(ctx context.Context, args []string) error {
 	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
 	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, /healthz, /readyz and /metrics")
 	token := f.String("token", "QUERY_API_TOKEN", "", "bearer token the query API requires (required)")
-	insurance := f.String("insurance-url", "INSURANCE_URL", "http://127.0.0.1:8090/insurance", "insurance provider base URL")
-	pharmacy := f.String("pharmacy-url", "PHARMACY_URL", "http://127.0.0.1:8090/pharmacy", "pharmacy base URL")
-	notifications := f.String("notifications-url", "NOTIFICATIONS_URL", "http://127.0.0.1:8090/notifications", "patient notification service base URL")
-	alerting := f.String("alerting-url", "ALERTING_URL", "http://127.0.0.1:8090/alerting", "support alerting base URL")
+	partnerURLs := map[string]*string{} // -<name>-url, <NAME>_URL: one per partner of the reactor table
+	for _, p := range projections.PartnersOf(projections.Reactions) {
+		env := strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")) + "_URL"
+		partnerURLs[p.Name] = f.String(p.Name+"-url", env, "http://127.0.0.1:8090/"+p.Name, p.About+" base URL")
+	}
 	partnerToken := f.String("partner-token", "PARTNER_API_TOKEN", "", "bearer token sent to the partners (none if empty)")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	err := f.Parse(args)
@@ -64,8 +66,9 @@ func run(ctx context.Context, args []string) error {
 	if err := errors.Join(err, logErr); err != nil {
 		return err
 	}
-	partner := func(url string) partners.Config {
-		return partners.Config{BaseURL: url, Token: *partnerToken, Logger: log}
+	endpoints := partners.Endpoints{}
+	for name, url := range partnerURLs {
+		endpoints[name] = partners.Config{BaseURL: *url, Token: *partnerToken, Logger: log}
 	}
 	svc, err := projector.New(projector.Config{
 		Kafka:        kafka.Config{Brokers: config.List(*brokers)},
@@ -74,10 +77,8 @@ func run(ctx context.Context, args []string) error {
 		Partitions:   int32(*partitions),
 		EventStore:   eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		DataDir:      *dataDir,
-		Partners: partners.Endpoints{
-			Insurance: partner(*insurance), Pharmacy: partner(*pharmacy), Notifications: partner(*notifications), Alerting: partner(*alerting),
-		},
-		HTTPAddr: *httpAddr, Token: *token, Logger: log,
+		Partners:     endpoints,
+		HTTPAddr:     *httpAddr, Token: *token, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,10 @@
 // Package eventstore is the one adapter to EventStoreDB: the official client
 // (EventStore-Client-Go v4), used by the command handler to load and append
 // prescription streams and by the projectors to follow $all and read history.
+//
+// It bounds every call by Config.Timeout and maps the client's errors to
+// commands.ErrConcurrency, ErrUnavailable and ErrPermanent; it retries
+// nothing. The retry layers around it: docs/failure-policy.md.
 package eventstore
 
 import (

@@ -19,6 +19,8 @@
 //   - Within a partition, the next message is delivered only after the
 //     previous one is acked. A nacked message is delivered again after 100ms
 //     and blocks its partition until it is acked.
+//
+// How sarama's own retries fit with the other layers: docs/failure-policy.md.
 package kafka
 
 import (

@@ -1,10 +1,12 @@
-// Package partners holds the HTTP/JSON clients for rxflow's external
-// partners: insurance, pharmacy, patient notifications and support alerting.
+// Package partners reaches rxflow's external partners over HTTP/JSON: Client
+// posts to one partner, and Set, the reactors' adapter, holds one Client per
+// partner of the projections.Reactions table, keyed by its name.
 //
 // Every call is a POST of a JSON body carrying an Idempotency-Key header, so
 // a partner can drop duplicates. Client retries transient failures (network
 // errors, timeouts, 408, 429, 5xx) with capped exponential backoff and full
-// jitter, honouring Retry-After; any other 4xx is permanent.
+// jitter, honouring Retry-After; any other 4xx is permanent. Where this sits
+// among the other retry layers: docs/failure-policy.md.
 package partners
 
 import (

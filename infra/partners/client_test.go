@@ -1,6 +1,7 @@
 package partners_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"rxflow/domain"
 	"rxflow/infra/partners"
+	"rxflow/projections"
 	"rxflow/standin/partnersim"
 )
 
@@ -53,18 +56,26 @@ func newClient(t *testing.T, cfg partners.Config) *partners.Client {
 	return c
 }
 
-func notice(urn string) partners.PatientNotice {
-	return partners.PatientNotice{URN: urn, PatientID: "pat-1", Message: partners.ReadyForPickupMessage}
+// Endpoints, below each partner's base URL (docs/partners.md).
+const (
+	pathApprovals     = "/v1/approvals"
+	pathPrescriptions = "/v1/prescriptions"
+	pathNotifications = "/v1/notifications"
+	pathAlerts        = "/v1/alerts"
+)
+
+func notice(urn string) projections.PatientNotice {
+	return projections.PatientNotice{URN: urn, PatientID: "pat-1", Message: projections.ReadyForPickup}
 }
 
-func order() partners.PharmacyOrder {
-	return partners.PharmacyOrder{
+func order() projections.PharmacyOrder {
+	return projections.PharmacyOrder{
 		URN: "urn:rx:9", PatientID: "pat-1", PrescriberID: "doc-1", PharmacyID: "ph-9",
 		Medication: med, SentAt: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC),
 	}
 }
 
-var med = partners.Medication{Name: "Amoxicillin", Code: "RX-723", Strength: "500mg", Quantity: 21, Refills: 0}
+var med = projections.Medication{Name: "Amoxicillin", Code: "RX-723", Strength: "500mg", Quantity: 21, Refills: 0}
 
 // bodyField decodes a recorded body and returns one top-level field.
 func bodyField(t *testing.T, c partnersim.Call, field string) any {
@@ -85,29 +96,36 @@ func callError(t *testing.T, err error) *partners.CallError {
 	return ce
 }
 
-func TestTypedClientsReachTheirPartners(t *testing.T) {
+// newSet builds the reactors' adapter on the simulators, with fastConfig;
+// baseURLs replace a partner's simulator by name.
+func newSet(t *testing.T, sim *partnersim.Sim, baseURLs map[string]string) *partners.Set {
+	t.Helper()
+	ps := projections.PartnersOf(projections.Reactions)
+	e := partners.Endpoints{}
+	for _, p := range ps {
+		e[p.Name] = fastConfig(cmp.Or(baseURLs[p.Name], sim.URL(partnersim.Partner(p.Name))))
+	}
+	set, err := partners.NewSet(ps, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// Every row of the reactor table reaches its partner through Set, with the
+// body the partner's contract asks for.
+func TestReactionsReachTheirPartners(t *testing.T) {
 	sim := startSim(t)
 	ctx := context.Background()
 	at := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
-	client := func(p partnersim.Partner) *partners.Client { return newClient(t, fastConfig(sim.URL(p))) }
-
-	if err := partners.NewInsurance(client(partnersim.Insurance)).NotifyApproval(ctx, "evt-ins", partners.ApprovalNotice{
-		URN: "urn:rx:1", PatientID: "pat-1", PrescriberID: "doc-1", ApprovedBy: "pharm-1", Medication: med, ApprovedAt: at,
-	}); err != nil {
-		t.Fatalf("NotifyApproval: %v", err)
-	}
-	if err := partners.NewPharmacy(client(partnersim.Pharmacy)).SendPrescription(ctx, "evt-ph", partners.PharmacyOrder{
-		URN: "urn:rx:1", PatientID: "pat-1", PrescriberID: "doc-1", PharmacyID: "ph-9", Medication: med, SentAt: at,
-	}); err != nil {
-		t.Fatalf("SendPrescription: %v", err)
-	}
-	if err := partners.NewNotifications(client(partnersim.Notifications)).NotifyPatient(ctx, "evt-no", notice("urn:rx:1")); err != nil {
-		t.Fatalf("NotifyPatient: %v", err)
-	}
-	if err := partners.NewAlerting(client(partnersim.Alerting)).AlertSupport(ctx, "evt-al", partners.SupportAlert{
-		URN: "urn:rx:1", Summary: "prescription failed", Detail: "pharmacy rejected", Severity: partners.SeverityCritical, At: at,
-	}); err != nil {
-		t.Fatalf("AlertSupport: %v", err)
+	rx := domain.Prescription{URN: "urn:rx:1", PatientID: "pat-1", PrescriberID: "doc-1", PharmacyID: "ph-9", ApprovedBy: "pharm-1",
+		Medication: domain.Medication{Name: "Amoxicillin", Code: "RX-723", Strength: "500mg", Quantity: 21},
+		ApprovedAt: at, ProcessingAt: at, FailedAt: at}
+	set := newSet(t, sim, nil)
+	for _, r := range projections.Reactions {
+		if err := set.Call(ctx, r.Partner, "evt-"+r.Name, r.Body(projections.Change{After: rx})); err != nil {
+			t.Fatalf("%s: %v", r.Name, err)
+		}
 	}
 
 	// The simulator checks fields by their JSON names, so these also pin the wire format.
@@ -118,10 +136,10 @@ func TestTypedClientsReachTheirPartners(t *testing.T) {
 		otherField   string
 		otherWantStr string
 	}{
-		{partnersim.Insurance, "evt-ins", "approvedBy", "pharm-1", "approvedAt", "2025-03-01T10:00:00Z"},
-		{partnersim.Pharmacy, "evt-ph", "pharmacyId", "ph-9", "sentAt", "2025-03-01T10:00:00Z"},
-		{partnersim.Notifications, "evt-no", "message", "Your prescription is ready for pickup.", "patientId", "pat-1"},
-		{partnersim.Alerting, "evt-al", "severity", "critical", "at", "2025-03-01T10:00:00Z"},
+		{partnersim.Insurance, "evt-insurance", "approvedBy", "pharm-1", "approvedAt", "2025-03-01T10:00:00Z"},
+		{partnersim.Pharmacy, "evt-pharmacy", "pharmacyId", "ph-9", "sentAt", "2025-03-01T10:00:00Z"},
+		{partnersim.Notifications, "evt-patient-notification", "message", "Your prescription is ready for pickup.", "patientId", "pat-1"},
+		{partnersim.Alerting, "evt-support-alert", "severity", "critical", "at", "2025-03-01T10:00:00Z"},
 	}
 	for _, tc := range cases {
 		acc := sim.Accepted(tc.p)
@@ -146,7 +164,7 @@ func TestRetriesOn503ThenSucceedsWithSameKey(t *testing.T) {
 	sim.FailNext(partnersim.Notifications, 3, http.StatusServiceUnavailable)
 	c := newClient(t, fastConfig(sim.URL(partnersim.Notifications)))
 
-	res, err := c.Post(context.Background(), partners.PathNotifications, "evt-42", notice("urn:rx:42"))
+	res, err := c.Post(context.Background(), pathNotifications, "evt-42", notice("urn:rx:42"))
 	if err != nil {
 		t.Fatalf("Post: %v", err)
 	}
@@ -176,7 +194,7 @@ func TestRetryableStatuses(t *testing.T) {
 	for _, status := range []int{408, 429, 500, 502, 503, 504} {
 		sim.Reset()
 		sim.FailNext(partnersim.Notifications, 1, status)
-		res, err := c.Post(context.Background(), partners.PathNotifications, "k", notice("urn:rx:1"))
+		res, err := c.Post(context.Background(), pathNotifications, "k", notice("urn:rx:1"))
 		if err != nil || res.Attempts != 2 {
 			t.Errorf("status %d: result %+v err %v, want success on attempt 2", status, res, err)
 		}
@@ -189,13 +207,13 @@ func TestPermanentStatusesNotRetried(t *testing.T) {
 	for _, status := range []int{400, 401, 403, 404, 409, 422} {
 		sim.Reset()
 		sim.FailNext(partnersim.Notifications, 1, status)
-		res, err := c.Post(context.Background(), partners.PathNotifications, "k", notice("urn:rx:1"))
+		res, err := c.Post(context.Background(), pathNotifications, "k", notice("urn:rx:1"))
 		if !errors.Is(err, partners.ErrPermanent) || errors.Is(err, partners.ErrExhausted) {
 			t.Errorf("status %d: err %v, want ErrPermanent only", status, err)
 			continue
 		}
 		ce := callError(t, err)
-		if res.Attempts != 1 || ce.Attempts != 1 || ce.Status != status || ce.Path != partners.PathNotifications {
+		if res.Attempts != 1 || ce.Attempts != 1 || ce.Status != status || ce.Path != pathNotifications {
 			t.Errorf("status %d: result %+v, CallError %+v", status, res, ce)
 		}
 		if n := len(sim.Calls(partnersim.Notifications)); n != 1 {
@@ -206,9 +224,9 @@ func TestPermanentStatusesNotRetried(t *testing.T) {
 
 func TestInvalidPayloadIsPermanent(t *testing.T) {
 	sim := startSim(t)
-	n := partners.NewNotifications(newClient(t, fastConfig(sim.URL(partnersim.Notifications))))
+	c := newClient(t, fastConfig(sim.URL(partnersim.Notifications)))
 
-	err := n.NotifyPatient(context.Background(), "evt-1", partners.PatientNotice{URN: "urn:rx:1", PatientID: "pat-1"})
+	_, err := c.Post(context.Background(), pathNotifications, "evt-1", projections.PatientNotice{URN: "urn:rx:1", PatientID: "pat-1"})
 	if !errors.Is(err, partners.ErrPermanent) {
 		t.Fatalf("err %v, want ErrPermanent", err)
 	}
@@ -227,7 +245,7 @@ func TestExhaustedAfterMaxAttempts(t *testing.T) {
 	cfg.MaxAttempts = 3
 	c := newClient(t, cfg)
 
-	res, err := c.Post(context.Background(), partners.PathPrescriptions, "evt-7", map[string]string{"urn": "x"})
+	res, err := c.Post(context.Background(), pathPrescriptions, "evt-7", map[string]string{"urn": "x"})
 	if !errors.Is(err, partners.ErrExhausted) || errors.Is(err, partners.ErrPermanent) {
 		t.Fatalf("err %v, want ErrExhausted only", err)
 	}
@@ -273,7 +291,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan postResult, 1)
 		go func() {
-			res, err := c.Post(ctx, partners.PathAlerts, "evt-1", map[string]string{})
+			res, err := c.Post(ctx, pathAlerts, "evt-1", map[string]string{})
 			done <- postResult{res, err}
 		}()
 		waitCalls(t, sim, partnersim.Alerting, 1)
@@ -298,7 +316,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan postResult, 1)
 		go func() {
-			res, err := c.Post(ctx, partners.PathAlerts, "evt-1", map[string]string{})
+			res, err := c.Post(ctx, pathAlerts, "evt-1", map[string]string{})
 			done <- postResult{res, err}
 		}()
 		waitCalls(t, sim, partnersim.Alerting, 1)
@@ -314,7 +332,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 		c := newClient(t, fastConfig(sim.URL(partnersim.Alerting)))
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		res, err := c.Post(ctx, partners.PathAlerts, "evt-1", map[string]string{})
+		res, err := c.Post(ctx, pathAlerts, "evt-1", map[string]string{})
 		if !errors.Is(err, context.Canceled) || res.Attempts != 0 || len(sim.Calls(partnersim.Alerting)) != 0 {
 			t.Fatalf("result %+v err %v calls %d; want Canceled with no request", res, err, len(sim.Calls(partnersim.Alerting)))
 		}
@@ -330,7 +348,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	cfg.BaseBackoff = time.Millisecond
 	c := newClient(t, cfg)
 
-	res, err := c.Post(context.Background(), partners.PathNotifications, "evt-1", notice("urn:rx:1"))
+	res, err := c.Post(context.Background(), pathNotifications, "evt-1", notice("urn:rx:1"))
 	if err != nil || res.Attempts != 2 {
 		t.Fatalf("result %+v err %v, want success on attempt 2", res, err)
 	}
@@ -350,7 +368,7 @@ func TestRetryAfterBeyondMaxBackoffGivesUp(t *testing.T) {
 	sim.FailNext(partnersim.Insurance, 1, http.StatusServiceUnavailable)
 	c := newClient(t, fastConfig(sim.URL(partnersim.Insurance)))
 
-	res, err := c.Post(context.Background(), partners.PathApprovals, "evt-1", map[string]string{})
+	res, err := c.Post(context.Background(), pathApprovals, "evt-1", map[string]string{})
 	if !errors.Is(err, partners.ErrExhausted) || res.Attempts != 1 {
 		t.Fatalf("result %+v err %v, want ErrExhausted after 1 attempt", res, err)
 	}
@@ -397,7 +415,7 @@ func TestReplaySameKeyNotDoubleAccepted(t *testing.T) {
 	ctx := context.Background()
 
 	for i := range 2 {
-		if _, err := c.Post(ctx, partners.PathNotifications, "evt-1", notice("urn:rx:1")); err != nil {
+		if _, err := c.Post(ctx, pathNotifications, "evt-1", notice("urn:rx:1")); err != nil {
 			t.Fatalf("post %d: %v", i, err)
 		}
 	}
@@ -409,7 +427,7 @@ func TestReplaySameKeyNotDoubleAccepted(t *testing.T) {
 		t.Fatalf("accepted %d, want 1", n)
 	}
 
-	if _, err := c.Post(ctx, partners.PathNotifications, "evt-2", notice("urn:rx:1")); err != nil {
+	if _, err := c.Post(ctx, pathNotifications, "evt-2", notice("urn:rx:1")); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(sim.Accepted(partnersim.Notifications)); n != 2 {
@@ -417,7 +435,7 @@ func TestReplaySameKeyNotDoubleAccepted(t *testing.T) {
 	}
 
 	// Same key, different payload: a partner must refuse rather than guess.
-	_, err := c.Post(ctx, partners.PathNotifications, "evt-1", notice("urn:rx:OTHER"))
+	_, err := c.Post(ctx, pathNotifications, "evt-1", notice("urn:rx:OTHER"))
 	if !errors.Is(err, partners.ErrPermanent) || callError(t, err).Status != http.StatusUnprocessableEntity {
 		t.Fatalf("err %v, want ErrPermanent with 422", err)
 	}
@@ -445,7 +463,7 @@ func TestClientTimeoutOnSlowPartnerIsRetried(t *testing.T) {
 			}
 			sim.SetLatency(partnersim.Pharmacy, 0)
 		}()
-		res, err := c.Post(context.Background(), partners.PathPrescriptions, "evt-9", order())
+		res, err := c.Post(context.Background(), pathPrescriptions, "evt-9", order())
 		if err != nil {
 			t.Fatalf("Post: %v", err)
 		}
@@ -463,7 +481,7 @@ func TestClientTimeoutOnSlowPartnerIsRetried(t *testing.T) {
 		cfg.MaxAttempts = 3
 		c := newClient(t, cfg)
 
-		res, err := c.Post(context.Background(), partners.PathPrescriptions, "evt-9", order())
+		res, err := c.Post(context.Background(), pathPrescriptions, "evt-9", order())
 		if !errors.Is(err, partners.ErrExhausted) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err %v, want ErrExhausted wrapping the attempt timeout", err)
 		}
@@ -539,7 +557,7 @@ func TestConfigValidation(t *testing.T) {
 func TestEmptyIdempotencyKeyRejected(t *testing.T) {
 	sim := startSim(t)
 	c := newClient(t, fastConfig(sim.URL(partnersim.Notifications)))
-	_, err := c.Post(context.Background(), partners.PathNotifications, "", notice("urn:rx:1"))
+	_, err := c.Post(context.Background(), pathNotifications, "", notice("urn:rx:1"))
 	if !errors.Is(err, partners.ErrPermanent) || len(sim.Calls(partnersim.Notifications)) != 0 {
 		t.Fatalf("err %v, want ErrPermanent before any request", err)
 	}

@@ -2,6 +2,10 @@
 // feeds messages from the command topic to commands.Processor, outcomes go
 // to the rejection and dead-letter topics, and /healthz, /readyz and
 // /metrics are served over HTTP. cmd/processor and cmd/stack wire it.
+//
+// Its router retries a failed message (RetryPolicy), then dead-letters it
+// as processing_failed unless the failure is an outage, which waits:
+// docs/failure-policy.md describes this with every other retry layer.
 package processor
 
 import (

@@ -89,16 +89,18 @@ func newRig(t *testing.T, brokers []string) *rig {
 // reactor runs reaction r; pharmacyURL, if set, replaces the simulator's pharmacy.
 func (g *rig) reactor(r projections.Reaction, pharmacyURL string) *projections.Reactor {
 	g.t.Helper()
-	cfg := func(p partnersim.Partner) partners.Config {
-		return partners.Config{BaseURL: g.sim.URL(p), Timeout: 2 * time.Second, MaxAttempts: 2, BaseBackoff: time.Millisecond,
-			MaxBackoff: 5 * time.Millisecond, Logger: g.log}
+	ps := projections.PartnersOf(projections.Reactions)
+	e := partners.Endpoints{}
+	for _, p := range ps {
+		e[p.Name] = partners.Config{BaseURL: g.sim.URL(partnersim.Partner(p.Name)), Timeout: 2 * time.Second, MaxAttempts: 2,
+			BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: g.log}
 	}
-	ph := cfg(partnersim.Pharmacy)
 	if pharmacyURL != "" {
+		ph := e["pharmacy"]
 		ph.BaseURL = pharmacyURL
+		e["pharmacy"] = ph
 	}
-	set, err := partners.NewSet(partners.Endpoints{Insurance: cfg(partnersim.Insurance), Pharmacy: ph,
-		Notifications: cfg(partnersim.Notifications), Alerting: cfg(partnersim.Alerting)}, nil)
+	set, err := partners.NewSet(ps, e, nil)
 	if err != nil {
 		g.t.Fatal(err)
 	}

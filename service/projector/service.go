@@ -2,6 +2,9 @@
 // projector (read model, partner reactors, outbound Kafka events), each on
 // its own catch-up subscription and checkpoint, plus the HTTP query API with
 // /healthz, /readyz and /metrics. cmd/projector and cmd/stack wire it.
+//
+// A failing projector is resubscribed with backoff, a failing partner call
+// is parked or fails its prescription: docs/failure-policy.md.
 package projector
 
 import (
@@ -35,10 +38,10 @@ type Config struct {
 	Outbound     projections.OutboundTopics
 	Partitions   int32 // partitions of the topics it creates; default 8
 	EventStore   eventstore.Config
-	DataDir      string // read model file and ledger directory; default ./data/projector
-	Partners     partners.Endpoints
-	HTTPAddr     string // query API and ops endpoints; default 127.0.0.1:8080
-	Token        string // bearer token of the query API; required
+	DataDir      string             // read model file and ledger directory; default ./data/projector
+	Partners     partners.Endpoints // one entry per partner of projections.Reactions, by name
+	HTTPAddr     string             // query API and ops endpoints; default 127.0.0.1:8080
+	Token        string             // bearer token of the query API; required
 	Logger       *slog.Logger
 }
 
@@ -106,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 	if s.pub, err = kafka.NewPublisher(cfg.Kafka, watermill.NewSlogLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
-	partnerSet, err := partners.NewSet(cfg.Partners, nil)
+	partnerSet, err := partners.NewSet(projections.PartnersOf(projections.Reactions), cfg.Partners, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -145,17 +145,17 @@ func (s *Stack) StartProcessor() error {
 
 // StartProjector starts a projector; it runs until StopProjector or Close.
 func (s *Stack) StartProjector() error {
-	partnerCfg := func(p partnersim.Partner) partners.Config {
+	endpoints := partners.Endpoints{}
+	for _, p := range projections.PartnersOf(projections.Reactions) {
 		c := s.cfg.Partner
-		c.BaseURL, c.Logger = s.Sim.URL(p), s.cfg.Logger
-		return c
+		c.BaseURL, c.Logger = s.Sim.URL(partnersim.Partner(p.Name)), s.cfg.Logger
+		endpoints[p.Name] = c
 	}
 	svc, err := projector.New(projector.Config{
 		Kafka:        kafka.Config{Brokers: s.Brokers},
 		CommandTopic: s.Topics.Commands, Outbound: s.Topics.Outbound,
 		EventStore: s.EventStoreConfig(), DataDir: s.ProjectorDir(),
-		Partners: partners.Endpoints{Insurance: partnerCfg(partnersim.Insurance), Pharmacy: partnerCfg(partnersim.Pharmacy),
-			Notifications: partnerCfg(partnersim.Notifications), Alerting: partnerCfg(partnersim.Alerting)},
+		Partners: endpoints,
 		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Token: s.cfg.Token, Logger: s.cfg.Logger,
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,28 +38,36 @@ const (
 	Alerting      Partner = "alerting"
 )
 
+// routes are the simulated partners, in order: each one's single POST path
+// (below /<partner>) and the payload check it applies. A new partner of
+// projections.Reactions is one entry here, under the same name and path.
+var routes = []struct {
+	partner  Partner
+	path     string
+	validate func(map[string]any) []string
+}{
+	{Insurance, "/v1/approvals", validateApproval},
+	{Pharmacy, "/v1/prescriptions", validatePrescription},
+	{Notifications, "/v1/notifications", validateNotification},
+	{Alerting, "/v1/alerts", validateAlert},
+}
+
 // Partners lists every simulated partner.
-func Partners() []Partner { return []Partner{Insurance, Pharmacy, Notifications, Alerting} }
+func Partners() []Partner {
+	ps := make([]Partner, len(routes))
+	for i, r := range routes {
+		ps[i] = r.partner
+	}
+	return ps
+}
 
 // ParsePartner returns the Partner named s.
 func ParsePartner(s string) (Partner, error) {
 	p := Partner(s)
-	if _, ok := endpoints[p]; !ok {
+	if !slices.Contains(Partners(), p) {
 		return "", fmt.Errorf("partnersim: unknown partner %q", s)
 	}
 	return p, nil
-}
-
-// endpoints maps each partner to its single POST path (below /<partner>)
-// and the payload check it applies.
-var endpoints = map[Partner]struct {
-	path     string
-	validate func(map[string]any) []string
-}{
-	Insurance:     {"/v1/approvals", validateApproval},
-	Pharmacy:      {"/v1/prescriptions", validatePrescription},
-	Notifications: {"/v1/notifications", validateNotification},
-	Alerting:      {"/v1/alerts", validateAlert},
 }
 
 // maxBody bounds an accepted request body.
@@ -135,8 +144,8 @@ func Start(cfg Config) (*Sim, error) {
 	s.resetLocked()
 
 	mux := http.NewServeMux()
-	for _, p := range Partners() {
-		mux.HandleFunc("POST /"+string(p)+endpoints[p].path, s.partnerHandler(p))
+	for _, r := range routes {
+		mux.HandleFunc("POST /"+string(r.partner)+r.path, s.partnerHandler(r.partner, r.validate))
 	}
 	mux.HandleFunc("GET /_sim/calls", s.handleCalls)
 	mux.HandleFunc("POST /_sim/fail", s.handleFail)
@@ -254,8 +263,7 @@ type answer struct {
 	replay     bool
 }
 
-func (s *Sim) partnerHandler(p Partner) http.HandlerFunc {
-	validate := endpoints[p].validate
+func (s *Sim) partnerHandler(p Partner, validate func(map[string]any) []string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		raw, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		key := r.Header.Get("Idempotency-Key")

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"rxflow/infra/partners"
+	"rxflow/projections"
 	"rxflow/standin/partnersim"
 )
+
+const pathPrescriptions = "/v1/prescriptions"
 
 func startSim(t *testing.T) *partnersim.Sim {
 	t.Helper()
@@ -87,6 +90,18 @@ func TestURLsAndRoutes(t *testing.T) {
 	}
 	if status, _, _ := do(t, "GET", sim.URL(partnersim.Alerting)+"/v1/alerts", "", "", ""); status != http.StatusMethodNotAllowed {
 		t.Errorf("GET on a partner endpoint: status %d, want 405", status)
+	}
+}
+
+// Every partner the reactors call has its simulator, under the partner's
+// name and path: the request reaches the payload check (400), not a 404.
+func TestEveryReactionPartnerIsSimulated(t *testing.T) {
+	sim := startSim(t)
+	for _, p := range projections.PartnersOf(projections.Reactions) {
+		status, _, body := do(t, "POST", sim.URL(partnersim.Partner(p.Name))+p.Path, "k", "application/json", `{}`)
+		if status != http.StatusBadRequest || !strings.Contains(body, "invalid payload") {
+			t.Errorf("%s %s: status %d %s, want 400 invalid payload", p.Name, p.Path, status, body)
+		}
 	}
 }
 
@@ -213,15 +228,15 @@ func TestHTTPControls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	order := partners.PharmacyOrder{URN: "urn:rx:1", PatientID: "p", PrescriberID: "d", PharmacyID: "ph",
-		Medication: partners.Medication{Name: "n", Quantity: 1}, SentAt: time.Now().UTC()}
+	order := projections.PharmacyOrder{URN: "urn:rx:1", PatientID: "p", PrescriberID: "d", PharmacyID: "ph",
+		Medication: projections.Medication{Name: "n", Quantity: 1}, SentAt: time.Now().UTC()}
 	ctx := context.Background()
 
 	// fail: two 502s, then the client's third attempt succeeds.
 	if body := control("/_sim/fail?partner=pharmacy&n=2&status=502", 200); !strings.Contains(body, `"failNext":2`) {
 		t.Fatalf("fail echo %s", body)
 	}
-	if res, err := c.Post(ctx, partners.PathPrescriptions, "evt-1", order); err != nil || res.Attempts != 3 {
+	if res, err := c.Post(ctx, pathPrescriptions, "evt-1", order); err != nil || res.Attempts != 3 {
 		t.Fatalf("after /_sim/fail: %+v %v", res, err)
 	}
 
@@ -241,11 +256,11 @@ func TestHTTPControls(t *testing.T) {
 
 	// down: every attempt gets 503 until brought back.
 	control("/_sim/down?partner=pharmacy&down=true", 200)
-	if _, err := c.Post(ctx, partners.PathPrescriptions, "evt-2", order); !errors.Is(err, partners.ErrExhausted) {
+	if _, err := c.Post(ctx, pathPrescriptions, "evt-2", order); !errors.Is(err, partners.ErrExhausted) {
 		t.Fatalf("while down: %v", err)
 	}
 	control("/_sim/down?partner=pharmacy&down=false", 200)
-	if _, err := c.Post(ctx, partners.PathPrescriptions, "evt-2", order); err != nil {
+	if _, err := c.Post(ctx, pathPrescriptions, "evt-2", order); err != nil {
 		t.Fatalf("after down=false: %v", err)
 	}
 
@@ -253,7 +268,7 @@ func TestHTTPControls(t *testing.T) {
 	if body := control("/_sim/latency?partner=pharmacy&ms=20", 200); !strings.Contains(body, `"latencyMs":20`) {
 		t.Fatalf("latency echo %s", body)
 	}
-	if res, err := c.Post(ctx, partners.PathPrescriptions, "evt-3", order); err != nil || res.Attempts != 1 {
+	if res, err := c.Post(ctx, pathPrescriptions, "evt-3", order); err != nil || res.Attempts != 1 {
 		t.Fatalf("with latency: %+v %v", res, err)
 	}
 
@@ -269,7 +284,7 @@ func TestHTTPControls(t *testing.T) {
 	if n := len(sim.Calls(partnersim.Pharmacy)); n != 0 {
 		t.Fatalf("after reset: %d calls", n)
 	}
-	if res, err := c.Post(ctx, partners.PathPrescriptions, "evt-1", order); err != nil || res.Attempts != 1 {
+	if res, err := c.Post(ctx, pathPrescriptions, "evt-1", order); err != nil || res.Attempts != 1 {
 		t.Fatalf("after reset: %+v %v", res, err)
 	}
 

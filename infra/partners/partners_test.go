@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,8 +28,7 @@ func TestSetClassifiesFailures(t *testing.T) {
 	closed.Close()
 
 	rx := domain.Prescription{URN: "urn:rx:1", PatientID: "pat-1", PrescriberID: "dr-1", PharmacyID: "ph-1", ApprovedBy: "dr-1",
-		Medication: domain.Medication{Name: "Amoxicillin", Quantity: 20}, ApprovedAt: time.Now(), ProcessingAt: time.Now()}
-	alert := projections.Alert{URN: "urn:rx:1", Summary: "s", Severity: "critical", At: time.Now()}
+		Medication: domain.Medication{Name: "Amoxicillin", Quantity: 20}, ApprovedAt: time.Now(), ProcessingAt: time.Now(), FailedAt: time.Now()}
 	cases := []struct {
 		name    string
 		partner partnersim.Partner
@@ -50,34 +51,14 @@ func TestSetClassifiesFailures(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup()
 			}
-			cfg := func(p partnersim.Partner) partners.Config {
-				c := fastConfig(sim.URL(p))
-				if p == tc.partner && tc.baseURL != "" {
-					c.BaseURL = tc.baseURL
-				}
-				return c
-			}
-			set, err := partners.NewSet(partners.Endpoints{Insurance: cfg(partnersim.Insurance), Pharmacy: cfg(partnersim.Pharmacy),
-				Notifications: cfg(partnersim.Notifications), Alerting: cfg(partnersim.Alerting)}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			set := newSet(t, sim, map[string]string{string(tc.partner): tc.baseURL})
 			ctx, cancel := context.WithCancel(context.Background())
 			if tc.cancel {
 				cancel()
 			}
 			defer cancel()
-			key := "evt-" + string(rune('a'+i))
-			switch tc.partner {
-			case partnersim.Insurance:
-				err = set.NotifyInsurance(ctx, key, rx)
-			case partnersim.Pharmacy:
-				err = set.SendToPharmacy(ctx, key, rx)
-			case partnersim.Notifications:
-				err = set.NotifyPatient(ctx, key, rx, projections.ReadyForPickup)
-			case partnersim.Alerting:
-				err = set.AlertSupport(ctx, key, alert)
-			}
+			r := reactionOf(t, tc.partner)
+			err := set.Call(ctx, r.Partner, "evt-"+string(rune('a'+i)), r.Body(projections.Change{After: rx}))
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("err = %v, want success", err)
@@ -99,5 +80,35 @@ func TestSetClassifiesFailures(t *testing.T) {
 				t.Fatalf("err = %v is both refused and unavailable", err)
 			}
 		})
+	}
+}
+
+// reactionOf returns the row of projections.Reactions that calls p.
+func reactionOf(t *testing.T, p partnersim.Partner) projections.Reaction {
+	t.Helper()
+	i := slices.IndexFunc(projections.Reactions, func(r projections.Reaction) bool { return r.Partner.Name == string(p) })
+	if i < 0 {
+		t.Fatalf("no reaction calls %s", p)
+	}
+	return projections.Reactions[i]
+}
+
+// NewSet reports every partner it cannot reach at once, by name, and Call
+// refuses a partner it was not given without calling it a partner failure.
+func TestNewSetNamesEveryMisconfiguredPartner(t *testing.T) {
+	ps := projections.PartnersOf(projections.Reactions)
+	_, err := partners.NewSet(ps, partners.Endpoints{"pharmacy": {BaseURL: "ftp://x"}}, nil)
+	for _, p := range ps {
+		if err == nil || !strings.Contains(err.Error(), p.Name+": partners: BaseURL") {
+			t.Errorf("NewSet error %v does not name %s", err, p.Name)
+		}
+	}
+	set, err := partners.NewSet(nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = set.Call(context.Background(), projections.Support, "k", projections.Alert{})
+	if err == nil || errors.Is(err, projections.ErrPartnerFailed) || !strings.Contains(err.Error(), `"alerting"`) {
+		t.Fatalf("Call of a partner not configured: %v", err)
 	}
 }
