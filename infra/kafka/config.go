@@ -19,6 +19,9 @@
 //   - Within a partition, the next message is delivered only after the
 //     previous one is acked. A nacked message is delivered again after 100ms
 //     and blocks its partition until it is acked.
+//   - Connections are PLAINTEXT unless Config.Security sets TLS (the
+//     broker's certificate always verified), SASL (PLAIN, SCRAM-SHA-256 or
+//     SCRAM-SHA-512), or both; SASL without TLS needs an explicit allowance.
 package kafka
 
 import (
