@@ -74,8 +74,18 @@ func childMain(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	kcfg := kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group}
-	var err error
+	// The TLS and SASL settings come from the environment the parent set
+	// (kafka.Security.Environ), not from the arguments: they may hold a
+	// password.
+	env := config.NewFlags("bench child")
+	kafkaSecurity := kafka.SecurityFlags(env)
+	err := env.Parse(nil)
+	security, securityErr := kafkaSecurity()
+	if err = errors.Join(err, securityErr); err != nil {
+		log.Error("kafka security settings", "err", err)
+		return 2
+	}
+	kcfg := kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, Security: security}
 	switch *role {
 	case roleProcessor:
 		err = runProcessor(ctx, log, kcfg, *topic, int32(*partitions), *conn)

@@ -36,12 +36,14 @@ import (
 	"time"
 
 	"rxflow/infra/config"
+	"rxflow/infra/kafka"
 	"rxflow/standin/esdbserver"
 	"rxflow/standin/kafkabroker"
 )
 
 type options struct {
 	brokers, esdb   string
+	security        kafka.Security // towards -brokers; the embedded broker is PLAINTEXT
 	n               int
 	prescriptions   int
 	partitions      int
@@ -80,10 +82,22 @@ func run(args []string) error {
 	dir := f.String("dir", "BENCH_DIR", "", "directory for the embedded stores; default a temporary one, removed at the end")
 	only := f.String("only", "BENCH_ONLY", "", "comma-separated phases to run (raw, processor, latency, flat, rebuild); default all")
 	cpuprofile := f.String("cpuprofile", "BENCH_CPUPROFILE", "", "write CPU profiles: this file for the bench process, FILE.<role>.<run> for each child")
+	kafkaSecurity := kafka.SecurityFlags(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	o := options{brokers: *brokers, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
+	security, err := kafkaSecurity()
+	switch {
+	case err != nil:
+	case *brokers == "" && security != (kafka.Security{}):
+		err = errors.New("the Kafka TLS and SASL settings need -brokers: the embedded broker speaks PLAINTEXT")
+	default:
+		err = security.Validate()
+	}
+	if err != nil {
+		return err
+	}
+	o := options{brokers: *brokers, security: security, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
 		latencySeconds: *latencySeconds, seedEvents: *seedEvents, seedWriters: *seedWriters, repeat: *runs, dir: *dir, cpuprofile: *cpuprofile}
 	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.repeat < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 {
 		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds positive; -seed-events not negative")

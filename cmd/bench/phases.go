@@ -25,6 +25,7 @@ import (
 	"rxflow/events"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
+	"rxflow/infra/kafka/kgoopts"
 	"rxflow/service/projector"
 )
 
@@ -70,15 +71,15 @@ func (b *bench) childArgs(conn, topic, group, role string) []string {
 // given role consume them and measures its rate.
 func (b *bench) backlog(ctx context.Context, role, conn string, n int) (consumerRun, error) {
 	topic, group, prefix := b.next(role)
-	if err := kafka.EnsureTopics(ctx, kafka.Config{Brokers: b.brokers}, int32(b.opts.partitions), topic); err != nil {
+	if err := kafka.EnsureTopics(ctx, b.kafka(), int32(b.opts.partitions), topic); err != nil {
 		return consumerRun{}, err
 	}
 	cmds := workload(prefix, n, b.opts.prescriptions)
 	progress("%s: producing %d commands over %d prescriptions to %s", role, n, b.opts.prescriptions, topic)
-	if err := produceAll(ctx, b.brokers, topic, cmds); err != nil {
+	if err := produceAll(ctx, b.kafka(), topic, cmds); err != nil {
 		return consumerRun{}, err
 	}
-	c, err := startChild(ctx, role, b.childArgs(conn, topic, group, role)...)
+	c, err := startChild(ctx, role, b.opts.security.Environ(), b.childArgs(conn, topic, group, role)...)
 	if err != nil {
 		return consumerRun{}, err
 	}
@@ -117,12 +118,22 @@ func median(runs []consumerRun) consumerRun {
 	return out
 }
 
-func newProducer(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(1 << 20)}, opts...)...)
+// kafka is how the bench process reaches the brokers.
+func (b *bench) kafka() kafka.Config {
+	return kafka.Config{Brokers: b.brokers, Security: b.opts.security}
 }
 
-func produceAll(ctx context.Context, brokers []string, topic string, cmds []command) error {
-	cl, err := newProducer(brokers, kgo.MaxBufferedRecords(1<<16))
+func newProducer(cfg kafka.Config, opts ...kgo.Opt) (*kgo.Client, error) {
+	security, err := kgoopts.Security(cfg.Security)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerBatchMaxBytes(1 << 20)}, opts...)
+	return kgo.NewClient(append(opts, security...)...)
+}
+
+func produceAll(ctx context.Context, cfg kafka.Config, topic string, cmds []command) error {
+	cl, err := newProducer(cfg, kgo.MaxBufferedRecords(1<<16))
 	if err != nil {
 		return err
 	}
@@ -162,17 +173,17 @@ type latencies struct {
 
 func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.Duration) (latencies, error) {
 	topic, group, prefix := b.next("latency")
-	if err := kafka.EnsureTopics(ctx, kafka.Config{Brokers: b.brokers}, int32(b.opts.partitions), topic); err != nil {
+	if err := kafka.EnsureTopics(ctx, b.kafka(), int32(b.opts.partitions), topic); err != nil {
 		return latencies{}, err
 	}
-	c, err := startChild(ctx, roleProcessor, b.childArgs(conn, topic, group, "latency")...)
+	c, err := startChild(ctx, roleProcessor, b.opts.security.Environ(), b.childArgs(conn, topic, group, "latency")...)
 	if err != nil {
 		return latencies{}, err
 	}
 	defer c.stop()
 	// Warm up until the child has joined its group and handles commands.
 	warm := workload(prefix+"-warm", 200, 50)
-	if err := produceAll(ctx, b.brokers, topic, warm); err != nil {
+	if err := produceAll(ctx, b.kafka(), topic, warm); err != nil {
 		return latencies{}, err
 	}
 	if err := c.waitCount(ctx, len(warm)); err != nil {
@@ -209,7 +220,7 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 		return latencies{}, err
 	}
 
-	cl, err := newProducer(b.brokers, kgo.ProducerLinger(0))
+	cl, err := newProducer(b.kafka(), kgo.ProducerLinger(0))
 	if err != nil {
 		return latencies{}, err
 	}

@@ -25,13 +25,15 @@ type child struct {
 	http   *http.Client
 }
 
-// startChild re-executes this binary as a consumer and waits until it consumes.
-func startChild(ctx context.Context, role string, args ...string) (*child, error) {
+// startChild re-executes this binary as a consumer and waits until it
+// consumes. env is added to this process's environment (later entries win).
+func startChild(ctx context.Context, role string, env []string, args ...string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, append([]string{childArg, "-role", role}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -41,20 +41,22 @@ func run(args []string) error {
 	httpAddr := f.String("http", "PROCESSOR_HTTP_ADDR", "127.0.0.1:9101", "address of /healthz, /readyz and /metrics")
 	maxBytes := f.IntRange("max-command-bytes", "MAX_COMMAND_BYTES", 64<<10, 1, math.MaxInt, "largest accepted command message; bigger ones are dead-lettered")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	kafkaSecurity := kafka.SecurityFlags(f)
 	err := f.Parse(args)
 	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
 	log, logErr := config.Logger(*logLevel)
+	security, securityErr := kafkaSecurity()
 	delays, delaysErr := config.Durations(*deferDelays)
 	if delaysErr != nil {
 		delaysErr = fmt.Errorf("-defer-delays (env DEFER_DELAYS): %w", delaysErr)
 	}
-	if err := errors.Join(err, logErr, delaysErr); err != nil {
+	if err := errors.Join(err, logErr, securityErr, delaysErr); err != nil {
 		return err
 	}
 	svc, err := processor.New(processor.Config{
-		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group},
+		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, Security: security},
 		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic, RetryTopic: *retryTopic,
 		DeferDelays: delays, Partitions: int32(*partitions), EventStore: eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		HTTPAddr: *httpAddr, MaxCommandBytes: *maxBytes, Logger: log,

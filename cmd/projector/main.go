@@ -58,12 +58,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	partnerToken := f.String("partner-token", "PARTNER_API_TOKEN", "", "bearer token sent to the partners (none if empty)")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	kafkaSecurity := kafka.SecurityFlags(f)
 	err := f.Parse(args)
 	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
 	log, logErr := config.Logger(*logLevel)
-	if err := errors.Join(err, logErr); err != nil {
+	security, securityErr := kafkaSecurity()
+	if err := errors.Join(err, logErr, securityErr); err != nil {
 		return err
 	}
 	endpoints := partners.Endpoints{}
@@ -71,7 +73,7 @@ func run(ctx context.Context, args []string) error {
 		endpoints[name] = partners.Config{BaseURL: *url, Token: *partnerToken, Logger: log}
 	}
 	svc, err := projector.New(projector.Config{
-		Kafka:        kafka.Config{Brokers: config.List(*brokers)},
+		Kafka:        kafka.Config{Brokers: config.List(*brokers), Security: security},
 		CommandTopic: *commandTopic,
 		Outbound:     projections.OutboundTopics{Dispensed: *dispensed, Failed: *failed, StatusChanged: *changed},
 		Partitions:   int32(*partitions),

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,6 +57,44 @@ func (f *Flags) Int(name, env string, def int, usage string) *int {
 		}
 	}
 	return f.FlagSet.Int(name, def, fmt.Sprintf("%s (env %s)", usage, env))
+}
+
+// EnvBool defines a boolean flag defaulting to $env, then def. $env takes
+// the values strconv.ParseBool does, and "" means false; a malformed $env is
+// reported by Parse. (Not Bool: that is the FlagSet's, without an
+// environment variable.)
+func (f *Flags) EnvBool(name, env string, def bool, usage string) *bool {
+	if v, ok := os.LookupEnv(env); ok {
+		b, err := strconv.ParseBool(cmp.Or(v, "false"))
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q is not a boolean (true or false)", env, v))
+		} else {
+			def = b
+		}
+	}
+	return f.FlagSet.Bool(name, def, fmt.Sprintf("%s (env %s)", usage, env))
+}
+
+// Secret defines a string flag defaulting to $env, for a password or a
+// token: -h shows "[redacted]" for a value that is set, never the value.
+// Prefer the environment (or a file) to the flag, which other users of the
+// machine can read in the process list.
+func (f *Flags) Secret(name, env, usage string) *string {
+	v := secretValue(os.Getenv(env))
+	f.FlagSet.Var(&v, name, fmt.Sprintf("%s (env %s)", usage, env))
+	return (*string)(&v)
+}
+
+// secretValue is a flag.Value that does not print itself.
+type secretValue string
+
+func (s *secretValue) Set(v string) error { *s = secretValue(v); return nil }
+
+func (s *secretValue) String() string {
+	if s == nil || *s == "" {
+		return ""
+	}
+	return "[redacted]"
 }
 
 // IntRange is Int for a value that must lie in [lo, hi], whether it comes

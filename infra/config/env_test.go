@@ -62,3 +62,69 @@ func TestParseRefusesArguments(t *testing.T) {
 		t.Errorf("-h: %v, want ErrHelp", err)
 	}
 }
+
+func TestEnvBool(t *testing.T) {
+	for _, c := range []struct {
+		env     string
+		set     bool
+		args    []string
+		want    bool
+		wantErr string
+	}{
+		{want: false},
+		{env: "true", set: true, want: true},
+		{env: "1", set: true, want: true},
+		{env: "", set: true, want: false},
+		{env: "false", set: true, args: []string{"-b"}, want: true},
+		{env: "true", set: true, args: []string{"-b=false"}, want: false},
+		{env: "yes", set: true, want: false, wantErr: `RXFLOW_TEST_BOOL="yes" is not a boolean`},
+	} {
+		if c.set {
+			t.Setenv("RXFLOW_TEST_BOOL", c.env)
+		}
+		f := NewFlags("test")
+		b := f.EnvBool("b", "RXFLOW_TEST_BOOL", false, "")
+		err := f.Parse(c.args)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("env %q: error %v, want %q", c.env, err, c.wantErr)
+			}
+		} else if err != nil {
+			t.Errorf("env %q args %v: %v", c.env, c.args, err)
+		}
+		if *b != c.want {
+			t.Errorf("env %q (set %v) args %v: %v, want %v", c.env, c.set, c.args, *b, c.want)
+		}
+	}
+}
+
+// A secret comes from the environment or the flag, and -h never shows it.
+func TestSecret(t *testing.T) {
+	t.Setenv("RXFLOW_TEST_SECRET", "from-env-s3cret")
+	f := NewFlags("test")
+	s := f.Secret("secret", "RXFLOW_TEST_SECRET", "a password")
+	if err := f.Parse(nil); err != nil || *s != "from-env-s3cret" {
+		t.Fatalf("from the environment: %q, %v", *s, err)
+	}
+	var usage strings.Builder
+	f.SetOutput(&usage)
+	f.PrintDefaults()
+	if strings.Contains(usage.String(), "s3cret") || !strings.Contains(usage.String(), "[redacted]") {
+		t.Errorf("usage shows the secret or does not say it is set:\n%s", usage.String())
+	}
+
+	f = NewFlags("test")
+	s = f.Secret("secret", "RXFLOW_TEST_SECRET", "a password")
+	if err := f.Parse([]string{"-secret", "from-flag"}); err != nil || *s != "from-flag" {
+		t.Errorf("from the flag: %q, %v", *s, err)
+	}
+	t.Setenv("RXFLOW_TEST_SECRET", "")
+	f = NewFlags("test")
+	s = f.Secret("secret", "RXFLOW_TEST_SECRET", "a password")
+	usage.Reset()
+	f.SetOutput(&usage)
+	f.PrintDefaults()
+	if err := f.Parse(nil); err != nil || *s != "" || strings.Contains(usage.String(), "[redacted]") {
+		t.Errorf("unset: %q, %v, usage:\n%s", *s, err, usage.String())
+	}
+}

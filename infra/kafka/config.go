@@ -19,6 +19,9 @@
 //   - Within a partition, the next message is delivered only after the
 //     previous one is acked. A nacked message is delivered again after 100ms
 //     and blocks its partition until it is acked.
+//   - Connections are PLAINTEXT unless Config.Security sets TLS (the
+//     broker's certificate always verified), SASL (PLAIN, SCRAM-SHA-256 or
+//     SCRAM-SHA-512), or both; SASL without TLS needs an explicit allowance.
 //
 // How sarama's own retries fit with the other layers: docs/failure-policy.md.
 package kafka
@@ -56,6 +59,10 @@ type Config struct {
 
 	// ClientID is the Kafka client.id. Default "rxflow".
 	ClientID string
+
+	// Security is TLS and SASL towards the brokers; the zero value is
+	// PLAINTEXT.
+	Security Security
 }
 
 func (c *Config) setDefaults() {
@@ -82,11 +89,13 @@ func (c Config) Validate() error {
 	if c.MaxMessageBytes < 0 || c.MaxMessageBytes >= int(sarama.MaxRequestSize) {
 		errs = append(errs, fmt.Errorf("kafka: MaxMessageBytes %d is outside [0, %d)", c.MaxMessageBytes, sarama.MaxRequestSize))
 	}
+	errs = append(errs, c.Security.validate()...)
 	return errors.Join(errs...)
 }
 
-// saramaConfig returns the sarama settings of c; c must have its defaults set.
-func (c Config) saramaConfig() *sarama.Config {
+// saramaConfig returns the sarama settings of c; c must have its defaults
+// set. It fails only if a TLS file can no longer be read.
+func (c Config) saramaConfig() (*sarama.Config, error) {
 	sc := sarama.NewConfig()
 	sc.Version = protocolVersion
 	sc.ClientID = c.ClientID
@@ -106,5 +115,8 @@ func (c Config) saramaConfig() *sarama.Config {
 	sc.Consumer.Offsets.AutoCommit.Enable = true
 	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
 	sc.Consumer.Fetch.Default = max(sc.Consumer.Fetch.Default, int32(c.MaxMessageBytes))
-	return sc
+	if err := c.Security.ApplySarama(sc); err != nil {
+		return nil, err
+	}
+	return sc, nil
 }

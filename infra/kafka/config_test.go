@@ -40,7 +40,10 @@ func TestSaramaConfig(t *testing.T) {
 	for _, maxBytes := range []int{0, 10 << 20} {
 		cfg := Config{Brokers: []string{"127.0.0.1:9092"}, MaxMessageBytes: maxBytes}
 		cfg.setDefaults()
-		sc := cfg.saramaConfig()
+		sc, err := cfg.saramaConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := sc.Validate(); err != nil {
 			t.Errorf("MaxMessageBytes %d: sarama rejects the config: %v", maxBytes, err)
 		}

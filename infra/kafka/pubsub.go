@@ -44,19 +44,24 @@ func NewPublisher(cfg Config, logger watermill.LoggerAdapter) (message.Publisher
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	sc, err := cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
 	logger = orDefault(logger)
+	warnPlaintextSASL(cfg, logger)
 	slow := time.AfterFunc(slowConnect, func() {
 		logger.Info("kafka: still connecting to the brokers", watermill.LogFields{"brokers": strings.Join(cfg.Brokers, ",")})
 	})
 	pub, err := wkafka.NewPublisher(wkafka.PublisherConfig{
 		Brokers:               cfg.Brokers,
 		Marshaler:             newMarshaler(),
-		OverwriteSaramaConfig: cfg.saramaConfig(),
+		OverwriteSaramaConfig: sc,
 	}, logger)
 	slow.Stop()
 	if err != nil {
 		// Not pub: a nil *wkafka.Publisher in the interface is not nil.
-		return nil, connectError(cfg.Brokers, err)
+		return nil, connectError(cfg, err)
 	}
 	return pub, nil
 }
@@ -76,12 +81,18 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 	if err != nil {
 		return nil, err
 	}
+	sc, err := cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	logger = orDefault(logger)
+	warnPlaintextSASL(cfg, logger)
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               cfg.Brokers,
 		Unmarshaler:           newMarshaler(),
-		OverwriteSaramaConfig: cfg.saramaConfig(),
+		OverwriteSaramaConfig: sc,
 		ConsumerGroup:         cfg.ConsumerGroup,
-	}, orDefault(logger))
+	}, logger)
 	if err != nil {
 		// Not sub: a nil *wkafka.Subscriber in the interface is not nil.
 		return nil, fmt.Errorf("kafka: subscriber: %w", err)
@@ -92,10 +103,30 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 // slowConnect is how long NewPublisher connects before it says so.
 var slowConnect = 5 * time.Second
 
-// connectError names the brokers a client could not reach: sarama's own
-// message ("client has run out of available brokers") does not.
-func connectError(brokers []string, err error) error {
-	return fmt.Errorf("kafka: brokers %s: %w", strings.Join(brokers, ","), err)
+// connectError names the brokers a client could not reach, and how it
+// tried: sarama's own message ("client has run out of available brokers")
+// does neither, and a broker that refuses SASL credentials may just close
+// the connection (EOF).
+func connectError(cfg Config, err error) error {
+	how := ""
+	if d := cfg.Security.describe(); d != "" {
+		how = " (" + d + ")"
+	}
+	return fmt.Errorf("kafka: brokers %s%s: %w", strings.Join(cfg.Brokers, ","), how, err)
+}
+
+// warnPlaintextSASL logs that SASL runs without TLS, which Validate allows
+// only when asked to. (Watermill's logger has no warning level.)
+func warnPlaintextSASL(cfg Config, logger watermill.LoggerAdapter) {
+	sasl := cfg.Security.SASL
+	if !sasl.On() || cfg.Security.TLS.On() {
+		return
+	}
+	msg := "kafka: WARNING: SASL without TLS, as allowed: nothing on the connection is encrypted"
+	if sasl.Mechanism == MechanismPlain {
+		msg += ", and the SASL PLAIN password crosses the network in the clear"
+	}
+	logger.Info(msg, watermill.LogFields{"mechanism": sasl.Mechanism, "brokers": strings.Join(cfg.Brokers, ",")})
 }
 
 func orDefault(logger watermill.LoggerAdapter) watermill.LoggerAdapter {

@@ -27,9 +27,13 @@ func EnsureTopics(ctx context.Context, cfg Config, partitions int32, topics ...s
 	if partitions < 1 {
 		return fmt.Errorf("kafka: cannot create topics with %d partitions", partitions)
 	}
-	admin, err := sarama.NewClusterAdmin(cfg.Brokers, cfg.saramaConfig())
+	sc, err := cfg.saramaConfig()
 	if err != nil {
-		return fmt.Errorf("kafka: connect admin: %w", err)
+		return err
+	}
+	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
+	if err != nil {
+		return connectError(cfg, fmt.Errorf("connect admin: %w", err))
 	}
 	defer func() { err = errors.Join(err, admin.Close()) }()
 

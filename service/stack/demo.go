@@ -55,7 +55,7 @@ func (s *Stack) Demo(ctx context.Context, out io.Writer) error {
 		{name: "duplicate (the same command delivered twice)", urn: "urn:rx:demo-duplicate-" + run, want: "approved", events: 2,
 			commands: []string{"prescription.request", "prescription.approve", "dup"}},
 	}
-	pub, err := kafka.NewPublisher(kafka.Config{Brokers: s.Brokers}, watermill.NopLogger{})
+	pub, err := kafka.NewPublisher(kafka.Config{Brokers: s.Brokers, Security: s.cfg.KafkaSecurity}, watermill.NopLogger{})
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,10 @@ type Config struct {
 	Topics        Topics
 	Partner       partners.Config // retry settings for every partner client; BaseURL is ignored
 	Logger        *slog.Logger
+
+	// KafkaSecurity is TLS and SASL towards Brokers; the embedded broker
+	// is PLAINTEXT.
+	KafkaSecurity kafka.Security
 }
 
 // Topics are the Kafka topics; zero values take the documented names.
@@ -72,6 +76,9 @@ type Stack struct {
 func Start(cfg Config) (*Stack, error) {
 	if cfg.DataDir == "" || cfg.Token == "" {
 		return nil, errors.New("stack: DataDir and Token are required")
+	}
+	if len(cfg.Brokers) == 0 && cfg.KafkaSecurity != (kafka.Security{}) {
+		return nil, errors.New("stack: KafkaSecurity needs Brokers: the embedded broker is PLAINTEXT")
 	}
 	cfg.Topics.Commands = cmp.Or(cfg.Topics.Commands, "prescription.events")
 	cfg.Topics.Rejections = cmp.Or(cfg.Topics.Rejections, "prescription.rejections")
@@ -126,7 +133,7 @@ func (s *Stack) startInfra() error {
 // StartProcessor starts a processor; it runs until Close.
 func (s *Stack) StartProcessor() error {
 	svc, err := processor.New(processor.Config{
-		Kafka:        kafka.Config{Brokers: s.Brokers, ConsumerGroup: s.Topics.ConsumerGroup},
+		Kafka:        kafka.Config{Brokers: s.Brokers, ConsumerGroup: s.Topics.ConsumerGroup, Security: s.cfg.KafkaSecurity},
 		CommandTopic: s.Topics.Commands, RejectionTopic: s.Topics.Rejections, DeadLetterTopic: s.Topics.DeadLetters,
 		EventStore: s.EventStoreConfig(), HTTPAddr: cmp.Or(s.cfg.ProcessorAddr, "127.0.0.1:9101"), Logger: s.cfg.Logger,
 	})
@@ -152,7 +159,7 @@ func (s *Stack) StartProjector() error {
 		endpoints[p.Name] = c
 	}
 	svc, err := projector.New(projector.Config{
-		Kafka:        kafka.Config{Brokers: s.Brokers},
+		Kafka:        kafka.Config{Brokers: s.Brokers, Security: s.cfg.KafkaSecurity},
 		CommandTopic: s.Topics.Commands, Outbound: s.Topics.Outbound,
 		EventStore: s.EventStoreConfig(), DataDir: s.ProjectorDir(),
 		Partners: endpoints,

@@ -6,6 +6,7 @@
 package kafkabroker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,21 @@ type Config struct {
 	Partitions int32
 	// Topics are created at start when missing.
 	Topics []string
+	// TLS, when set, makes the one listener speak TLS only, with this
+	// server configuration (its certificate; ClientAuth and ClientCAs to
+	// require client certificates).
+	TLS *tls.Config
+	// Users, when any, turn SASL on: every client must authenticate as one
+	// of them before anything else. No ACLs apply.
+	Users []User
+}
+
+// User is a SASL user of the broker.
+type User struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; a user name may
+	// appear once per mechanism.
+	Mechanism      string
+	Name, Password string
 }
 
 // Broker is a running embedded broker.
@@ -57,11 +73,24 @@ func Start(cfg Config) (*Broker, error) {
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
+	}
+	if len(cfg.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+	}
+	for _, u := range cfg.Users {
+		opts = append(opts, kfake.User(u.Mechanism, u.Name, u.Password))
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka on %s: %w", cfg.Addr, err)
 	}
-	advertiseProduceV0(c, c.ListenAddrs()[0])
+	if cfg.TLS == nil && len(cfg.Users) == 0 {
+		// Its side connection speaks neither TLS nor SASL; it is for kcat
+		// on the plaintext local stack.
+		advertiseProduceV0(c, c.ListenAddrs()[0])
+	}
 	// Not kfake.SeedTopics: it is ignored when DataDir holds a cluster.
 	for _, t := range cfg.Topics {
 		if err := c.CreateTopic(t, cfg.Partitions, nil); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {

@@ -19,6 +19,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"rxflow/infra/kafka"
+	"rxflow/infra/kafka/kgoopts"
 	"rxflow/standin/kafkabroker"
 )
 
@@ -104,20 +106,30 @@ type Record struct {
 // Missing topics are created with the broker's defaults.
 func Produce(t testing.TB, brokers []string, topic string, recs ...Record) []Record {
 	t.Helper()
-	return produce(t, brokers, topic, recs, nil)
+	return produce(t, kafka.Config{Brokers: brokers}, topic, recs, nil)
+}
+
+// ProduceWith is Produce over cfg's brokers with its TLS and SASL settings.
+func ProduceWith(t testing.TB, cfg kafka.Config, topic string, recs ...Record) []Record {
+	t.Helper()
+	return produce(t, cfg, topic, recs, nil)
 }
 
 // ProduceToPartitions is Produce with each record written to its own
 // Partition, whatever its key. The topic must exist with enough partitions.
 func ProduceToPartitions(t testing.TB, brokers []string, topic string, recs ...Record) []Record {
 	t.Helper()
-	return produce(t, brokers, topic, recs, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	return produce(t, kafka.Config{Brokers: brokers}, topic, recs, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 }
 
-func produce(t testing.TB, brokers []string, topic string, recs []Record, partitioner kgo.Opt) []Record {
+func produce(t testing.TB, cfg kafka.Config, topic string, recs []Record, partitioner kgo.Opt) []Record {
 	t.Helper()
+	security, err := kgoopts.Security(cfg.Security)
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
+		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.AllowAutoTopicCreation(),
 		kgo.ProducerBatchMaxBytes(32 << 20),
 		// A topic just auto-created is briefly unknown to the broker: retry
@@ -128,7 +140,7 @@ func produce(t testing.TB, brokers []string, topic string, recs []Record, partit
 	if partitioner != nil {
 		opts = append(opts, partitioner)
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, security...)...)
 	if err != nil {
 		t.Fatalf("kafkatest: new client: %v", err)
 	}
@@ -159,15 +171,30 @@ func produce(t testing.TB, brokers []string, topic string, recs []Record, partit
 // end, ordered by partition, then offset.
 func ConsumeAll(t testing.TB, brokers []string, topic string) []Record {
 	t.Helper()
-	recs, err := consumeAll(brokers, topic)
+	return ConsumeAllWith(t, kafka.Config{Brokers: brokers}, topic)
+}
+
+// ConsumeAllWith is ConsumeAll over cfg's brokers with its TLS and SASL
+// settings.
+func ConsumeAllWith(t testing.TB, cfg kafka.Config, topic string) []Record {
+	t.Helper()
+	recs, err := consumeAll(cfg, topic)
 	if err != nil {
 		t.Fatalf("kafkatest: consume %s: %v", topic, err)
 	}
 	return recs
 }
 
-func consumeAll(brokers []string, topic string) (recs []Record, err error) {
-	client, err := sarama.NewClient(brokers, saramaConfig())
+func consumeAll(cfg kafka.Config, topic string) (recs []Record, err error) {
+	sc, err := saramaConfig(cfg.Security)
+	if err != nil {
+		return nil, err
+	}
+	security, err := kgoopts.Security(cfg.Security)
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -196,10 +223,10 @@ func consumeAll(brokers []string, topic string) (recs []Record, err error) {
 		return nil, nil
 	}
 
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-	)
+	}, security...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -242,15 +269,26 @@ func consumeAll(brokers []string, topic string) (recs []Record, err error) {
 // partitions; partitions without a commit are absent.
 func CommittedOffsets(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
 	t.Helper()
-	offsets, err := committedOffsets(brokers, group, topic)
+	return CommittedOffsetsWith(t, kafka.Config{Brokers: brokers}, group, topic)
+}
+
+// CommittedOffsetsWith is CommittedOffsets over cfg's brokers with its TLS
+// and SASL settings.
+func CommittedOffsetsWith(t testing.TB, cfg kafka.Config, group, topic string) map[int32]int64 {
+	t.Helper()
+	offsets, err := committedOffsets(cfg, group, topic)
 	if err != nil {
 		t.Fatalf("kafkatest: committed offsets of %s on %s: %v", group, topic, err)
 	}
 	return offsets
 }
 
-func committedOffsets(brokers []string, group, topic string) (offsets map[int32]int64, err error) {
-	admin, err := sarama.NewClusterAdmin(brokers, saramaConfig())
+func committedOffsets(cfg kafka.Config, group, topic string) (offsets map[int32]int64, err error) {
+	sc, err := saramaConfig(cfg.Security)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -274,10 +312,13 @@ func committedOffsets(brokers []string, group, topic string) (offsets map[int32]
 	return offsets, nil
 }
 
-func saramaConfig() *sarama.Config {
+func saramaConfig(s kafka.Security) (*sarama.Config, error) {
 	c := sarama.NewConfig()
 	c.Version = sarama.V3_6_0_0
 	c.ClientID = "rxflow-kafkatest"
 	c.Metadata.AllowAutoTopicCreation = false // reading must not create topics
-	return c
+	if err := s.ApplySarama(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
