@@ -106,7 +106,7 @@ func (s *Store) init(ctx context.Context) error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.getRow, "SELECT " + columns + " FROM prescriptions WHERE urn = ?"},
+		{&s.getRow, selectSQL + " WHERE urn = ?"},
 		{&s.upsert, upsertSQL},
 		{&s.getCheckpoint, "SELECT position FROM checkpoint WHERE projector = ?"},
 		// Only ever forward.
@@ -303,7 +303,7 @@ func (s *Store) List(ctx context.Context, f projections.Filter) (projections.Pag
 		where = append(where, "urn > ?")
 		args = append(args, after)
 	}
-	q := "SELECT " + columns + " FROM prescriptions"
+	q := selectSQL
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
