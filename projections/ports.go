@@ -140,7 +140,7 @@ type Outbound struct {
 	Topic   string
 	Key     string // the urn
 	ID      string // unique per message, and its dedupe key: derived from the event id
-	Type    string // CloudEvents type, e.g. "prescription.dispensed"
+	Type    string // CloudEvents type, e.g. TypeDispensed
 	Time    time.Time
 	Payload []byte            // JSON
 	Headers map[string]string // extra headers
