@@ -1,6 +1,8 @@
 // Package readmodel is the query side's store: one row per prescription,
 // folded from the prescription events with domain.Evolve, in SQLite
-// (modernc.org/sqlite). It implements projections.ReadModel.
+// (modernc.org/sqlite). It implements projections.ReadModel, which the
+// read-model projection writes through, and httpapi.ReadModel, which the
+// query API reads through.
 //
 // The SQL is kept portable (plain TEXT/BIGINT columns, ON CONFLICT upserts)
 // so a PostgreSQL store can follow; sqlite-specific bits are marked
