@@ -7,7 +7,8 @@ import (
 )
 
 // Decide checks command c against the prescription p and the workflow table.
-// It returns the events that record the transition, or a *Rejection.
+// It returns the event that records the transition, built by the table
+// row's Recorder, or a *Rejection.
 // now is the decision time; Decide never reads the clock.
 func Decide(p Prescription, c Command, now time.Time) ([]Event, error) {
 	w := Prescriptions
@@ -37,35 +38,7 @@ func Decide(p Prescription, c Command, now time.Time) ([]Event, error) {
 			return nil, &Rejection{Code: ReasonGuardFailed, Reason: reason, Status: p.Status, Command: c.Type, Guard: g.Name}
 		}
 	}
-	return []Event{newEvent(p, c, now)}, nil
-}
-
-// newEvent builds the event recording command c; Decide has already checked it.
-func newEvent(p Prescription, c Command, now time.Time) Event {
-	switch c.Type {
-	case Request:
-		return Requested{URN: c.URN, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID, Medication: c.Medication, At: now}
-	case Approve:
-		return Approved{ApprovedBy: approver(c), At: now}
-	case Reject:
-		return Rejected{RejectedBy: c.Actor, Reason: c.Reason, At: now}
-	case Process:
-		pharmacy := c.PharmacyID
-		if pharmacy == "" {
-			pharmacy = p.PharmacyID
-		}
-		return ProcessingStarted{PharmacyID: pharmacy, At: now}
-	case Dispense:
-		return Dispensed{Dispensing: c.Dispensing, At: now}
-	case Complete:
-		return Completed{At: now}
-	default: // Fail: Decide admits only the table's commands.
-		code := c.ReasonCode
-		if code == "" {
-			code = FailureReported
-		}
-		return Failed{Reason: c.Reason, ReasonCode: code, At: now}
-	}
+	return []Event{t.Records.Build(p, c, now)}, nil
 }
 
 // Evolve folds event e into p. It never fails: events are facts.

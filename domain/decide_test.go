@@ -2,7 +2,9 @@ package domain_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +208,16 @@ func TestWorkflowTableIsValid(t *testing.T) {
 	}
 }
 
+// Each row names the event its builder returns.
+func TestRecordersNameTheirEvent(t *testing.T) {
+	for _, tr := range domain.Prescriptions.Transitions {
+		e := tr.Records.Build(domain.Prescription{}, validCommand(tr.On), now)
+		if got := fmt.Sprintf("%T", e); got != "domain."+tr.Records.Event {
+			t.Errorf("%s from %q names %q but builds %s", tr.On, tr.From, tr.Records.Event, got)
+		}
+	}
+}
+
 func TestValidateFindsBrokenTables(t *testing.T) {
 	base := domain.Prescriptions
 	withRows := func(rows ...domain.Transition) domain.Workflow {
@@ -224,6 +236,13 @@ func TestValidateFindsBrokenTables(t *testing.T) {
 			`state "requested" cannot reach a final state`},
 		"ambiguous target": {withRows(append(base.Transitions, domain.Transition{On: domain.Fail, From: domain.StatusApproved, To: domain.StatusRejected})...),
 			`leads to both`},
+		// processor.New validates the table, so such a row stops the start-up.
+		"row without a builder": {withRows(withRecords(base.Transitions, domain.Complete, domain.Recorder{Event: "Completed"})...),
+			`"prescription.complete" from "dispensed" records no event`},
+		"row without an event name": {withRows(withRecords(base.Transitions, domain.Complete, domain.Recorder{Build: base.Transitions[5].Records.Build})...),
+			`"prescription.complete" from "dispensed" records no event`},
+		"builder of another command": {withRows(withRecords(base.Transitions, domain.Approve, base.Transitions[2].Records)...),
+			`"prescription.approve" from "requested" builds Rejected, an event of another command`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -233,6 +252,17 @@ func TestValidateFindsBrokenTables(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withRecords returns a copy of rows whose transition on c records r.
+func withRecords(rows []domain.Transition, c domain.CommandType, r domain.Recorder) []domain.Transition {
+	rows = slices.Clone(rows)
+	for i := range rows {
+		if rows[i].On == c {
+			rows[i].Records = r
+		}
+	}
+	return rows
 }
 
 func TestRefusedChangesNothingButRevision(t *testing.T) {

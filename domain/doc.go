@@ -6,7 +6,8 @@ import (
 )
 
 // Markdown renders the workflow table as the documentation page
-// docs/workflow.md: a Mermaid state diagram and the table with its guards.
+// docs/workflow.md: a Mermaid state diagram and the table with its guards
+// and the event each transition records.
 // The page is generated from the table, never written by hand.
 func (w Workflow) Markdown() string {
 	var b strings.Builder
@@ -23,7 +24,7 @@ func (w Workflow) Markdown() string {
 	for _, f := range w.Final {
 		fmt.Fprintf(&b, "    %s --> [*]\n", f)
 	}
-	b.WriteString("```\n\n| event | from | to | guards |\n|---|---|---|---|\n")
+	b.WriteString("```\n\n| event | from | to | guards | records |\n|---|---|---|---|---|\n")
 	for _, t := range w.Transitions {
 		var guards []string
 		for _, g := range t.Guards {
@@ -33,13 +34,14 @@ func (w Workflow) Markdown() string {
 		if t.From == StatusNone {
 			from = "(new)"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", t.On, from, t.To, strings.Join(guards, ", "))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | `%s` |\n", t.On, from, t.To, strings.Join(guards, ", "), t.Records.Event)
 	}
 	var final []string
 	for _, f := range w.Final {
 		final = append(final, string(f))
 	}
 	fmt.Fprintf(&b, "\nFinal states: %s; they have no exits. Failed state: %s.\n", strings.Join(final, ", "), w.FailedState)
+	b.WriteString("Each transition records the domain event named in the last column (built in `domain/records.go`), stored under its stable name in `events/` (`Approved` as `PrescriptionApproved`).\n")
 	b.WriteString("Any other (state, event) pair is refused with a reason code; see `domain/rejection.go`.\n")
 	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Status is the seed's PrescriptionStatus.
@@ -54,12 +55,23 @@ type Guard struct {
 	Check func(p Prescription, c Command) (reason string, ok bool)
 }
 
-// Transition is one row of the workflow table.
+// Transition is one row of the workflow table: command On moves a
+// prescription from From to To once every guard passes, and Records builds
+// the event that records it.
 type Transition struct {
-	On     CommandType
-	From   Status
-	To     Status
-	Guards []Guard
+	On      CommandType
+	From    Status
+	To      Status
+	Guards  []Guard
+	Records Recorder
+}
+
+// Recorder names the event a transition records and builds it from the
+// prescription, the command and the decision time. Build must return an
+// event whose Cause is the transition's command.
+type Recorder struct {
+	Event string // the domain event's name, e.g. "Approved"
+	Build func(p Prescription, c Command, now time.Time) Event
 }
 
 // Workflow is the seed's WorkflowDefinition: transitions, final states and
@@ -79,13 +91,13 @@ var Prescriptions = Workflow{
 	Final:       []Status{StatusCompleted, StatusRejected, StatusFailed},
 	FailedState: StatusFailed,
 	Transitions: []Transition{
-		{On: Request, From: StatusNone, To: StatusRequested, Guards: []Guard{needPatient, needPrescriber, needMedication}},
-		{On: Approve, From: StatusRequested, To: StatusApproved, Guards: []Guard{needApprover}},
-		{On: Reject, From: StatusRequested, To: StatusRejected, Guards: []Guard{needReason}},
-		{On: Process, From: StatusApproved, To: StatusProcessing, Guards: []Guard{needPharmacy}},
-		{On: Dispense, From: StatusProcessing, To: StatusDispensed, Guards: []Guard{dispenseWithinPrescribed}},
-		{On: Complete, From: StatusDispensed, To: StatusCompleted},
-		{On: Fail, From: StatusProcessing, To: StatusFailed, Guards: []Guard{needReason}},
+		{On: Request, From: StatusNone, To: StatusRequested, Guards: []Guard{needPatient, needPrescriber, needMedication}, Records: recordRequested},
+		{On: Approve, From: StatusRequested, To: StatusApproved, Guards: []Guard{needApprover}, Records: recordApproved},
+		{On: Reject, From: StatusRequested, To: StatusRejected, Guards: []Guard{needReason}, Records: recordRejected},
+		{On: Process, From: StatusApproved, To: StatusProcessing, Guards: []Guard{needPharmacy}, Records: recordProcessingStarted},
+		{On: Dispense, From: StatusProcessing, To: StatusDispensed, Guards: []Guard{dispenseWithinPrescribed}, Records: recordDispensed},
+		{On: Complete, From: StatusDispensed, To: StatusCompleted, Records: recordCompleted},
+		{On: Fail, From: StatusProcessing, To: StatusFailed, Guards: []Guard{needReason}, Records: recordFailed},
 	},
 }
 
@@ -125,7 +137,8 @@ func (w Workflow) Exits(s Status) []CommandType {
 
 // Validate checks the table's shape: every state reachable from the initial
 // state, final states without exits, every other state able to reach a final
-// state, and one target per command so that Evolve is deterministic.
+// state, one target per command so that Evolve is deterministic, and every
+// transition recording a named event of its own command.
 func (w Workflow) Validate() error {
 	var errs []error
 	if !slices.Contains(w.Final, w.FailedState) {
@@ -139,6 +152,11 @@ func (w Workflow) Validate() error {
 		targets[t.On] = t.To
 		if w.IsFinal(t.From) {
 			errs = append(errs, fmt.Errorf("final state %q has an exit on %q", t.From, t.On))
+		}
+		if t.Records.Event == "" || t.Records.Build == nil {
+			errs = append(errs, fmt.Errorf("%q from %q records no event: it needs an event name and a builder", t.On, t.From))
+		} else if e := t.Records.Build(Prescription{}, Command{Type: t.On}, time.Time{}); e == nil || e.Cause() != t.On {
+			errs = append(errs, fmt.Errorf("%q from %q builds %s, an event of another command", t.On, t.From, t.Records.Event))
 		}
 	}
 	reachable := w.reachableFrom(StatusNone)

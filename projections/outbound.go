@@ -10,11 +10,27 @@ import (
 	"rxflow/events"
 )
 
+// The outbound topics as the contract (asyncapi.yaml) names them: the
+// defaults of OutboundTopics.
+const (
+	TopicDispensed     = "prescription.dispensed"
+	TopicFailed        = "prescription.failed"
+	TopicStatusChanged = "prescription.status-changed"
+)
+
 // OutboundTopics names the topics the outbound projector publishes to.
 type OutboundTopics struct {
-	Dispensed     string // default "prescription.dispensed"
-	Failed        string // default "prescription.failed"
-	StatusChanged string // default "prescription.status-changed"
+	Dispensed     string // default TopicDispensed
+	Failed        string // default TopicFailed
+	StatusChanged string // default TopicStatusChanged
+}
+
+// WithDefaults returns t with each empty name set to its default.
+func (t OutboundTopics) WithDefaults() OutboundTopics {
+	t.Dispensed = cmp.Or(t.Dispensed, TopicDispensed)
+	t.Failed = cmp.Or(t.Failed, TopicFailed)
+	t.StatusChanged = cmp.Or(t.StatusChanged, TopicStatusChanged)
+	return t
 }
 
 // CloudEvents types of the outbound messages: stable, whatever the topic names.
@@ -75,10 +91,7 @@ type OutboundProjector struct {
 
 // NewOutboundProjector returns the outbound projector; its checkpoint is kept in ledger.
 func NewOutboundProjector(ledger Ledger, history History, publisher Publisher, topics OutboundTopics) *OutboundProjector {
-	topics.Dispensed = cmp.Or(topics.Dispensed, "prescription.dispensed")
-	topics.Failed = cmp.Or(topics.Failed, "prescription.failed")
-	topics.StatusChanged = cmp.Or(topics.StatusChanged, "prescription.status-changed")
-	return &OutboundProjector{ledger: ledger, history: history, publisher: publisher, topics: topics}
+	return &OutboundProjector{ledger: ledger, history: history, publisher: publisher, topics: topics.WithDefaults()}
 }
 
 // Name implements Projector.

@@ -78,8 +78,10 @@ type Page struct {
 	NextCursor string // "" on the last page
 }
 
-// ReadModel is the query side's store. Apply and its checkpoint are one
-// transaction, so each event is applied exactly once.
+// ReadModel is the store the read-model projection writes: one Row per
+// prescription. Apply and its checkpoint are one transaction, so each event
+// is applied exactly once. Its queries are declared by the query API, which
+// reads them (httpapi.ReadModel).
 type ReadModel interface {
 	// Apply folds rec into its prescription's row and moves the checkpoint
 	// to rec.Position, atomically. An event at or before the checkpoint is
@@ -90,10 +92,6 @@ type ReadModel interface {
 	SaveCheckpoint(ctx context.Context, position uint64) error
 	// Checkpoint is the $all position of the last event applied; 0 if none.
 	Checkpoint(ctx context.Context) (uint64, error)
-	Get(ctx context.Context, urn string) (Row, error) // ErrNotFound if absent
-	List(ctx context.Context, f Filter) (Page, error)
-	// Stats counts prescriptions by status; every status is present.
-	Stats(ctx context.Context) (map[domain.Status]int, error)
 }
 
 // ParkedEffects lists the partner calls that failed after all their
@@ -139,7 +137,7 @@ type Outbound struct {
 	Topic   string
 	Key     string // the urn
 	ID      string // unique per message, and its dedupe key: derived from the event id
-	Type    string // CloudEvents type, e.g. "prescription.dispensed"
+	Type    string // CloudEvents type, e.g. TypeDispensed
 	Time    time.Time
 	Payload []byte            // JSON
 	Headers map[string]string // extra headers

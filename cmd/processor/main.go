@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"rxflow/commands"
 	"rxflow/infra/config"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
@@ -31,10 +32,10 @@ func run(args []string) error {
 	f := config.NewFlags("processor")
 	brokers := f.String("brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	group := f.String("group", "PROCESSOR_GROUP", "rxflow-processor", "Kafka consumer group")
-	commandTopic := f.String("command-topic", "COMMAND_TOPIC", "prescription.events", "topic of incoming commands")
-	rejectionTopic := f.String("rejection-topic", "REJECTION_TOPIC", "prescription.rejections", "topic of refused commands")
-	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", "prescription.events.dlq", "topic of undecodable and poison commands")
-	retryTopic := f.String("retry-topic", "RETRY_TOPIC", "prescription.events.retry", "topic of deferred keyless commands")
+	commandTopic := f.String("command-topic", "COMMAND_TOPIC", commands.TopicCommands, "topic of incoming commands")
+	rejectionTopic := f.String("rejection-topic", "REJECTION_TOPIC", commands.TopicRejections, "topic of refused commands")
+	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", commands.TopicDeadLetters, "topic of undecodable and poison commands")
+	retryTopic := f.String("retry-topic", "RETRY_TOPIC", commands.TopicRetry, "topic of deferred keyless commands")
 	deferDelays := f.String("defer-delays", "DEFER_DELAYS", "1s,2s,4s,8s,16s", "waits before each retry of a keyless command refused as premature")
 	partitions := f.IntRange("partitions", "KAFKA_PARTITIONS", 8, 1, math.MaxInt32, "partitions of topics created at start-up")
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"rxflow/commands"
 	"rxflow/infra/config"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
@@ -42,10 +43,10 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	f := config.NewFlags("projector")
 	brokers := f.String("brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	commandTopic := f.String("command-topic", "COMMAND_TOPIC", "prescription.events", "command topic, for the pharmacy's failure command")
-	dispensed := f.String("dispensed-topic", "DISPENSED_TOPIC", "prescription.dispensed", "topic of prescription.dispensed")
-	failed := f.String("failed-topic", "FAILED_TOPIC", "prescription.failed", "topic of prescription.failed")
-	changed := f.String("status-changed-topic", "STATUS_CHANGED_TOPIC", "prescription.status-changed", "topic of every status change")
+	commandTopic := f.String("command-topic", "COMMAND_TOPIC", commands.TopicCommands, "command topic, for the pharmacy's failure command")
+	dispensed := f.String("dispensed-topic", "DISPENSED_TOPIC", projections.TopicDispensed, "topic of prescription.dispensed")
+	failed := f.String("failed-topic", "FAILED_TOPIC", projections.TopicFailed, "topic of prescription.failed")
+	changed := f.String("status-changed-topic", "STATUS_CHANGED_TOPIC", projections.TopicStatusChanged, "topic of every status change")
 	partitions := f.IntRange("partitions", "KAFKA_PARTITIONS", 8, 1, math.MaxInt32, "partitions of topics created at start-up")
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")

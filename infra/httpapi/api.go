@@ -54,16 +54,25 @@ type Config struct {
 	Logger      *slog.Logger // default slog.Default()
 }
 
-// ReadModel is what the API reads: the query side of projections.ReadModel,
-// and WaitFor, which blocks until the checkpoint reaches position or ctx
-// ends. *readmodel.Store implements it.
+// ReadModel is what the API reads: the read model's queries, the checkpoint
+// their answers reflect, and the wait for it. The read-model projection
+// writes the same store through projections.ReadModel.
 type ReadModel interface {
+	// Get returns urn's row, or an error matching projections.ErrNotFound.
 	Get(ctx context.Context, urn string) (projections.Row, error)
+	// List returns the rows matching f, ordered by urn, one page at a time;
+	// readmodel.ErrInvalidFilter for a bad limit, cursor or status.
 	List(ctx context.Context, f projections.Filter) (projections.Page, error)
+	// Stats counts prescriptions by status; every status is present.
 	Stats(ctx context.Context) (map[domain.Status]int, error)
+	// Checkpoint is the $all position of the last event applied; 0 if none.
 	Checkpoint(ctx context.Context) (uint64, error)
+	// WaitFor blocks until the checkpoint reaches position, or ctx ends
+	// (then it returns ctx's error).
 	WaitFor(ctx context.Context, position uint64) error
 }
+
+var _ ReadModel = (*readmodel.Store)(nil)
 
 type api struct {
 	token   [sha256.Size]byte

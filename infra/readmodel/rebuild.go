@@ -16,7 +16,7 @@ import (
 )
 
 // bulkBatch is how many rows one INSERT of BulkLoad carries: fewer, larger
-// statements cut the per-statement cost (28 columns × 32 rows stays far
+// statements cut the per-statement cost (32 rows of 28 columns stay far
 // below SQLite's 32766 parameters).
 const bulkBatch = 32
 

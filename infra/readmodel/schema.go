@@ -14,41 +14,13 @@ import (
 )
 
 // migrations[i] moves the schema from version i to i+1. Append only; never
-// edit a migration that has shipped.
-//
-// Timestamps are BIGINT unix nanoseconds in UTC (NULL when unset): exact,
-// portable and read back in UTC. They cover the years 1678 to 2262.
-var migrations = []string{`
-CREATE TABLE prescriptions (
-	urn                  TEXT PRIMARY KEY,
-	status               TEXT NOT NULL,
-	revision             BIGINT NOT NULL,
-	patient_id           TEXT NOT NULL,
-	prescriber_id        TEXT NOT NULL,
-	pharmacy_id          TEXT NOT NULL,
-	medication_name      TEXT NOT NULL,
-	medication_code      TEXT NOT NULL,
-	medication_strength  TEXT NOT NULL,
-	medication_quantity  BIGINT NOT NULL,
-	medication_refills   BIGINT NOT NULL,
-	approved_by          TEXT NOT NULL,
-	rejected_by          TEXT NOT NULL,
-	rejection_reason     TEXT NOT NULL,
-	failure_reason       TEXT NOT NULL,
-	dispensed_by         TEXT NOT NULL,
-	dispensed_quantity   BIGINT NOT NULL,
-	dispensed_lot_number TEXT NOT NULL,
-	requested_at         BIGINT,
-	approved_at          BIGINT,
-	rejected_at          BIGINT,
-	processing_at        BIGINT,
-	dispensed_at         BIGINT,
-	completed_at         BIGINT,
-	failed_at            BIGINT,
-	last_revision        BIGINT NOT NULL,
-	last_position        BIGINT NOT NULL,
-	updated_at           BIGINT
-);
+// edit a migration that has shipped. The first one creates the
+// prescriptions table from the columns declared with since 0; a column
+// added later is declared with since = its version, at the end of
+// prescriptionColumns, and gets its own migration: ALTER TABLE
+// prescriptions ADD COLUMN with its name and type (a NOT NULL one needs a
+// DEFAULT).
+var migrations = []string{createPrescriptions() + `
 CREATE INDEX prescriptions_status ON prescriptions (status, urn);
 CREATE INDEX prescriptions_patient ON prescriptions (patient_id, urn);
 CREATE INDEX prescriptions_pharmacy ON prescriptions (pharmacy_id, urn);
@@ -91,21 +63,101 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return tx.Commit()
 }
 
-// columnNames is the prescriptions table in the order of appendRowArgs and
-// scanRow.
-var columnNames = []string{
-	"urn", "status", "revision", "patient_id", "prescriber_id", "pharmacy_id",
-	"medication_name", "medication_code", "medication_strength", "medication_quantity", "medication_refills",
-	"approved_by", "rejected_by", "rejection_reason", "failure_reason",
-	"dispensed_by", "dispensed_quantity", "dispensed_lot_number",
-	"requested_at", "approved_at", "rejected_at", "processing_at", "dispensed_at", "completed_at", "failed_at",
-	"last_revision", "last_position", "updated_at",
+// column is one column of the prescriptions table: its name, its SQL type,
+// and how a row's value is written to it (arg) and read back (dest, a Scan
+// destination pointing into the row).
+type column struct {
+	name, typ string
+	since     int // the schema version that added it; 0 for the table's first columns
+	arg       func(r *projections.Row) any
+	dest      func(r *projections.Row) any
+}
+
+// prescriptionColumns declares the prescriptions table once: the CREATE
+// TABLE, the INSERT, the upsert, the SELECT and the scan are derived from
+// it. The first column is the primary key.
+//
+// Timestamps are BIGINT unix nanoseconds in UTC (NULL when unset): exact,
+// portable and read back in UTC. They cover the years 1678 to 2262.
+var prescriptionColumns = []column{
+	primaryKey(text("urn", func(r *projections.Row) *string { return &r.URN })),
+	text("status", func(r *projections.Row) *domain.Status { return &r.Status }),
+	integer("revision", func(r *projections.Row) *int { return &r.Revision }),
+	text("patient_id", func(r *projections.Row) *string { return &r.PatientID }),
+	text("prescriber_id", func(r *projections.Row) *string { return &r.PrescriberID }),
+	text("pharmacy_id", func(r *projections.Row) *string { return &r.PharmacyID }),
+	text("medication_name", func(r *projections.Row) *string { return &r.Medication.Name }),
+	text("medication_code", func(r *projections.Row) *string { return &r.Medication.Code }),
+	text("medication_strength", func(r *projections.Row) *string { return &r.Medication.Strength }),
+	integer("medication_quantity", func(r *projections.Row) *int { return &r.Medication.Quantity }),
+	integer("medication_refills", func(r *projections.Row) *int { return &r.Medication.Refills }),
+	text("approved_by", func(r *projections.Row) *string { return &r.ApprovedBy }),
+	text("rejected_by", func(r *projections.Row) *string { return &r.RejectedBy }),
+	text("rejection_reason", func(r *projections.Row) *string { return &r.RejectionReason }),
+	text("failure_reason", func(r *projections.Row) *string { return &r.FailureReason }),
+	text("dispensed_by", func(r *projections.Row) *string { return &r.Dispensing.By }),
+	integer("dispensed_quantity", func(r *projections.Row) *int { return &r.Dispensing.Quantity }),
+	text("dispensed_lot_number", func(r *projections.Row) *string { return &r.Dispensing.LotNumber }),
+	timestamp("requested_at", func(r *projections.Row) *time.Time { return &r.RequestedAt }),
+	timestamp("approved_at", func(r *projections.Row) *time.Time { return &r.ApprovedAt }),
+	timestamp("rejected_at", func(r *projections.Row) *time.Time { return &r.RejectedAt }),
+	timestamp("processing_at", func(r *projections.Row) *time.Time { return &r.ProcessingAt }),
+	timestamp("dispensed_at", func(r *projections.Row) *time.Time { return &r.DispensedAt }),
+	timestamp("completed_at", func(r *projections.Row) *time.Time { return &r.CompletedAt }),
+	timestamp("failed_at", func(r *projections.Row) *time.Time { return &r.FailedAt }),
+	integer("last_revision", func(r *projections.Row) *uint64 { return &r.LastRevision }),
+	integer("last_position", func(r *projections.Row) *uint64 { return &r.LastPosition }),
+	timestamp("updated_at", func(r *projections.Row) *time.Time { return &r.UpdatedAt }),
+}
+
+// text is a TEXT NOT NULL column holding *field(r).
+func text[T ~string](name string, field func(*projections.Row) *T) column {
+	return column{name: name, typ: "TEXT NOT NULL",
+		arg: func(r *projections.Row) any { return string(*field(r)) }, dest: func(r *projections.Row) any { return field(r) }}
+}
+
+// integer is a BIGINT NOT NULL column holding *field(r); appendRowArgs
+// checks that the uint64 values fit.
+func integer[T int | uint64](name string, field func(*projections.Row) *T) column {
+	return column{name: name, typ: "BIGINT NOT NULL",
+		arg: func(r *projections.Row) any { return int64(*field(r)) }, dest: func(r *projections.Row) any { return field(r) }}
+}
+
+// timestamp is a nullable BIGINT column of unix nanoseconds holding
+// *field(r); the zero time is NULL.
+func timestamp(name string, field func(*projections.Row) *time.Time) column {
+	return column{name: name, typ: "BIGINT",
+		arg: func(r *projections.Row) any { return nanos(*field(r)) }, dest: func(r *projections.Row) any { return nanosDest{field(r)} }}
+}
+
+// primaryKey makes c the table's key.
+func primaryKey(c column) column {
+	c.typ = strings.TrimSuffix(c.typ, " NOT NULL") + " PRIMARY KEY"
+	return c
+}
+
+// createPrescriptions is the CREATE TABLE of the first schema version.
+func createPrescriptions() string {
+	var defs []string
+	for _, c := range prescriptionColumns {
+		if c.since == 0 {
+			defs = append(defs, "\t"+c.name+" "+c.typ)
+		}
+	}
+	return "\nCREATE TABLE prescriptions (\n" + strings.Join(defs, ",\n") + "\n);"
 }
 
 var (
-	columns   = strings.Join(columnNames, ", ")
-	insertSQL = "INSERT INTO prescriptions (" + columns + ") VALUES (?" + strings.Repeat(", ?", len(columnNames)-1) + ")"
-	upsertSQL = insertSQL + " ON CONFLICT (urn) DO UPDATE SET " + updateAll()
+	columnNames = func() []string {
+		names := make([]string, len(prescriptionColumns))
+		for i, c := range prescriptionColumns {
+			names[i] = c.name
+		}
+		return names
+	}()
+	selectSQL = "SELECT " + strings.Join(columnNames, ", ") + " FROM prescriptions"
+	insertSQL = "INSERT INTO prescriptions (" + strings.Join(columnNames, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(columnNames)-1) + ")"
+	upsertSQL = insertSQL + " ON CONFLICT (" + columnNames[0] + ") DO UPDATE SET " + updateAll()
 )
 
 func updateAll() string {
@@ -116,21 +168,15 @@ func updateAll() string {
 	return strings.Join(set, ", ")
 }
 
-// appendRowArgs appends r as statement arguments, in columnNames order.
+// appendRowArgs appends r as statement arguments, in column order.
 func appendRowArgs(dst []any, r *projections.Row) ([]any, error) {
 	if r.LastRevision > math.MaxInt64 || r.LastPosition > math.MaxInt64 {
 		return nil, fmt.Errorf("row %q: revision or position out of range", r.URN)
 	}
-	p := &r.Prescription
-	return append(dst,
-		p.URN, string(p.Status), p.Revision, p.PatientID, p.PrescriberID, p.PharmacyID,
-		p.Medication.Name, p.Medication.Code, p.Medication.Strength, p.Medication.Quantity, p.Medication.Refills,
-		p.ApprovedBy, p.RejectedBy, p.RejectionReason, p.FailureReason,
-		p.Dispensing.By, p.Dispensing.Quantity, p.Dispensing.LotNumber,
-		nanos(p.RequestedAt), nanos(p.ApprovedAt), nanos(p.RejectedAt), nanos(p.ProcessingAt),
-		nanos(p.DispensedAt), nanos(p.CompletedAt), nanos(p.FailedAt),
-		int64(r.LastRevision), int64(r.LastPosition), nanos(r.UpdatedAt),
-	), nil
+	for _, c := range prescriptionColumns {
+		dst = append(dst, c.arg(r))
+	}
+	return dst, nil
 }
 
 // nanos is t as a nullable column value.
@@ -141,32 +187,33 @@ func nanos(t time.Time) any {
 	return t.UnixNano()
 }
 
+// nanosDest scans a nullable nanos column into a time in UTC; NULL is the
+// zero time.
+type nanosDest struct{ t *time.Time }
+
+func (d nanosDest) Scan(src any) error {
+	var n sql.NullInt64
+	if err := n.Scan(src); err != nil {
+		return err
+	}
+	*d.t = time.Time{}
+	if n.Valid {
+		*d.t = time.Unix(0, n.Int64).UTC()
+	}
+	return nil
+}
+
 type scanner interface{ Scan(dest ...any) error }
 
-// scanRow reads one row selected with columns.
+// scanRow reads one row selected with selectSQL.
 func scanRow(sc scanner) (projections.Row, error) {
 	var r projections.Row
-	var status string
-	var lastRevision, lastPosition int64
-	var times [8]sql.NullInt64
-	p := &r.Prescription
-	err := sc.Scan(
-		&p.URN, &status, &p.Revision, &p.PatientID, &p.PrescriberID, &p.PharmacyID,
-		&p.Medication.Name, &p.Medication.Code, &p.Medication.Strength, &p.Medication.Quantity, &p.Medication.Refills,
-		&p.ApprovedBy, &p.RejectedBy, &p.RejectionReason, &p.FailureReason,
-		&p.Dispensing.By, &p.Dispensing.Quantity, &p.Dispensing.LotNumber,
-		&times[0], &times[1], &times[2], &times[3], &times[4], &times[5], &times[6],
-		&lastRevision, &lastPosition, &times[7],
-	)
-	if err != nil {
+	dest := make([]any, len(prescriptionColumns))
+	for i, c := range prescriptionColumns {
+		dest[i] = c.dest(&r)
+	}
+	if err := sc.Scan(dest...); err != nil {
 		return projections.Row{}, err
 	}
-	p.Status = domain.Status(status)
-	for i, t := range []*time.Time{&p.RequestedAt, &p.ApprovedAt, &p.RejectedAt, &p.ProcessingAt, &p.DispensedAt, &p.CompletedAt, &p.FailedAt, &r.UpdatedAt} {
-		if times[i].Valid {
-			*t = time.Unix(0, times[i].Int64).UTC()
-		}
-	}
-	r.LastRevision, r.LastPosition = uint64(lastRevision), uint64(lastPosition)
 	return r, nil
 }

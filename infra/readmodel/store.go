@@ -1,6 +1,8 @@
 // Package readmodel is the query side's store: one row per prescription,
 // folded from the prescription events with domain.Evolve, in SQLite
-// (modernc.org/sqlite). It implements projections.ReadModel.
+// (modernc.org/sqlite). It implements projections.ReadModel, which the
+// read-model projection writes through, and httpapi.ReadModel, which the
+// query API reads through.
 //
 // The SQL is kept portable (plain TEXT/BIGINT columns, ON CONFLICT upserts)
 // so a PostgreSQL store can follow; sqlite-specific bits are marked
@@ -106,7 +108,7 @@ func (s *Store) init(ctx context.Context) error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.getRow, "SELECT " + columns + " FROM prescriptions WHERE urn = ?"},
+		{&s.getRow, selectSQL + " WHERE urn = ?"},
 		{&s.upsert, upsertSQL},
 		{&s.getCheckpoint, "SELECT position FROM checkpoint WHERE projector = ?"},
 		// Only ever forward.
@@ -303,7 +305,7 @@ func (s *Store) List(ctx context.Context, f projections.Filter) (projections.Pag
 		where = append(where, "urn > ?")
 		args = append(args, after)
 	}
-	q := "SELECT " + columns + " FROM prescriptions"
+	q := selectSQL
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

@@ -33,10 +33,10 @@ import (
 // Config of the processor service. Zero values take the defaults.
 type Config struct {
 	Kafka           kafka.Config    // ConsumerGroup defaults to "rxflow-processor"
-	CommandTopic    string          // default "prescription.events"
-	RejectionTopic  string          // default "prescription.rejections"
-	DeadLetterTopic string          // default "prescription.events.dlq"
-	RetryTopic      string          // deferred keyless commands; default "prescription.events.retry"
+	CommandTopic    string          // default commands.TopicCommands
+	RejectionTopic  string          // default commands.TopicRejections
+	DeadLetterTopic string          // default commands.TopicDeadLetters
+	RetryTopic      string          // deferred keyless commands; default commands.TopicRetry
 	DeferDelays     []time.Duration // waits before each delayed retry; default commands.DefaultDeferDelays
 	Retry           RetryPolicy
 	Partitions      int32 // partitions of the topics it creates; default 8
@@ -62,10 +62,10 @@ func (c *Config) setDefaults() {
 		c.Kafka.ConsumerGroup = "rxflow-processor"
 	}
 	c.Kafka.MaxMessageBytes = cmp.Or(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes)
-	c.CommandTopic = cmp.Or(c.CommandTopic, "prescription.events")
-	c.RejectionTopic = cmp.Or(c.RejectionTopic, "prescription.rejections")
-	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, "prescription.events.dlq")
-	c.RetryTopic = cmp.Or(c.RetryTopic, "prescription.events.retry")
+	c.CommandTopic = cmp.Or(c.CommandTopic, commands.TopicCommands)
+	c.RejectionTopic = cmp.Or(c.RejectionTopic, commands.TopicRejections)
+	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, commands.TopicDeadLetters)
+	c.RetryTopic = cmp.Or(c.RetryTopic, commands.TopicRetry)
 	c.Retry.MaxRetries = cmp.Or(c.Retry.MaxRetries, 8)
 	c.Retry.InitialInterval = cmp.Or(c.Retry.InitialInterval, 50*time.Millisecond)
 	c.Retry.MaxInterval = cmp.Or(c.Retry.MaxInterval, 5*time.Second)

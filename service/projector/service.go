@@ -21,6 +21,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"rxflow/commands"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
@@ -34,7 +35,7 @@ import (
 // Config of the projector service. Zero values take the defaults.
 type Config struct {
 	Kafka        kafka.Config // only publishes: no consumer group needed
-	CommandTopic string       // where the pharmacy's failure command goes; default "prescription.events"
+	CommandTopic string       // where the pharmacy's failure command goes; default commands.TopicCommands
 	Outbound     projections.OutboundTopics
 	Partitions   int32 // partitions of the topics it creates; default 8
 	EventStore   eventstore.Config
@@ -46,10 +47,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	c.CommandTopic = cmp.Or(c.CommandTopic, "prescription.events")
-	c.Outbound.Dispensed = cmp.Or(c.Outbound.Dispensed, "prescription.dispensed")
-	c.Outbound.Failed = cmp.Or(c.Outbound.Failed, "prescription.failed")
-	c.Outbound.StatusChanged = cmp.Or(c.Outbound.StatusChanged, "prescription.status-changed")
+	c.CommandTopic = cmp.Or(c.CommandTopic, commands.TopicCommands)
+	c.Outbound = c.Outbound.WithDefaults()
 	c.Partitions = cmp.Or(c.Partitions, 8)
 	c.DataDir = cmp.Or(c.DataDir, filepath.Join("data", "projector"))
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"rxflow/domain"
 	"rxflow/infra/kafka"
 	"rxflow/projections"
 	"rxflow/standin/partnersim"
@@ -21,19 +22,22 @@ import (
 type scenario struct {
 	name     string
 	urn      string
-	commands []string // seed events, in order; "dup" repeats the previous command
-	want     string   // the status it must end in
-	events   int      // the events its stream must hold, refusals included
+	commands []domain.CommandType // seed events, in order; dup repeats the previous command
+	want     string               // the status it must end in
+	events   int                  // the events its stream must hold, refusals included
 	before   func(*Stack)
 }
 
-var demoPayloads = map[string]string{
-	"prescription.request":  `{"patientId":"patient-42","prescriberId":"dr-house","pharmacyId":"pharmacy-7","medication":{"name":"Amoxicillin","code":"J01CA04","strength":"500mg","quantity":21,"refills":0}}`,
-	"prescription.approve":  `{"approvedBy":"dr-house"}`,
-	"prescription.reject":   `{"reason":"Interaction with current medication"}`,
-	"prescription.process":  `{}`,
-	"prescription.dispense": `{"dispensedBy":"pharmacist-1","quantity":21,"lotNumber":"LOT-2026-11"}`,
-	"prescription.complete": `{}`,
+// dup in a scenario delivers the previous command again.
+const dup domain.CommandType = "dup"
+
+var demoPayloads = map[domain.CommandType]string{
+	domain.Request:  `{"patientId":"patient-42","prescriberId":"dr-house","pharmacyId":"pharmacy-7","medication":{"name":"Amoxicillin","code":"J01CA04","strength":"500mg","quantity":21,"refills":0}}`,
+	domain.Approve:  `{"approvedBy":"dr-house"}`,
+	domain.Reject:   `{"reason":"Interaction with current medication"}`,
+	domain.Process:  `{}`,
+	domain.Dispense: `{"dispensedBy":"pharmacist-1","quantity":21,"lotNumber":"LOT-2026-11"}`,
+	domain.Complete: `{}`,
 }
 
 // Demo plays the seed's scenarios through Kafka: the happy path, a
@@ -44,16 +48,16 @@ func (s *Stack) Demo(ctx context.Context, out io.Writer) error {
 	run := time.Now().UTC().Format("20060102-150405")
 	scenarios := []scenario{
 		{name: "happy path", urn: "urn:rx:demo-happy-" + run, want: "completed", events: 5,
-			commands: []string{"prescription.request", "prescription.approve", "prescription.process", "prescription.dispense", "prescription.complete"}},
+			commands: []domain.CommandType{domain.Request, domain.Approve, domain.Process, domain.Dispense, domain.Complete}},
 		{name: "rejection", urn: "urn:rx:demo-rejected-" + run, want: "rejected", events: 2,
-			commands: []string{"prescription.request", "prescription.reject"}},
+			commands: []domain.CommandType{domain.Request, domain.Reject}},
 		{name: "pharmacy failure (simulator down)", urn: "urn:rx:demo-pharmacy-down-" + run, want: "failed", events: 4,
-			commands: []string{"prescription.request", "prescription.approve", "prescription.process"},
+			commands: []domain.CommandType{domain.Request, domain.Approve, domain.Process},
 			before:   func(s *Stack) { s.Sim.SetDown(partnersim.Pharmacy, true) }},
 		{name: "invalid transition (dispense before approval)", urn: "urn:rx:demo-invalid-" + run, want: "requested", events: 2,
-			commands: []string{"prescription.request", "prescription.dispense"}},
+			commands: []domain.CommandType{domain.Request, domain.Dispense}},
 		{name: "duplicate (the same command delivered twice)", urn: "urn:rx:demo-duplicate-" + run, want: "approved", events: 2,
-			commands: []string{"prescription.request", "prescription.approve", "dup"}},
+			commands: []domain.CommandType{domain.Request, domain.Approve, dup}},
 	}
 	pub, err := kafka.NewPublisher(kafka.Config{Brokers: s.Brokers, Security: s.cfg.KafkaSecurity}, watermill.NopLogger{})
 	if err != nil {
@@ -92,7 +96,7 @@ func (s *Stack) play(pub message.Publisher, sc scenario) error {
 	var last *message.Message
 	for i, c := range sc.commands {
 		msg := last
-		if c != "dup" {
+		if c != dup {
 			body := fmt.Sprintf(`{"urn":%q,"event":%q,"commandId":"%s/%d","actor":"demo","payload":%s}`, sc.urn, c, sc.urn, i, demoPayloads[c])
 			msg = message.NewMessage(watermill.NewUUID(), []byte(body))
 			msg.Metadata.Set(kafka.MetadataKey, sc.urn)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"rxflow/commands"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/partners"
@@ -80,13 +81,11 @@ func Start(cfg Config) (*Stack, error) {
 	if len(cfg.Brokers) == 0 && cfg.KafkaSecurity != (kafka.Security{}) {
 		return nil, errors.New("stack: KafkaSecurity needs Brokers: the embedded broker is PLAINTEXT")
 	}
-	cfg.Topics.Commands = cmp.Or(cfg.Topics.Commands, "prescription.events")
-	cfg.Topics.Rejections = cmp.Or(cfg.Topics.Rejections, "prescription.rejections")
-	cfg.Topics.DeadLetters = cmp.Or(cfg.Topics.DeadLetters, "prescription.events.dlq")
+	cfg.Topics.Commands = cmp.Or(cfg.Topics.Commands, commands.TopicCommands)
+	cfg.Topics.Rejections = cmp.Or(cfg.Topics.Rejections, commands.TopicRejections)
+	cfg.Topics.DeadLetters = cmp.Or(cfg.Topics.DeadLetters, commands.TopicDeadLetters)
 	cfg.Topics.ConsumerGroup = cmp.Or(cfg.Topics.ConsumerGroup, "rxflow-processor")
-	cfg.Topics.Outbound.Dispensed = cmp.Or(cfg.Topics.Outbound.Dispensed, "prescription.dispensed")
-	cfg.Topics.Outbound.Failed = cmp.Or(cfg.Topics.Outbound.Failed, "prescription.failed")
-	cfg.Topics.Outbound.StatusChanged = cmp.Or(cfg.Topics.Outbound.StatusChanged, "prescription.status-changed")
+	cfg.Topics.Outbound = cfg.Topics.Outbound.WithDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
