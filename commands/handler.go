@@ -32,7 +32,7 @@ type EventStore interface {
 	Append(ctx context.Context, urn string, expected int64, evs []events.Pending) (position uint64, err error)
 }
 
-// ReasonCommandIDReused rejects a command whose id was already used for
+// ReasonCommandIDReused refuses a command whose id was already used for
 // different content.
 const ReasonCommandIDReused domain.ReasonCode = "command_id_reused"
 
@@ -43,7 +43,7 @@ type OutcomeKind string
 const (
 	Appended  OutcomeKind = "appended"
 	Duplicate OutcomeKind = "duplicate" // already applied: nothing written
-	Rejected  OutcomeKind = "rejected"  // refused; recorded in the stream unless its id was reused
+	Refused   OutcomeKind = "refused"   // refused; recorded in the stream unless its id was reused
 	// Deferred: refused only because it may have arrived before its
 	// predecessor (domain.Workflow.Premature) while env.Deferrable; nothing
 	// was written, and the command is to be retried later.
@@ -52,13 +52,13 @@ const (
 
 // Outcome is the result of handling one command.
 type Outcome struct {
-	Kind      OutcomeKind
-	Status    domain.Status // the prescription's status afterwards
-	Rejection *domain.Rejection
-	At        time.Time // when the outcome was decided; for a duplicate, zero
-	Position  uint64    // $all position of the last appended event
-	Revision  int64     // stream revision afterwards; -1 if the stream does not exist
-	Attempts  int       // appends tried, counting concurrency retries
+	Kind     OutcomeKind
+	Status   domain.Status // the prescription's status afterwards
+	Refusal  *domain.Refusal
+	At       time.Time // when the outcome was decided; for a duplicate, zero
+	Position uint64    // $all position of the last appended event
+	Revision int64     // stream revision afterwards; -1 if the stream does not exist
+	Attempts int       // appends tried, counting concurrency retries
 }
 
 // HandlerConfig tunes the Handler.
@@ -143,11 +143,11 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	if seen, ok := st.commands[env.ID]; ok {
 		switch {
 		case !seen.hash.Matches(env.Command):
-			out.Kind, out.At = Rejected, h.clock().UTC()
-			out.Rejection = &domain.Rejection{Code: ReasonCommandIDReused, Status: st.p.Status, Command: env.Command.Type,
+			out.Kind, out.At = Refused, h.clock().UTC()
+			out.Refusal = &domain.Refusal{Code: ReasonCommandIDReused, Status: st.p.Status, Command: env.Command.Type,
 				Reason: fmt.Sprintf("command id %q was already used for a different command", env.ID)}
 		case seen.refusal != nil:
-			out.Kind, out.Rejection, out.At = Rejected, seen.refusal.Rejection(), seen.refusal.At
+			out.Kind, out.Refusal, out.At = Refused, seen.refusal.Refusal(), seen.refusal.At
 		default:
 			out.Kind = Duplicate
 		}
@@ -156,15 +156,15 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	now := h.clock().UTC()
 	evs, err := domain.Decide(st.p, env.Command, now)
 	out.Kind, out.At = Appended, now
-	if rej, ok := errors.AsType[*domain.Rejection](err); ok {
+	if rej, ok := errors.AsType[*domain.Refusal](err); ok {
 		if env.Deferrable && domain.Prescriptions.Premature(rej) {
-			out.Kind, out.Rejection = Deferred, rej
+			out.Kind, out.Refusal = Deferred, rej
 			return out, nil, st, nil
 		}
 		if env.Deferrals > 0 {
 			rej.Reason += fmt.Sprintf(" (after %d delayed retries: the command came without a Kafka key and may have arrived before its predecessor)", env.Deferrals)
 		}
-		out.Kind, out.Rejection = Rejected, rej
+		out.Kind, out.Refusal = Refused, rej
 		evs = []domain.Event{domain.RefusalOf(rej, now)}
 	} else if err != nil {
 		return Outcome{}, nil, st, err

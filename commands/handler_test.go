@@ -117,7 +117,7 @@ func TestHandlerDuplicatesAndReusedIDs(t *testing.T) {
 		}
 		other := envelope(t, "dup-req", approveJSON)
 		out := handle(t, h, other)
-		if out.Kind != commands.Rejected || out.Rejection.Code != commands.ReasonCommandIDReused {
+		if out.Kind != commands.Refused || out.Refusal.Code != commands.ReasonCommandIDReused {
 			t.Fatalf("cache %d: reused id: %+v", cache, out)
 		}
 		// A second request under a new id is the domain's duplicate request,
@@ -125,8 +125,8 @@ func TestHandlerDuplicatesAndReusedIDs(t *testing.T) {
 		id := fmt.Sprintf("dup-req-cache-%d", cache)
 		first := handle(t, h, envelope(t, id, requestJSON))
 		again := handle(t, h, envelope(t, id, requestJSON))
-		if first.Kind != commands.Rejected || first.Rejection.Code != domain.ReasonDuplicateRequest ||
-			again.Kind != commands.Rejected || *again.Rejection != *first.Rejection || !again.At.Equal(first.At) {
+		if first.Kind != commands.Refused || first.Refusal.Code != domain.ReasonDuplicateRequest ||
+			again.Kind != commands.Refused || *again.Refusal != *first.Refusal || !again.At.Equal(first.At) {
 			t.Fatalf("cache %d: second request %+v, redelivered %+v", cache, first, again)
 		}
 	}
@@ -155,7 +155,7 @@ func TestHandlerStaleCacheNeverDecidesWrong(t *testing.T) {
 	handle(t, b, envelope(t, "s4", `{"urn":"urn:rx:h1","event":"prescription.fail","payload":{"reason":"out of stock"}}`))
 	// On a's stale state, dispense would be appended; the expected revision catches it.
 	out := handle(t, a, envelope(t, "s5", dispenseJSON))
-	if out.Kind != commands.Rejected || out.Rejection.Code != domain.ReasonFinalState || out.Attempts < 2 {
+	if out.Kind != commands.Refused || out.Refusal.Code != domain.ReasonFinalState || out.Attempts < 2 {
 		t.Fatalf("dispense on a stale cache: %+v", out)
 	}
 }
@@ -183,7 +183,7 @@ func TestHandlerConcurrentWritersOneWinsEachRevision(t *testing.T) {
 	for _, o := range outs {
 		if o.Kind == commands.Appended {
 			appended++
-		} else if o.Kind != commands.Rejected || o.Rejection.Code != domain.ReasonFinalState && o.Rejection.Code != domain.ReasonInvalidTransition {
+		} else if o.Kind != commands.Refused || o.Refusal.Code != domain.ReasonFinalState && o.Refusal.Code != domain.ReasonInvalidTransition {
 			t.Fatalf("loser outcome %+v", o)
 		}
 	}

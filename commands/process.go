@@ -17,9 +17,9 @@ import (
 // never dead-lettered for it. Adapters wrap such failures with it.
 var ErrUnavailable = errors.New("dependency unavailable")
 
-// RejectionMessage is what the rejections topic carries for a refused
+// RefusalMessage is what the rejections topic carries for a refused
 // command: the command, a reason code, a readable reason and the status.
-type RejectionMessage struct {
+type RefusalMessage struct {
 	URN           string          `json:"urn"`
 	Event         string          `json:"event"`
 	CommandID     string          `json:"commandId"`
@@ -37,7 +37,7 @@ type RejectionMessage struct {
 // only once the message is durably published; a broker failure is wrapped
 // with ErrUnavailable.
 type Outbox interface {
-	Reject(ctx context.Context, m RejectionMessage) error
+	Refuse(ctx context.Context, m RefusalMessage) error
 	// DeadLetter publishes an undecodable or unprocessable message with its
 	// raw bytes, its headers, a code and why it was refused.
 	DeadLetter(ctx context.Context, raw Raw, code string, cause error) error
@@ -71,7 +71,7 @@ type Result struct {
 }
 
 // Processor turns command messages into outcomes: an append, a duplicate,
-// a published rejection, a delayed retry or a published dead letter. A
+// a published refusal, a delayed retry or a published dead letter. A
 // message is done only when Process returns nil; otherwise it must be
 // retried.
 type Processor struct {
@@ -118,9 +118,9 @@ func (p *Processor) Process(ctx context.Context, raw Raw) (Result, error) {
 		if err := p.outbox.Defer(ctx, raw, env.Command.URN, notBefore); err != nil {
 			return Result{}, fmt.Errorf("defer: %w", err)
 		}
-	case res.Outcome.Kind == Rejected:
-		if err := p.outbox.Reject(ctx, rejection(env, res.Outcome.Rejection, res.Outcome.At)); err != nil {
-			return Result{}, fmt.Errorf("publish rejection: %w", err)
+	case res.Outcome.Kind == Refused:
+		if err := p.outbox.Refuse(ctx, refusalMessage(env, res.Outcome.Refusal, res.Outcome.At)); err != nil {
+			return Result{}, fmt.Errorf("publish refusal: %w", err)
 		}
 	}
 	return res, nil
@@ -134,8 +134,8 @@ func (p *Processor) deadLetter(ctx context.Context, res Result, raw Raw, code st
 	return res, nil
 }
 
-func rejection(env Envelope, r *domain.Rejection, at time.Time) RejectionMessage {
-	return RejectionMessage{
+func refusalMessage(env Envelope, r *domain.Refusal, at time.Time) RefusalMessage {
+	return RefusalMessage{
 		URN: env.Command.URN, Event: string(env.Command.Type), CommandID: env.ID, CorrelationID: env.CorrelationID,
 		Code: string(r.Code), Reason: r.Reason, Guard: r.Guard, Status: string(r.Status),
 		Command: jsonValue(env.Source), Retries: env.Deferrals, RejectedAt: at.UTC(),

@@ -8,34 +8,34 @@ import (
 
 // Decide checks command c against the prescription p and the workflow table.
 // It returns the event that records the transition, built by the table
-// row's Recorder, or a *Rejection.
+// row's Recorder, or a *Refusal.
 // now is the decision time; Decide never reads the clock.
 func Decide(p Prescription, c Command, now time.Time) ([]Event, error) {
 	w := Prescriptions
-	reject := func(code ReasonCode, format string, args ...any) ([]Event, error) {
-		return nil, &Rejection{Code: code, Reason: fmt.Sprintf(format, args...), Status: p.Status, Command: c.Type}
+	refuse := func(code ReasonCode, format string, args ...any) ([]Event, error) {
+		return nil, &Refusal{Code: code, Reason: fmt.Sprintf(format, args...), Status: p.Status, Command: c.Type}
 	}
 	if !slices.Contains(CommandTypes, c.Type) {
-		return reject(ReasonUnknownCommand, "unknown event %q", c.Type)
+		return refuse(ReasonUnknownCommand, "unknown event %q", c.Type)
 	}
 	if p.Status != StatusNone && c.URN != p.URN {
-		return reject(ReasonURNMismatch, "command for %q applied to prescription %q", c.URN, p.URN)
+		return refuse(ReasonURNMismatch, "command for %q applied to prescription %q", c.URN, p.URN)
 	}
 	t, ok := w.Lookup(p.Status, c.Type)
 	switch {
 	case ok:
 	case p.Status == StatusNone:
-		return reject(ReasonUnknownPrescription, "prescription %q was never requested", c.URN)
+		return refuse(ReasonUnknownPrescription, "prescription %q was never requested", c.URN)
 	case c.Type == Request:
-		return reject(ReasonDuplicateRequest, "prescription %q already exists (status %s)", c.URN, p.Status)
+		return refuse(ReasonDuplicateRequest, "prescription %q already exists (status %s)", c.URN, p.Status)
 	case w.IsFinal(p.Status):
-		return reject(ReasonFinalState, "prescription is %s, a final state: no further transitions", p.Status)
+		return refuse(ReasonFinalState, "prescription is %s, a final state: no further transitions", p.Status)
 	default:
-		return reject(ReasonInvalidTransition, "%s is not allowed from %s (allowed: %v)", c.Type, p.Status, w.Exits(p.Status))
+		return refuse(ReasonInvalidTransition, "%s is not allowed from %s (allowed: %v)", c.Type, p.Status, w.Exits(p.Status))
 	}
 	for _, g := range t.Guards {
 		if reason, ok := g.Check(p, c); !ok {
-			return nil, &Rejection{Code: ReasonGuardFailed, Reason: reason, Status: p.Status, Command: c.Type, Guard: g.Name}
+			return nil, &Refusal{Code: ReasonGuardFailed, Reason: reason, Status: p.Status, Command: c.Type, Guard: g.Name}
 		}
 	}
 	return []Event{t.Records.Build(p, c, now)}, nil

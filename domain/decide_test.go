@@ -77,7 +77,7 @@ func TestEveryStateEventPair(t *testing.T) {
 				evs, err := domain.Decide(p, validCommand(c), now)
 				want, listed := domain.Prescriptions.Lookup(s, c)
 				if !listed {
-					var r *domain.Rejection
+					var r *domain.Refusal
 					if !errors.As(err, &r) {
 						t.Fatalf("pair not in table was accepted: events %v, err %v", evs, err)
 					}
@@ -120,7 +120,7 @@ func TestRejectionCodes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := domain.Decide(domain.Fold(historyTo(t, tc.given)), tc.when, now)
-			var r *domain.Rejection
+			var r *domain.Refusal
 			if !errors.As(err, &r) || r.Code != tc.code {
 				t.Fatalf("err = %v, want code %s", err, tc.code)
 			}
@@ -152,7 +152,7 @@ func TestGuards(t *testing.T) {
 			c := validCommand(tc.base)
 			tc.when(&c)
 			_, err := domain.Decide(domain.Fold(historyTo(t, tc.given)), c, now)
-			var r *domain.Rejection
+			var r *domain.Refusal
 			if !errors.As(err, &r) || r.Code != domain.ReasonGuardFailed || r.Guard != tc.guard {
 				t.Fatalf("err = %v, want guard %s", err, tc.guard)
 			}
@@ -268,7 +268,7 @@ func withRecords(rows []domain.Transition, c domain.CommandType, r domain.Record
 func TestRefusedChangesNothingButRevision(t *testing.T) {
 	p := domain.Fold(historyTo(t, domain.StatusApproved))
 	_, err := domain.Decide(p, validCommand(domain.Complete), now)
-	var r *domain.Rejection
+	var r *domain.Refusal
 	if !errors.As(err, &r) {
 		t.Fatalf("complete from approved: %v", err)
 	}
@@ -278,7 +278,7 @@ func TestRefusedChangesNothingButRevision(t *testing.T) {
 	if !reflect.DeepEqual(after, p) {
 		t.Fatalf("refusal changed the state:\n got %+v\nwant %+v", after, p)
 	}
-	if got := refused.Rejection(); !reflect.DeepEqual(got, r) {
+	if got := refused.Refusal(); !reflect.DeepEqual(got, r) {
 		t.Fatalf("rejection round trip: %+v vs %+v", got, r)
 	}
 }
@@ -305,7 +305,7 @@ func TestPremature(t *testing.T) {
 		{domain.ReasonURNMismatch, domain.StatusRequested, domain.Approve, false},
 	}
 	for _, tc := range cases {
-		r := &domain.Rejection{Code: tc.code, Status: tc.status, Command: tc.cmd}
+		r := &domain.Refusal{Code: tc.code, Status: tc.status, Command: tc.cmd}
 		if got := domain.Prescriptions.Premature(r); got != tc.want {
 			t.Errorf("Premature(%s, %s in %q) = %v, want %v", tc.code, tc.cmd, tc.status, got, tc.want)
 		}
@@ -334,7 +334,7 @@ func TestFailRecordsReasonCode(t *testing.T) {
 	}
 	// A code without a reason is still refused: the reason is the human text.
 	_, err := domain.Decide(processing, domain.Command{Type: domain.Fail, URN: urn, ReasonCode: "out_of_stock"}, now)
-	if r, ok := errors.AsType[*domain.Rejection](err); !ok || r.Guard != "reason_required" {
+	if r, ok := errors.AsType[*domain.Refusal](err); !ok || r.Guard != "reason_required" {
 		t.Fatalf("fail with a code but no reason: %v", err)
 	}
 }

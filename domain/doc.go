@@ -42,6 +42,6 @@ func (w Workflow) Markdown() string {
 	}
 	fmt.Fprintf(&b, "\nFinal states: %s; they have no exits. Failed state: %s.\n", strings.Join(final, ", "), w.FailedState)
 	b.WriteString("Each transition records the domain event named in the last column (built in `domain/records.go`), stored under its stable name in `events/` (`Approved` as `PrescriptionApproved`).\n")
-	b.WriteString("Any other (state, event) pair is refused with a reason code; see `domain/rejection.go`.\n")
+	b.WriteString("Any other (state, event) pair is refused with a reason code; see `domain/refusal.go`.\n")
 	return b.String()
 }

@@ -86,7 +86,7 @@ type Approved struct {
 	At         time.Time
 }
 
-// Rejected records the prescriber's refusal.
+// Rejected records the prescriber's rejection (the seed's prescription.reject).
 type Rejected struct {
 	RejectedBy string
 	Reason     string
@@ -135,14 +135,14 @@ type Refused struct {
 	At      time.Time
 }
 
-// RefusalOf records rejection r, decided at at.
-func RefusalOf(r *Rejection, at time.Time) Refused {
+// RefusalOf records refusal r, decided at at.
+func RefusalOf(r *Refusal, at time.Time) Refused {
 	return Refused{Command: r.Command, Code: r.Code, Reason: r.Reason, Guard: r.Guard, Status: r.Status, At: at}
 }
 
-// Rejection returns the refusal as the rejection it recorded.
-func (e Refused) Rejection() *Rejection {
-	return &Rejection{Code: e.Code, Reason: e.Reason, Guard: e.Guard, Status: e.Status, Command: e.Command}
+// Refusal returns the refusal it recorded.
+func (e Refused) Refusal() *Refusal {
+	return &Refusal{Code: e.Code, Reason: e.Reason, Guard: e.Guard, Status: e.Status, Command: e.Command}
 }
 
 func (Refused) Cause() CommandType           { return "" } // no transition

@@ -193,11 +193,11 @@ func (w Workflow) reachableFrom(start Status) map[Status]bool {
 	return seen
 }
 
-// Premature reports whether rejection r may only mean that the command
+// Premature reports whether refusal r may only mean that the command
 // arrived before its predecessor: the prescription does not exist yet, or
 // the command is valid from a state the workflow can still reach. A command
 // refused in a final state, by a guard or as a duplicate is never premature.
-func (w Workflow) Premature(r *Rejection) bool {
+func (w Workflow) Premature(r *Refusal) bool {
 	switch r.Code {
 	case ReasonUnknownPrescription:
 		return true

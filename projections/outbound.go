@@ -108,7 +108,7 @@ func (o *OutboundProjector) SaveCheckpoint(ctx context.Context, pos uint64) erro
 }
 
 // Handle implements Projector. A refusal publishes nothing: it changes no
-// status, and the processor has published it as a rejection.
+// status, and the processor has published it as a refusal.
 func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) error {
 	if _, refused := rec.Event.(domain.Refused); refused {
 		return nil

@@ -177,7 +177,7 @@ type Effect struct {
 type Refusal struct {
 	CommandID string    `json:"commandId"`
 	EventID   string    `json:"eventId"` // of the PrescriptionCommandRefused event
-	Code      string    `json:"code"`    // a rejection code, e.g. "invalid_transition"
+	Code      string    `json:"code"`    // a refusal code, e.g. "invalid_transition"
 	Reason    string    `json:"reason"`
 	Status    string    `json:"status"` // the prescription's status when it was refused
 	At        time.Time `json:"at"`

@@ -110,13 +110,13 @@ const (
 // in the command's diagnostic header.
 type FailWith struct {
 	Reason      string
-	Rejected    string // code when the partner refused the call
+	Refused     string // code when the partner refused the call
 	Unavailable string // code for every other ErrPartnerFailed
 }
 
 func (f FailWith) code(err error) string {
 	if errors.Is(err, ErrPartnerRefused) {
-		return f.Rejected
+		return f.Refused
 	}
 	return f.Unavailable
 }
@@ -149,7 +149,7 @@ var Reactions = []Reaction{
 		When: Trigger{On: domain.Approve}, Body: approvalNotice, OnGiveUp: Park},
 	{Name: "pharmacy", Partner: Partner{Name: "pharmacy", Path: "/v1/prescriptions", About: "pharmacy"},
 		When: Trigger{From: domain.StatusApproved, To: domain.StatusProcessing}, Body: pharmacyOrder, OnGiveUp: FailPrescription,
-		FailWith: FailWith{Reason: PharmacyFailureReason, Rejected: ReasonPharmacyRejected, Unavailable: ReasonPharmacyUnavailable}},
+		FailWith: FailWith{Reason: PharmacyFailureReason, Refused: ReasonPharmacyRejected, Unavailable: ReasonPharmacyUnavailable}},
 	{Name: "patient-notification", Partner: Partner{Name: "notifications", Path: "/v1/notifications", About: "patient notification service"},
 		When: Trigger{From: domain.StatusDispensed, To: domain.StatusCompleted}, Body: readyForPickup, OnGiveUp: Park},
 	{Name: "support-alert", Partner: Support,

@@ -185,7 +185,7 @@ func TestRefusalsAreDeliveredAsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := h.Handle(context.Background(), env)
-	if err != nil || out.Kind != commands.Rejected {
+	if err != nil || out.Kind != commands.Refused {
 		t.Fatalf("complete from requested: %+v %v", out, err)
 	}
 

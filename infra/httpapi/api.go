@@ -205,7 +205,7 @@ func (a *api) withURN(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// fromReadModel serves a read-model route. It rejects query parameters
+// fromReadModel serves a read-model route. It refuses query parameters
 // other than params, minPosition and timeout; waits until the checkpoint
 // reaches minPosition, if given; and sets PositionHeader on every answer.
 // The checkpoint is read before serve reads the rows, so the header is a

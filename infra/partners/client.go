@@ -41,9 +41,9 @@ const maxRetryAfterSecs = 365 * 24 * 3600
 const maxErrorBody = 512
 
 var (
-	// ErrPermanent marks a call the partner rejected with a non-retryable
+	// ErrPermanent marks a call the partner refused with a non-retryable
 	// status (4xx other than 408/429); retrying the same request cannot help.
-	ErrPermanent = errors.New("partner rejected the call permanently")
+	ErrPermanent = errors.New("partner refused the call permanently")
 	// ErrExhausted marks a call that kept failing transiently until the
 	// retry budget ran out; the same call may succeed later.
 	ErrExhausted = errors.New("partner call retries exhausted")

@@ -61,7 +61,7 @@ func TestTwoProcessorsRandomCommands(t *testing.T) {
 		handled := func() int {
 			total := 0
 			for _, svc := range []*processor.Service{first, second} {
-				for _, o := range []string{"appended", "duplicate", "rejected", "dead_lettered"} {
+				for _, o := range []string{"appended", "duplicate", "refused", "dead_lettered"} {
 					v, _ := strconv.Atoi(metric(t, svc, `rxflow_commands_total{outcome="`+o+`"}`))
 					total += v
 				}
@@ -72,9 +72,9 @@ func TestTwoProcessorsRandomCommands(t *testing.T) {
 		t.Logf("%d messages (%d prescriptions) handled in %v: %.0f commands/s",
 			len(records), prescriptions, time.Since(start).Round(time.Millisecond), float64(len(records))/time.Since(start).Seconds())
 
-		rejections := map[string]commands.RejectionMessage{}
+		rejections := map[string]commands.RefusalMessage{}
 		for _, r := range kafkatest.ConsumeAll(t, brokers, tp.rejections) {
-			var m commands.RejectionMessage
+			var m commands.RefusalMessage
 			if err := json.Unmarshal(r.Value, &m); err != nil {
 				t.Fatal(err)
 			}

@@ -104,7 +104,7 @@ func FuzzProcess(f *testing.F) {
 		switch {
 		case res.DeadLetter != "":
 			want["dlq"] = 1
-		case res.Outcome.Kind == commands.Rejected:
+		case res.Outcome.Kind == commands.Refused:
 			want["rej"] = 1
 		case res.Outcome.Kind == commands.Deferred:
 			want["retry"] = 1

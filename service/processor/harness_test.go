@@ -138,12 +138,12 @@ func command(urn, id, event, payload string) kafkatest.Record {
 
 // rejectionOf decodes a record of the rejections topic, which must be
 // valid UTF-8 JSON.
-func rejectionOf(t *testing.T, rec kafkatest.Record) commands.RejectionMessage {
+func rejectionOf(t *testing.T, rec kafkatest.Record) commands.RefusalMessage {
 	t.Helper()
 	if !utf8.Valid(rec.Value) || !json.Valid(rec.Value) {
 		t.Fatalf("rejection is not valid UTF-8 JSON: %q", rec.Value)
 	}
-	var m commands.RejectionMessage
+	var m commands.RefusalMessage
 	if err := json.Unmarshal(rec.Value, &m); err != nil {
 		t.Fatal(err)
 	}

@@ -177,7 +177,7 @@ func TestOnlyKeylessCommandsAreDeferred(t *testing.T) {
 			rejs = kafkatest.ConsumeAll(t, brokers, tp.rejections)
 			return len(rejs) >= 2
 		})
-		byURN := map[string]commands.RejectionMessage{}
+		byURN := map[string]commands.RefusalMessage{}
 		for _, r := range rejs {
 			m := rejectionOf(t, r)
 			byURN[m.URN] = m

@@ -64,7 +64,7 @@ func (o *outbox) publish(topic string, msg *message.Message) error {
 	return nil
 }
 
-func (o *outbox) Reject(_ context.Context, m commands.RejectionMessage) error {
+func (o *outbox) Refuse(_ context.Context, m commands.RefusalMessage) error {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return err

@@ -126,10 +126,10 @@ func TestEveryRefusalReachesTheRejectionTopic(t *testing.T) {
 		wantCode[urn+"/req"] = string(domain.ReasonGuardFailed)
 		wantCode[urn+"/req-ok"] = string(commands.ReasonCommandIDReused)
 
-		got := map[string]commands.RejectionMessage{}
+		got := map[string]commands.RefusalMessage{}
 		eventually(t, 30*time.Second, fmt.Sprintf("%d rejections", len(wantCode)), func() bool {
 			for _, r := range kafkatest.ConsumeAll(t, brokers, tp.rejections) {
-				var m commands.RejectionMessage
+				var m commands.RefusalMessage
 				if err := json.Unmarshal(r.Value, &m); err != nil {
 					t.Fatalf("rejection is not JSON: %s", r.Value)
 				}
@@ -175,7 +175,7 @@ func TestDuplicatesAreRecognised(t *testing.T) {
 
 		eventually(t, 30*time.Second, "4 commands handled", func() bool {
 			return metric(t, svc, `rxflow_commands_total{outcome="duplicate"}`) == "1" &&
-				metric(t, svc, `rxflow_commands_total{outcome="rejected"}`) == "2"
+				metric(t, svc, `rxflow_commands_total{outcome="refused"}`) == "2"
 		})
 		if got := names(t, st, urn); !slices.Equal(got, []string{events.NameRequested, events.NameCommandRefused}) {
 			t.Fatalf("stream %v: a redelivery must append nothing", got)

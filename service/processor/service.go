@@ -1,6 +1,6 @@
 // Package processor runs the command side as a service: a Watermill router
 // feeds messages from the command topic to commands.Processor, outcomes go
-// to the rejection and dead-letter topics, and /healthz, /readyz and
+// to the rejections (refusals) and dead-letter topics, and /healthz, /readyz and
 // /metrics are served over HTTP. cmd/processor and cmd/stack wire it.
 //
 // Its router retries a failed message (RetryPolicy), then dead-letters it
@@ -325,10 +325,10 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 			outcome = "dead_lettered"
 			s.metrics.deadLetters.WithLabelValues(res.DeadLetter).Inc()
 			s.log.Warn("command dead-lettered", "code", res.DeadLetter, "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset)
-		case res.Outcome.Kind == commands.Rejected:
-			s.log.Info("command refused", append(attrs, "code", res.Outcome.Rejection.Code, "status", res.Outcome.Status, "retries", raw.Deferrals)...)
+		case res.Outcome.Kind == commands.Refused:
+			s.log.Info("command refused", append(attrs, "code", res.Outcome.Refusal.Code, "status", res.Outcome.Status, "retries", raw.Deferrals)...)
 		case res.Outcome.Kind == commands.Deferred:
-			s.log.Info("keyless command deferred: it may have arrived before its predecessor", append(attrs, "code", res.Outcome.Rejection.Code, "retry", raw.Deferrals+1)...)
+			s.log.Info("keyless command deferred: it may have arrived before its predecessor", append(attrs, "code", res.Outcome.Refusal.Code, "retry", raw.Deferrals+1)...)
 		default:
 			s.log.Debug("command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
 		}
@@ -424,7 +424,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rxflow_commands_total",
-			Help: "Commands handled, by outcome: appended, duplicate, rejected, deferred, dead_lettered."}, []string{"outcome"}),
+			Help: "Commands handled, by outcome: appended, duplicate, refused, deferred, dead_lettered."}, []string{"outcome"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rxflow_dead_letters_total",
 			Help: "Messages sent to the dead-letter topic, by code."}, []string{"code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rxflow_command_handling_seconds",

@@ -241,15 +241,15 @@ func TestRefusedFollowUpIsParked(t *testing.T) {
 					}
 					return
 				}
-				if out.Kind != commands.Rejected || out.Rejection.Code != tc.code || followUp.Name != events.NameCommandRefused {
-					t.Fatalf("follow-up outcome %+v %v, event %s; want refused %s", out, out.Rejection, followUp.Name, tc.code)
+				if out.Kind != commands.Refused || out.Refusal.Code != tc.code || followUp.Name != events.NameCommandRefused {
+					t.Fatalf("follow-up outcome %+v %v, event %s; want refused %s", out, out.Refusal, followUp.Name, tc.code)
 				}
 				if i < 0 {
 					t.Fatalf("effect %s not parked: %+v", effectID, parked)
 				}
 				e := parked[i]
 				wantRefusal := projections.Refusal{CommandID: projections.FollowUpCommandID(tc.reaction.Name, started.Meta.EventID),
-					EventID: followUp.Meta.EventID, Code: string(tc.code), Reason: out.Rejection.Reason, Status: string(tc.status)}
+					EventID: followUp.Meta.EventID, Code: string(tc.code), Reason: out.Refusal.Reason, Status: string(tc.status)}
 				if e.Status != projections.EffectParked || e.URN != urn || e.EventID != started.Meta.EventID || e.Refusal == nil ||
 					!e.Refusal.At.Equal(out.At) || !strings.Contains(e.Error, "503") {
 					t.Fatalf("parked effect %+v %+v, want refusal %+v at %v", e, e.Refusal, wantRefusal, out.At)
@@ -310,7 +310,7 @@ func TestOtherRefusalsAreNotParked(t *testing.T) {
 	refuse := func(id, actor string) events.Recorded {
 		out := g.handle(commands.Raw{Key: []byte(urn), Value: fmt.Appendf(nil,
 			`{"urn":%q,"event":"prescription.request","commandId":%q,"actor":%q,"payload":%s}`, urn, id, actor, payloads[domain.Request])})
-		if out.Kind != commands.Rejected {
+		if out.Kind != commands.Refused {
 			t.Fatalf("%s: %+v", id, out)
 		}
 		return last(g.load(urn))

@@ -325,7 +325,7 @@ func (s *Sim) decide(p Partner, st *partnerState, r *http.Request, key string, r
 		}
 		return a, reason
 	}
-	reject := func(status int, reason string) (answer, string) {
+	refuse := func(status int, reason string) (answer, string) {
 		return answer{status: status, body: errorBody(reason)}, reason
 	}
 
@@ -336,22 +336,22 @@ func (s *Sim) decide(p Partner, st *partnerState, r *http.Request, key string, r
 		st.failNext--
 		return simulated(st.failStatus, "simulated failure")
 	case readErr != nil:
-		return reject(http.StatusBadRequest, "reading body: "+readErr.Error())
+		return refuse(http.StatusBadRequest, "reading body: "+readErr.Error())
 	case key == "":
-		return reject(http.StatusBadRequest, "missing Idempotency-Key header")
+		return refuse(http.StatusBadRequest, "missing Idempotency-Key header")
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return reject(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return refuse(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	var doc map[string]any
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return reject(http.StatusBadRequest, "body is not a JSON object: "+err.Error())
+		return refuse(http.StatusBadRequest, "body is not a JSON object: "+err.Error())
 	}
 	canonical, _ := json.Marshal(doc) // map keys sort, so equal payloads compare equal
 
 	if prev, ok := st.byKey[key]; ok {
 		if !bytes.Equal(prev.canonical, canonical) {
-			return reject(http.StatusUnprocessableEntity, "Idempotency-Key reused with a different payload")
+			return refuse(http.StatusUnprocessableEntity, "Idempotency-Key reused with a different payload")
 		}
 		return answer{status: prev.status, body: prev.body, replay: true}, "replay of accepted key"
 	}

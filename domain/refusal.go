@@ -6,7 +6,7 @@ import "fmt"
 // and the rejections topic match on them.
 type ReasonCode string
 
-// Rejection reason codes.
+// Refusal reason codes.
 const (
 	ReasonInvalidTransition   ReasonCode = "invalid_transition"
 	ReasonFinalState          ReasonCode = "final_state"
@@ -17,8 +17,8 @@ const (
 	ReasonURNMismatch         ReasonCode = "urn_mismatch"
 )
 
-// Rejection is a typed refusal of a command. Match it with errors.As.
-type Rejection struct {
+// Refusal is a typed refusal of a command. Match it with errors.As.
+type Refusal struct {
 	Code    ReasonCode
 	Reason  string
 	Status  Status // the prescription's status when the command was refused
@@ -26,6 +26,6 @@ type Rejection struct {
 	Guard   string // the failed guard, for ReasonGuardFailed
 }
 
-func (r *Rejection) Error() string {
-	return fmt.Sprintf("%s rejected (%s): %s", r.Command, r.Code, r.Reason)
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("%s refused (%s): %s", r.Command, r.Code, r.Reason)
 }
