@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the local stack (go run ./cmd/stack) and drives it with kcat exactly
 # as the README shows: produce seed-format commands, read the outbound
-# topics, the rejections and the dead letters. Fails loudly on any mismatch.
+# topics, the refusals (prescription.rejections) and the dead letters. Fails
+# loudly on any mismatch.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v kcat >/dev/null || { echo "kcat-test: kcat is not installed (apt-get install -y kcat)"; exit 1; }
