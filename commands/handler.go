@@ -89,7 +89,7 @@ func NewHandler(store EventStore, cfg HandlerConfig) *Handler {
 }
 
 // Handle applies env exactly once. A returned error is transient (store
-// down, too many conflicts) or wraps ErrPermanent; rejections are outcomes.
+// down, too many conflicts) or wraps ErrPermanent; refusals are outcomes.
 // A refusal is appended too, as domain.Refused: the audit trail keeps it and
 // a redelivery of the command gets the same answer.
 func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
