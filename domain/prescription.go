@@ -1,14 +1,61 @@
 package domain
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Medication is what the prescriber ordered.
 type Medication struct {
-	Name     string `json:"name"`
-	Code     string `json:"code,omitempty"`
-	Strength string `json:"strength,omitempty"`
-	Quantity int    `json:"quantity"`
-	Refills  int    `json:"refills"`
+	Name       string `json:"name"`
+	Code       string `json:"code,omitempty"`
+	CodeSystem string `json:"codeSystem,omitempty"` // the vocabulary of Code, e.g. CodeSystemATC; see CodeSystemOf
+	Strength   string `json:"strength,omitempty"`
+	Quantity   int    `json:"quantity"`
+	Refills    int    `json:"refills"`
+}
+
+// Code systems that rxflow recognises from a code's shape. Others may be
+// named by the prescriber: CodeSystem is free text.
+const (
+	CodeSystemATC     = "ATC"     // WHO Anatomical Therapeutic Chemical, e.g. J01CA04
+	CodeSystemRxNorm  = "RxNorm"  // US NLM RxNorm concept ids, all digits, e.g. 314076
+	CodeSystemUnknown = "unknown" // no code, or a code of no recognisable shape
+)
+
+// CodeSystemOf names the code system of code from its shape: an ATC code is
+// a letter, two digits, two letters and two digits (J01CA04); an RxNorm
+// code is all digits. Anything else, and no code, is CodeSystemUnknown.
+func CodeSystemOf(code string) string {
+	switch {
+	case shaped(code, "LDDLLDD"):
+		return CodeSystemATC
+	case code != "" && shaped(code, strings.Repeat("D", len(code))):
+		return CodeSystemRxNorm
+	}
+	return CodeSystemUnknown
+}
+
+// shaped reports whether s matches pattern, where L stands for an ASCII
+// capital letter and D for an ASCII digit.
+func shaped(s, pattern string) bool {
+	if len(s) != len(pattern) {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch pattern[i] {
+		case 'L':
+			if c < 'A' || c > 'Z' {
+				return false
+			}
+		case 'D':
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Dispensing records what the pharmacy handed out.

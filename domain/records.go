@@ -6,8 +6,13 @@ import "time"
 // from the prescription, the command (already checked by the guards) and
 // the decision time.
 var (
+	// A medication without a code system gets the one its code's shape shows.
 	recordRequested = Recorder{Event: "Requested", Build: func(_ Prescription, c Command, now time.Time) Event {
-		return Requested{URN: c.URN, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID, Medication: c.Medication, At: now}
+		m := c.Medication
+		if m.CodeSystem == "" {
+			m.CodeSystem = CodeSystemOf(m.Code)
+		}
+		return Requested{URN: c.URN, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID, Medication: m, At: now}
 	}}
 	recordApproved = Recorder{Event: "Approved", Build: func(_ Prescription, c Command, now time.Time) Event {
 		return Approved{ApprovedBy: approver(c), At: now}
