@@ -85,9 +85,12 @@ func TestHandlerHappyPathStoresEventsWithMetadata(t *testing.T) {
 		m := r.Meta
 		if r.Name != steps[i].name || r.Revision != uint64(i) || m.CommandID != steps[i].id || m.CausationID != steps[i].id ||
 			m.CorrelationID != steps[i].id || m.Actor != "tester" || m.EventID != events.EventID(steps[i].id, 0).String() ||
-			!m.OccurredAt.Equal(fixed) || m.SchemaVersion != events.SchemaVersion {
+			!m.OccurredAt.Equal(fixed) || m.SchemaVersion != events.SchemaVersion(steps[i].name) {
 			t.Fatalf("event %d: %s %+v", i, r.Name, m)
 		}
+	}
+	if recs[0].Meta.SchemaVersion != 2 || recs[1].Meta.SchemaVersion != 1 {
+		t.Fatalf("schema versions %d, %d; want PrescriptionRequested at 2, PrescriptionApproved at 1", recs[0].Meta.SchemaVersion, recs[1].Meta.SchemaVersion)
 	}
 	if p := domain.Fold(eventsOf(recs)); p.Status != domain.StatusCompleted || p.Dispensing.By != "pharmacist" {
 		t.Fatalf("folded state %+v", p)

@@ -8,7 +8,8 @@ import (
 	"rxflow/domain"
 )
 
-// medicationV1 is the stored shape of domain.Medication.
+// medicationV1 is the stored shape of domain.Medication in
+// PrescriptionRequested v1. Frozen: only the v1→v2 upcaster reads it.
 type medicationV1 struct {
 	Name     string `json:"name"`
 	Code     string `json:"code,omitempty"`
@@ -17,6 +18,7 @@ type medicationV1 struct {
 	Refills  int    `json:"refills"`
 }
 
+// requestedV1 is PrescriptionRequested v1. Frozen, like medicationV1.
 type requestedV1 struct {
 	URN          string       `json:"urn"`
 	PatientID    string       `json:"patientId"`
@@ -24,6 +26,53 @@ type requestedV1 struct {
 	PharmacyID   string       `json:"pharmacyId,omitempty"`
 	Medication   medicationV1 `json:"medication"`
 	At           time.Time    `json:"requestedAt"`
+}
+
+// medicationV2 is the stored shape of domain.Medication since
+// PrescriptionRequested v2: it gained codeSystem.
+type medicationV2 struct {
+	Name       string `json:"name"`
+	Code       string `json:"code,omitempty"`
+	CodeSystem string `json:"codeSystem"`
+	Strength   string `json:"strength,omitempty"`
+	Quantity   int    `json:"quantity"`
+	Refills    int    `json:"refills"`
+}
+
+// requestedV2 is PrescriptionRequested v2, the current version.
+type requestedV2 struct {
+	URN          string       `json:"urn"`
+	PatientID    string       `json:"patientId"`
+	PrescriberID string       `json:"prescriberId"`
+	PharmacyID   string       `json:"pharmacyId,omitempty"`
+	Medication   medicationV2 `json:"medication"`
+	At           time.Time    `json:"requestedAt"`
+}
+
+// requestedV1ToV2 adds the code system that a v1 medication's code shows:
+// ATC for a letter, two digits, two letters and two digits (J01CA04),
+// RxNorm for all digits, else "unknown". The rule is frozen here, apart
+// from domain.CodeSystemOf, so that reading old events never changes.
+func requestedV1ToV2(p requestedV1) requestedV2 {
+	m := p.Medication
+	return requestedV2{URN: p.URN, PatientID: p.PatientID, PrescriberID: p.PrescriberID, PharmacyID: p.PharmacyID, At: p.At,
+		Medication: medicationV2{Name: m.Name, Code: m.Code, CodeSystem: codeSystemOfV1(m.Code), Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}}
+}
+
+func codeSystemOfV1(code string) string {
+	isDigit := func(c byte) bool { return '0' <= c && c <= '9' }
+	isUpper := func(c byte) bool { return 'A' <= c && c <= 'Z' }
+	if len(code) == 7 && isUpper(code[0]) && isDigit(code[1]) && isDigit(code[2]) && isUpper(code[3]) && isUpper(code[4]) && isDigit(code[5]) && isDigit(code[6]) {
+		return "ATC"
+	}
+	digits := code != ""
+	for i := range len(code) {
+		digits = digits && isDigit(code[i])
+	}
+	if digits {
+		return "RxNorm"
+	}
+	return "unknown"
 }
 
 type approvedV1 struct {
@@ -70,14 +119,15 @@ type refusedV1 struct {
 	At      time.Time `json:"refusedAt"`
 }
 
-// Encode returns the stable name and the JSON payload of e.
+// Encode returns the stable name and the JSON payload of e, at the
+// event's current version (SchemaVersion(name)).
 func Encode(e domain.Event) (name string, data []byte, err error) {
 	var payload any
 	switch e := e.(type) {
 	case domain.Requested:
 		m := e.Medication
-		name, payload = NameRequested, requestedV1{URN: e.URN, PatientID: e.PatientID, PrescriberID: e.PrescriberID, PharmacyID: e.PharmacyID,
-			Medication: medicationV1{Name: m.Name, Code: m.Code, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}, At: e.At}
+		name, payload = NameRequested, requestedV2{URN: e.URN, PatientID: e.PatientID, PrescriberID: e.PrescriberID, PharmacyID: e.PharmacyID,
+			Medication: medicationV2(m), At: e.At}
 	case domain.Approved:
 		name, payload = NameApproved, approvedV1(e)
 	case domain.Rejected:
@@ -100,25 +150,29 @@ func Encode(e domain.Event) (name string, data []byte, err error) {
 	return name, data, err
 }
 
-// Decode turns a stored payload back into its domain event.
+// Decode turns a stored payload, of the given schema version, back into its
+// domain event: an older version is first brought to the current one
+// through Upcasters, so that callers only ever see current events. A
+// version newer than this code knows is ErrUnsupportedVersion.
 func Decode(name string, version int, data []byte) (domain.Event, error) {
-	e, err := decode(name, version, data)
+	current, err := Upcasters.Upcast(name, version, data)
+	if err != nil {
+		return nil, err
+	}
+	e, err := decode(name, current)
 	if err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-func decode(name string, version int, data []byte) (domain.Event, error) {
-	if version != SchemaVersion {
-		return nil, fmt.Errorf("%w: %s v%d", ErrUnsupportedVersion, name, version)
-	}
+// decode reads a payload at its event's current version.
+func decode(name string, data []byte) (domain.Event, error) {
 	switch name {
 	case NameRequested:
-		p, err := unmarshal[requestedV1](name, data)
-		m := p.Medication
+		p, err := unmarshal[requestedV2](name, data)
 		return domain.Requested{URN: p.URN, PatientID: p.PatientID, PrescriberID: p.PrescriberID, PharmacyID: p.PharmacyID,
-			Medication: domain.Medication{Name: m.Name, Code: m.Code, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}, At: p.At}, err
+			Medication: domain.Medication(p.Medication), At: p.At}, err
 	case NameApproved:
 		p, err := unmarshal[approvedV1](name, data)
 		return domain.Approved(p), err

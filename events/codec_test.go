@@ -14,7 +14,7 @@ var at = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 
 func TestRoundTripEveryEvent(t *testing.T) {
 	all := []domain.Event{
-		domain.Requested{URN: "u", PatientID: "p", PrescriberID: "d", PharmacyID: "ph", Medication: domain.Medication{Name: "n", Code: "c", Strength: "s", Quantity: 3, Refills: 2}, At: at},
+		domain.Requested{URN: "u", PatientID: "p", PrescriberID: "d", PharmacyID: "ph", Medication: domain.Medication{Name: "n", Code: "c", CodeSystem: "NDC", Strength: "s", Quantity: 3, Refills: 2}, At: at},
 		domain.Approved{ApprovedBy: "d", At: at},
 		domain.Rejected{RejectedBy: "d", Reason: "r", At: at},
 		domain.ProcessingStarted{PharmacyID: "ph", At: at},
@@ -30,7 +30,7 @@ func TestRoundTripEveryEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		names[name] = true
-		back, err := events.Decode(name, events.SchemaVersion, data)
+		back, err := events.Decode(name, events.SchemaVersion(name), data)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -82,7 +82,7 @@ func TestFailedReasonCode(t *testing.T) {
 			if err != nil || name != events.NameFailed || string(data) != tc.stored {
 				t.Fatalf("Encode = %s %s %v, want %s", name, data, err, tc.stored)
 			}
-			back, err := events.Decode(events.NameFailed, events.SchemaVersion, []byte(tc.stored))
+			back, err := events.Decode(events.NameFailed, events.SchemaVersion(events.NameFailed), []byte(tc.stored))
 			if err != nil || !reflect.DeepEqual(back, tc.event) {
 				t.Fatalf("Decode = %#v, %v; want %#v", back, err, tc.event)
 			}
@@ -99,6 +99,10 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"PrescriptionTeleported", 1, `{}`, events.ErrUnknownEvent},
 		{events.NameApproved, 2, `{}`, events.ErrUnsupportedVersion},
+		{events.NameRequested, 3, `{}`, events.ErrUnsupportedVersion},
+		{events.NameRequested, 0, `{}`, events.ErrUnsupportedVersion},
+		{events.NameRequested, 1, `{"urn":`, events.ErrMalformedPayload},
+		{events.NameRequested, 2, `{"urn":`, events.ErrMalformedPayload},
 		{events.NameApproved, 1, `{"approvedBy":`, events.ErrMalformedPayload},
 	}
 	for _, tc := range cases {

@@ -27,7 +27,7 @@ func URNFromStream(stream string) (string, bool) {
 }
 
 // Stable event names. They never change once stored; a new payload shape
-// gets a new SchemaVersion, not a new name.
+// gets a new version in Upcasters, not a new name.
 const (
 	NameRequested         = "PrescriptionRequested"
 	NameApproved          = "PrescriptionApproved"
@@ -40,9 +40,6 @@ const (
 	// audit trail keeps it and a redelivery gets the same answer.
 	NameCommandRefused = "PrescriptionCommandRefused"
 )
-
-// SchemaVersion is the payload version this code writes.
-const SchemaVersion = 1
 
 // Errors of Decode, matched with errors.Is.
 var (
@@ -61,7 +58,7 @@ type Metadata struct {
 	Actor         string    `json:"actor,omitempty"`
 	Diagnostic    string    `json:"diagnostic,omitempty"` // internal detail from the command's diagnostic header; never published outside
 	OccurredAt    time.Time `json:"occurredAt"`
-	SchemaVersion int       `json:"schemaVersion"`
+	SchemaVersion int       `json:"schemaVersion"` // the payload's version, per event name: SchemaVersion(name) when written
 }
 
 // Recorded is an event read back from the store.
@@ -98,6 +95,6 @@ func New(e domain.Event, meta Metadata) (Pending, error) {
 	if err != nil {
 		return Pending{}, err
 	}
-	meta.SchemaVersion = SchemaVersion
+	meta.SchemaVersion = SchemaVersion(name)
 	return Pending{Name: name, Data: data, Meta: meta}, nil
 }
