@@ -99,12 +99,13 @@ type wirePayload struct {
 }
 
 type wireMedication struct {
-	Name     string         `json:"name"`
-	Code     string         `json:"code"`
-	Strength string         `json:"strength"`
-	Quantity int            `json:"quantity"`
-	Refills  int            `json:"refills"`
-	Unknown  jsontext.Value `json:",embed"`
+	Name       string         `json:"name"`
+	Code       string         `json:"code"`
+	CodeSystem string         `json:"codeSystem"`
+	Strength   string         `json:"strength"`
+	Quantity   int            `json:"quantity"`
+	Refills    int            `json:"refills"`
+	Unknown    jsontext.Value `json:",embed"`
 }
 
 // DecodeCode classifies why a message could not be decoded.
@@ -184,7 +185,7 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 		Dispensing: domain.Dispensing{By: p.DispensedBy, Quantity: p.Quantity, LotNumber: p.LotNumber},
 	}
 	if m := p.Medication; m != nil {
-		cmd.Medication = domain.Medication{Name: m.Name, Code: m.Code, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}
+		cmd.Medication = domain.Medication{Name: m.Name, Code: m.Code, CodeSystem: m.CodeSystem, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}
 	}
 	env := Envelope{
 		ID:            first(w.CommandID, raw.Headers[HeaderCommandID]),
@@ -248,7 +249,7 @@ func decodePayload(data jsontext.Value) (wirePayload, error) {
 		return p, err
 	}
 	if p.Medication != nil {
-		return p, checkUnknown(p.Medication.Unknown, "name", "code", "strength", "quantity", "refills")
+		return p, checkUnknown(p.Medication.Unknown, "name", "code", "codeSystem", "strength", "quantity", "refills")
 	}
 	return p, nil
 }
@@ -321,7 +322,7 @@ func checkID(name, id string, inner bool) error {
 // checkStrings refuses NUL in any text, which no store keeps faithfully.
 func checkStrings(c domain.Command, diagnostic string) error {
 	for _, s := range []string{c.PatientID, c.PrescriberID, c.PharmacyID, c.ApprovedBy, c.Reason, c.ReasonCode,
-		c.Medication.Name, c.Medication.Code, c.Medication.Strength, c.Dispensing.By, c.Dispensing.LotNumber, diagnostic} {
+		c.Medication.Name, c.Medication.Code, c.Medication.CodeSystem, c.Medication.Strength, c.Dispensing.By, c.Dispensing.LotNumber, diagnostic} {
 		if strings.ContainsRune(s, 0) {
 			return decodeErr(DecodeInvalidText, "a string holds the NUL character")
 		}

@@ -29,6 +29,7 @@ type fingerprintV1 struct {
 	PharmacyID   string `json:"pharmacyId,omitzero"`
 	MedName      string `json:"medicationName,omitzero"`
 	MedCode      string `json:"medicationCode,omitzero"`
+	MedCodeSys   string `json:"medicationCodeSystem,omitzero"` // added with PrescriptionRequested v2; omitted when absent, so earlier fingerprints are unchanged
 	MedStrength  string `json:"medicationStrength,omitzero"`
 	MedQuantity  int    `json:"medicationQuantity,omitzero"`
 	MedRefills   int    `json:"medicationRefills,omitzero"`
@@ -47,7 +48,7 @@ func FingerprintOf(c domain.Command) Fingerprint {
 	m, d := c.Medication, c.Dispensing
 	b, _ := json.Marshal(fingerprintV1{ // strings and ints always marshal
 		Type: string(c.Type), URN: c.URN, Actor: c.Actor, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID,
-		MedName: m.Name, MedCode: m.Code, MedStrength: m.Strength, MedQuantity: m.Quantity, MedRefills: m.Refills,
+		MedName: m.Name, MedCode: m.Code, MedCodeSys: m.CodeSystem, MedStrength: m.Strength, MedQuantity: m.Quantity, MedRefills: m.Refills,
 		ApprovedBy: c.ApprovedBy, Reason: c.Reason, ReasonCode: c.ReasonCode, DispensedBy: d.By, Quantity: d.Quantity, LotNumber: d.LotNumber,
 	}, json.Deterministic(true))
 	return Fingerprint(fingerprintV1Prefix + digest(b))
@@ -66,8 +67,8 @@ func (stored Fingerprint) Matches(c domain.Command) bool {
 // hash of encoding/json's form of the command struct as it was then. The
 // struct is frozen here so that it never changes again.
 func legacyFingerprint(c domain.Command) string {
-	if c.ReasonCode != "" {
-		return "" // that version knew no reason code
+	if c.ReasonCode != "" || c.Medication.CodeSystem != "" {
+		return "" // that version knew no reason code and no code system
 	}
 	type medication struct {
 		Name     string `json:"name"`
@@ -90,7 +91,8 @@ func legacyFingerprint(c domain.Command) string {
 	}
 	m, d := c.Medication, c.Dispensing
 	b, _ := stdjson.Marshal(command{Type: string(c.Type), URN: c.URN, Actor: c.Actor, PatientID: c.PatientID, PrescriberID: c.PrescriberID,
-		PharmacyID: c.PharmacyID, Medication: medication(m), ApprovedBy: c.ApprovedBy, Reason: c.Reason, Dispensing: dispensing(d)})
+		PharmacyID: c.PharmacyID,
+		Medication: medication{Name: m.Name, Code: m.Code, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}, ApprovedBy: c.ApprovedBy, Reason: c.Reason, Dispensing: dispensing(d)})
 	return digest(b)
 }
 
