@@ -25,6 +25,7 @@ import (
 
 	"rxflow/commands"
 	"rxflow/domain"
+	"rxflow/events"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/ops"
@@ -127,6 +128,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if err := domain.Prescriptions.Validate(); err != nil {
 		return nil, fmt.Errorf("workflow table: %w", err)
+	}
+	if err := events.Upcasters.Validate(); err != nil {
+		return nil, fmt.Errorf("upcaster table: %w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, drain: newDrain()}
 	ok := false

@@ -35,6 +35,9 @@ type RebuildResult struct {
 // is called as events are read.
 func Rebuild(ctx context.Context, cfg RebuildConfig, progress func(events int, position uint64)) (res RebuildResult, err error) {
 	start := time.Now()
+	if err := validateTables(); err != nil {
+		return res, fmt.Errorf("rebuild: %w", err)
+	}
 	cfg.DataDir = cmp.Or(cfg.DataDir, filepath.Join("data", "projector"))
 	held, err := ledger.Open(filepath.Join(cfg.DataDir, "ledger"))
 	if err != nil {

@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"rxflow/commands"
+	"rxflow/domain"
+	"rxflow/events"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
@@ -82,10 +84,25 @@ type Service struct {
 	http      *ops.Server
 }
 
+// validateTables checks the workflow table, which the projections fold
+// events with, and the upcaster table, which they read events through.
+func validateTables() error {
+	if err := domain.Prescriptions.Validate(); err != nil {
+		return fmt.Errorf("workflow table: %w", err)
+	}
+	if err := events.Upcasters.Validate(); err != nil {
+		return fmt.Errorf("upcaster table: %w", err)
+	}
+	return nil
+}
+
 // New opens everything the projector needs; Run starts it.
 func New(cfg Config) (*Service, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := validateTables(); err != nil {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger}
