@@ -310,7 +310,7 @@ func TestGetPrescription(t *testing.T) {
 		var row rowJSON
 		r := c.getJSON(path, http.StatusOK, &row)
 		want := rowJSON{URN: "urn:rx:1", Status: domain.StatusCompleted, PatientID: "pat-1", PharmacyID: "ph-9",
-			Medication: domain.Medication{Name: "Amoxicillin", Strength: "500mg", Quantity: 30, Refills: 1}, ApprovedBy: "dr-1",
+			Medication: domain.Medication{Name: "Amoxicillin", CodeSystem: domain.CodeSystemUnknown, Strength: "500mg", Quantity: 30, Refills: 1}, ApprovedBy: "dr-1",
 			Dispensing: domain.Dispensing{By: "tech-2", Quantity: 30, LotNumber: "L1"}, CompletedAt: t0.Add(4 * time.Minute),
 			LastRevision: 4, LastPosition: 500, UpdatedAt: t0.Add(4 * time.Minute)}
 		if !row.CompletedAt.Equal(want.CompletedAt) || !row.UpdatedAt.Equal(want.UpdatedAt) {

@@ -28,7 +28,11 @@ CREATE TABLE checkpoint (
 	projector TEXT PRIMARY KEY,
 	position  BIGINT NOT NULL
 );
-`}
+`,
+	// 1 → 2: PrescriptionRequested v2's medication.codeSystem. Rows
+	// projected before it hold ''; a rebuild fills them from the events.
+	`ALTER TABLE prescriptions ADD COLUMN medication_code_system TEXT NOT NULL DEFAULT '';`,
+}
 
 // migrate brings the schema to len(migrations), in one transaction.
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -108,6 +112,7 @@ var prescriptionColumns = []column{
 	integer("last_revision", func(r *projections.Row) *uint64 { return &r.LastRevision }),
 	integer("last_position", func(r *projections.Row) *uint64 { return &r.LastPosition }),
 	timestamp("updated_at", func(r *projections.Row) *time.Time { return &r.UpdatedAt }),
+	since(1, text("medication_code_system", func(r *projections.Row) *string { return &r.Medication.CodeSystem })),
 }
 
 // text is a TEXT NOT NULL column holding *field(r).
@@ -128,6 +133,12 @@ func integer[T int | uint64](name string, field func(*projections.Row) *T) colum
 func timestamp(name string, field func(*projections.Row) *time.Time) column {
 	return column{name: name, typ: "BIGINT",
 		arg: func(r *projections.Row) any { return nanos(*field(r)) }, dest: func(r *projections.Row) any { return nanosDest{field(r)} }}
+}
+
+// since marks c as added by migrations[version].
+func since(version int, c column) column {
+	c.since = version
+	return c
 }
 
 // primaryKey makes c the table's key.
