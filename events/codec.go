@@ -155,15 +155,22 @@ func Encode(e domain.Event) (name string, data []byte, err error) {
 // through Upcasters, so that callers only ever see current events. A
 // version newer than this code knows is ErrUnsupportedVersion.
 func Decode(name string, version int, data []byte) (domain.Event, error) {
+	e, _, err := Read(name, version, data)
+	return e, err
+}
+
+// Read is Decode that also returns the payload at the current version: data
+// itself when it is current, else the upcast JSON.
+func Read(name string, version int, data []byte) (domain.Event, []byte, error) {
 	current, err := Upcasters.Upcast(name, version, data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e, err := decode(name, current)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return e, nil
+	return e, current, nil
 }
 
 // decode reads a payload at its event's current version.

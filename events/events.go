@@ -67,7 +67,7 @@ type Recorded struct {
 	Name     string
 	Event    domain.Event
 	Meta     Metadata
-	Data     []byte // the stored JSON payload, for audit
+	Data     []byte // the JSON payload at its event's current version (upcast when Meta.SchemaVersion, the stored one, is older), for audit
 	Revision uint64 // position in its stream, from 0
 	Position uint64 // commit position in $all
 	Created  time.Time

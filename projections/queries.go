@@ -72,7 +72,8 @@ type HistoryEntry struct {
 	CommandID     string          `json:"commandId"`
 	CorrelationID string          `json:"correlationId,omitempty"`
 	CausationID   string          `json:"causationId,omitempty"`
-	Payload       json.RawMessage `json:"payload"` // the stored payload, as is
+	SchemaVersion int             `json:"schemaVersion"` // the version the payload was stored at
+	Payload       json.RawMessage `json:"payload"`       // the payload at its event's current version, upcast from SchemaVersion when older
 }
 
 // HistoryOf returns urn's events, oldest first, read from its stream.
@@ -88,7 +89,7 @@ func HistoryOf(ctx context.Context, h History, urn string) ([]HistoryEntry, erro
 			EventID: rec.Meta.EventID, EventType: rec.Name, Event: string(rec.Event.Cause()),
 			Revision: rec.Revision, Position: rec.Position, Time: rec.Meta.OccurredAt, Recorded: rec.Created,
 			Actor: rec.Meta.Actor, CommandID: rec.Meta.CommandID, CorrelationID: rec.Meta.CorrelationID,
-			CausationID: rec.Meta.CausationID, Payload: json.RawMessage(rec.Data),
+			CausationID: rec.Meta.CausationID, SchemaVersion: rec.Meta.SchemaVersion, Payload: json.RawMessage(rec.Data),
 		}
 	}
 	return out, nil

@@ -285,7 +285,9 @@ func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []ev
 	})
 }
 
-// Decode turns a stored event into its domain form.
+// Decode turns a stored event into its domain form, at the current version
+// of its event (events.Read upcasts older ones): the processor's load, the
+// projectors' feed, the history and rebuild all read through it.
 func Decode(ev *esdb.ResolvedEvent) (events.Recorded, error) {
 	e := ev.OriginalEvent()
 	rec := events.Recorded{Name: e.EventType, Data: e.Data, Revision: e.EventNumber, Position: e.Position.Commit, Created: e.CreatedDate}
@@ -297,7 +299,7 @@ func Decode(ev *esdb.ResolvedEvent) (events.Recorded, error) {
 		return rec, fmt.Errorf("%s@%d: metadata: %w", e.StreamID, e.EventNumber, err)
 	}
 	var err error
-	if rec.Event, err = events.Decode(e.EventType, rec.Meta.SchemaVersion, e.Data); err != nil {
+	if rec.Event, rec.Data, err = events.Read(e.EventType, rec.Meta.SchemaVersion, e.Data); err != nil {
 		return rec, fmt.Errorf("%s@%d: %w", e.StreamID, e.EventNumber, err)
 	}
 	return rec, nil
