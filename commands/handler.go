@@ -172,7 +172,7 @@ func (h *Handler) decide(st state, env Envelope) (Outcome, []events.Pending, sta
 	pending := make([]events.Pending, len(evs))
 	for i, e := range evs {
 		meta := events.Metadata{
-			EventID: events.EventID(env.ID, i).String(), CommandID: env.ID, CommandHash: string(env.Hash),
+			EventID: events.EventID(env.Command.URN, env.ID, i).String(), CommandID: env.ID, CommandHash: string(env.Hash),
 			CorrelationID: env.CorrelationID, CausationID: env.ID, Actor: env.Command.Actor, Diagnostic: env.Diagnostic, OccurredAt: now,
 		}
 		if pending[i], err = events.New(e, meta); err != nil {

@@ -84,7 +84,7 @@ func TestHandlerHappyPathStoresEventsWithMetadata(t *testing.T) {
 	for i, r := range recs {
 		m := r.Meta
 		if r.Name != steps[i].name || r.Revision != uint64(i) || m.CommandID != steps[i].id || m.CausationID != steps[i].id ||
-			m.CorrelationID != steps[i].id || m.Actor != "tester" || m.EventID != events.EventID(steps[i].id, 0).String() ||
+			m.CorrelationID != steps[i].id || m.Actor != "tester" || m.EventID != events.EventID("urn:rx:h1", steps[i].id, 0).String() ||
 			!m.OccurredAt.Equal(fixed) || m.SchemaVersion != events.SchemaVersion(steps[i].name) {
 			t.Fatalf("event %d: %s %+v", i, r.Name, m)
 		}

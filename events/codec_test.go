@@ -52,12 +52,15 @@ func TestStoredFormIsStable(t *testing.T) {
 	if want := `{"approvedBy":"dr-1","approvedAt":"2026-11-29T10:00:00Z"}`; name != "PrescriptionApproved" || string(data) != want {
 		t.Fatalf("got %s %s, want PrescriptionApproved %s", name, data, want)
 	}
-	if got := events.EventID("cmd-1", 0).String(); got != events.EventID("cmd-1", 0).String() || got == events.EventID("cmd-1", 1).String() || got == events.EventID("cmd-2", 0).String() {
-		t.Fatal("event ids must be deterministic per (command, index) and distinct otherwise")
+	id := events.EventID("urn:rx:1", "cmd-1", 0).String()
+	if id != events.EventID("urn:rx:1", "cmd-1", 0).String() || id == events.EventID("urn:rx:1", "cmd-1", 1).String() ||
+		id == events.EventID("urn:rx:1", "cmd-2", 0).String() || id == events.EventID("urn:rx:2", "cmd-1", 0).String() {
+		t.Fatal("event ids must be deterministic per (urn, command, index) and distinct otherwise")
 	}
-	// Pinned: changing the derivation would make retries of stored commands look new.
-	if got := events.EventID("cmd-1", 0).String(); got != "22988a85-12ed-511a-8cd4-ad1e35e7aa05" {
-		t.Fatalf("EventID(cmd-1, 0) = %s, derivation changed", got)
+	// Pinned: changing the derivation would make retries of stored commands
+	// look new to EventStoreDB's idempotent append.
+	if id != "99095832-47b8-5f7e-8c5f-0ed3bfceb8ad" { // uuid5 by Python's uuid module
+		t.Fatalf("EventID(urn:rx:1, cmd-1, 0) = %s, derivation changed", id)
 	}
 }
 

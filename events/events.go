@@ -75,11 +75,13 @@ type Recorded struct {
 
 var eventIDSpace = uuid.MustParse("9a3c3c1e-8f7c-4a8e-9a55-3f1f6c1b2d10")
 
-// EventID derives the id of the index-th event recorded for commandID. The
-// same command always yields the same ids, so a retried append is
-// idempotent in EventStoreDB.
-func EventID(commandID string, index int) uuid.UUID {
-	return uuid.NewSHA1(eventIDSpace, []byte(commandID+"#"+strconv.Itoa(index)))
+// EventID derives the id of the index-th event recorded for commandID in
+// urn's stream. The same command always yields the same ids, so a retried
+// append is idempotent in EventStoreDB; command ids are scoped to their
+// prescription, so the urn is part of the id: two prescriptions never
+// share an event id, a ledger entry or a dedupe key.
+func EventID(urn, commandID string, index int) uuid.UUID {
+	return uuid.NewSHA1(eventIDSpace, []byte(urn+"\n"+commandID+"#"+strconv.Itoa(index)))
 }
 
 // Pending is an event ready to be appended.

@@ -67,7 +67,7 @@ func TestRunnerStopsOnANewerSchemaVersion(t *testing.T) {
 	// Written by a newer release: PrescriptionApproved v2, which this code
 	// does not know.
 	future := events.Pending{Name: events.NameApproved, Data: []byte(`{"approvedBy":"d","approvedAt":"2027-01-01T00:00:00Z","cosigner":"d2"}`),
-		Meta: events.Metadata{EventID: events.EventID("future", 0).String(), CommandID: "future", OccurredAt: time.Now().UTC(), SchemaVersion: 2}}
+		Meta: events.Metadata{EventID: events.EventID("urn:rx:future", "future", 0).String(), CommandID: "future", OccurredAt: time.Now().UTC(), SchemaVersion: 2}}
 	if _, err := store.Append(context.Background(), "urn:rx:newer", 0, []events.Pending{future}); err != nil {
 		t.Fatal(err)
 	}

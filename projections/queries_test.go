@@ -47,7 +47,7 @@ func decide(t *testing.T, h memHistory, pos *uint64, at time.Time, c domain.Comm
 		recs = append(recs, events.Recorded{
 			URN: c.URN, Name: name, Event: e, Data: data,
 			Revision: uint64(len(recs)), Position: *pos, Created: at.Add(time.Millisecond),
-			Meta: events.Metadata{EventID: events.EventID(cmdID, i).String(), CommandID: cmdID, CorrelationID: "corr-" + c.URN,
+			Meta: events.Metadata{EventID: events.EventID(c.URN, cmdID, i).String(), CommandID: cmdID, CorrelationID: "corr-" + c.URN,
 				CausationID: "msg-" + cmdID, Actor: c.Actor, OccurredAt: at, SchemaVersion: events.SchemaVersion(name)},
 		})
 	}

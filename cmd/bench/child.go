@@ -149,7 +149,7 @@ func runRaw(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic, con
 	reg.MustRegister(appended)
 	router.AddConsumerHandler("raw", topic, sub, func(msg *message.Message) error {
 		source := msg.Metadata.Get(kafka.MetadataTopic) + "/" + msg.Metadata.Get(kafka.MetadataPartition) + "/" + msg.Metadata.Get(kafka.MetadataOffset)
-		id := events.EventID(source, 0)
+		id := events.EventID(msg.Metadata.Get(kafka.MetadataKey), source, 0)
 		// Metadata of the same shape as the processor's, encoded the same way.
 		meta, err := json.Marshal(events.Metadata{EventID: id.String(), CommandID: source, OccurredAt: time.Now().UTC(), SchemaVersion: 1})
 		if err != nil {

@@ -413,7 +413,7 @@ func seedStream(prefix string, i int) (string, []events.Pending, error) {
 			return "", nil, err
 		}
 		for k, e := range evs {
-			pe, err := events.New(e, events.Metadata{EventID: events.EventID(id, k).String(), CommandID: id, CommandHash: string(env.Hash),
+			pe, err := events.New(e, events.Metadata{EventID: events.EventID(urn, id, k).String(), CommandID: id, CommandHash: string(env.Hash),
 				CorrelationID: id, CausationID: id, OccurredAt: now})
 			if err != nil {
 				return "", nil, err

@@ -88,7 +88,7 @@ func (f *fixture) record(at time.Time, c domain.Command) []events.Recorded {
 		rec := events.Recorded{
 			URN: c.URN, Name: name, Event: e, Data: data,
 			Revision: uint64(len(stream)), Position: f.pos, Created: at.Add(time.Millisecond),
-			Meta: events.Metadata{EventID: events.EventID(cmdID, i).String(), CommandID: cmdID, CorrelationID: "corr-" + cmdID,
+			Meta: events.Metadata{EventID: events.EventID(c.URN, cmdID, i).String(), CommandID: cmdID, CorrelationID: "corr-" + cmdID,
 				CausationID: "msg-" + cmdID, Actor: c.Actor, OccurredAt: at, SchemaVersion: events.SchemaVersion(name)},
 		}
 		stream = append(stream, rec)

@@ -71,7 +71,7 @@ func (o *outbox) Refuse(_ context.Context, m commands.RefusalMessage) error {
 	}
 	msg := message.NewMessage(watermill.NewUUID(), body)
 	msg.Metadata.Set(kafka.MetadataKey, m.URN)
-	msg.Metadata.Set(HeaderDedupeKey, m.CommandID)
+	msg.Metadata.Set(HeaderDedupeKey, m.URN+" "+m.CommandID+" "+m.Code) // command ids are scoped to their prescription
 	msg.Metadata.Set(commands.HeaderCommandID, m.CommandID)
 	msg.Metadata.Set(commands.HeaderCorrelationID, m.CorrelationID)
 	return o.publish(o.rejectionTopic, msg)

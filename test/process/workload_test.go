@@ -230,7 +230,7 @@ func checkStreams(t *testing.T, rxs []rx, hist map[string][]projections.HistoryE
 		for i := 0; ok && i < len(h); i++ {
 			e, c := h[i], r.cmds[i]
 			ok = e.CommandID == c.id && e.Event == c.event && e.EventType != events.NameCommandRefused &&
-				e.Revision == uint64(i) && e.EventID == events.EventID(c.id, 0).String()
+				e.Revision == uint64(i) && e.EventID == events.EventID(r.urn, c.id, 0).String()
 		}
 		if !ok {
 			t.Errorf("%s: stream holds %q, want one event per command %v", r.urn, got, r.cmds)
