@@ -176,3 +176,11 @@ func (m marshaler) Unmarshal(cm *sarama.ConsumerMessage) (*message.Message, erro
 	msg.Metadata.Set(MetadataOffset, strconv.FormatInt(cm.Offset, 10))
 	return msg, nil
 }
+
+// TooLarge reports whether a publish failed because the message is larger
+// than the producer or the broker accepts. Retrying cannot help, so it is
+// not an outage.
+func TooLarge(err error) bool {
+	var cfgErr sarama.ConfigurationError
+	return errors.As(err, &cfgErr) || errors.Is(err, sarama.ErrMessageSizeTooLarge)
+}

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,24 +52,37 @@ type outbox struct {
 	clock           func() time.Time
 }
 
-// headroom leaves space for headers and the JSON around a dead letter's value.
+// headroom leaves space for headers and the JSON around a dead letter's
+// value or a refusal's command.
 const headroom = 16 << 10
 
 // maxHeaderError bounds the dlq-error header; the body has the whole error.
 const maxHeaderError = 1 << 10
 
+// publish marks a failure as an outage (commands.ErrUnavailable), except a
+// message too large to publish, which retrying cannot fix.
 func (o *outbox) publish(topic string, msg *message.Message) error {
-	if err := o.pub.Publish(topic, msg); err != nil {
+	err := o.pub.Publish(topic, msg)
+	switch {
+	case err == nil:
+		return nil
+	case kafka.TooLarge(err):
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	default:
 		return fmt.Errorf("%w: publish to %s: %w", commands.ErrUnavailable, topic, err)
 	}
-	return nil
 }
 
 func (o *outbox) Refuse(_ context.Context, m commands.RefusalMessage) error {
-	body, err := json.Marshal(m)
-	if err != nil {
+	// Without HTML escaping the embedded command keeps its size: "<" would
+	// otherwise take six bytes.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
 		return err
 	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	msg := message.NewMessage(watermill.NewUUID(), body)
 	msg.Metadata.Set(kafka.MetadataKey, m.URN)
 	msg.Metadata.Set(HeaderDedupeKey, m.URN+" "+m.CommandID+" "+m.Code) // command ids are scoped to their prescription

@@ -85,8 +85,10 @@ func (c Config) Validate() error {
 	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("processor: partitions must be positive, got %d", c.Partitions))
 	}
-	if limit := cmp.Or(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes); c.MaxCommandBytes < 1 || c.MaxCommandBytes > limit {
-		errs = append(errs, fmt.Errorf("processor: max command bytes %d must be in [1, %d], the Kafka message limit", c.MaxCommandBytes, limit))
+	// A refusal embeds the command: it must fit a Kafka message with room
+	// for the refusal's other fields.
+	if limit := cmp.Or(c.Kafka.MaxMessageBytes, kafka.DefaultMaxMessageBytes) - headroom; c.MaxCommandBytes < 1 || c.MaxCommandBytes > limit {
+		errs = append(errs, fmt.Errorf("processor: max command bytes %d must be in [1, %d], the Kafka message limit less %d bytes for a refusal's other fields", c.MaxCommandBytes, limit, headroom))
 	}
 	topics := map[string]bool{}
 	for _, d := range c.DeferDelays {
