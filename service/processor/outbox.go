@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -128,15 +129,19 @@ func (o *outbox) Defer(_ context.Context, raw commands.Raw, urn string, notBefor
 }
 
 // deferredRaw rebuilds the original command from a record of the retry
-// topic, and says when it may be handled. A record without valid retry
-// headers is handled at once as the record it is.
-func deferredRaw(rec commands.Raw) (commands.Raw, time.Time) {
+// topic, and says when it may be handled. A record whose retry headers this
+// processor could not have written (a count beyond its delays, another
+// source topic, a due time later than its longest delay from now) is
+// handled at once as the record it is, so that no record can hold a retry
+// partition.
+func deferredRaw(rec commands.Raw, commandTopic string, delays []time.Duration, now time.Time) (commands.Raw, time.Time) {
 	h := rec.Headers
 	count, err1 := strconv.Atoi(h[HeaderRetryCount])
 	partition, err2 := strconv.ParseInt(h[HeaderRetrySourcePartition], 10, 32)
 	offset, err3 := strconv.ParseInt(h[HeaderRetrySourceOffset], 10, 64)
 	notBefore, err4 := time.Parse(time.RFC3339Nano, h[HeaderRetryNotBefore])
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || count < 1 {
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || count < 1 || count > len(delays) ||
+		h[HeaderRetrySourceTopic] != commandTopic || notBefore.After(now.Add(slices.Max(delays))) {
 		return rec, time.Time{}
 	}
 	raw := commands.Raw{Topic: h[HeaderRetrySourceTopic], Partition: int32(partition), Offset: offset,

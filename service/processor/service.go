@@ -66,6 +66,9 @@ func (c *Config) setDefaults() {
 	c.CommandTopic = cmp.Or(c.CommandTopic, commands.TopicCommands)
 	c.RejectionTopic = cmp.Or(c.RejectionTopic, commands.TopicRejections)
 	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, commands.TopicDeadLetters)
+	if c.DeferDelays == nil {
+		c.DeferDelays = commands.DefaultDeferDelays
+	}
 	c.RetryTopic = cmp.Or(c.RetryTopic, commands.TopicRetry)
 	c.Retry.MaxRetries = cmp.Or(c.Retry.MaxRetries, 8)
 	c.Retry.InitialInterval = cmp.Or(c.Retry.InitialInterval, 50*time.Millisecond)
@@ -348,7 +351,7 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 // until it is due, or fails with errDraining if the processor stops first.
 func (s *Service) waitDeferred(msg *message.Message) (commands.Raw, error) {
 	rec, _ := commandRaw(msg)
-	raw, notBefore := deferredRaw(rec)
+	raw, notBefore := deferredRaw(rec, s.cfg.CommandTopic, s.cfg.DeferDelays, time.Now())
 	select {
 	case <-time.After(time.Until(notBefore)):
 		return raw, nil
