@@ -10,6 +10,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode"
@@ -40,6 +41,14 @@ const MaxIDLength = 256
 
 // MaxDiagnosticBytes bounds the diagnostic header.
 const MaxDiagnosticBytes = 4 << 10
+
+// derivedIDPrefix starts the id of a command that came without one
+// ("kafka:<topic>/<partition>/<offset>"); clients may not use it.
+const derivedIDPrefix = "kafka:"
+
+// reasonCodePattern is the grammar of a stable reason code: it is
+// published as is in prescription.failed.
+var reasonCodePattern = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 
 // Raw is a command message as it came off the bus.
 type Raw struct {
@@ -202,11 +211,17 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 	if err := checkID("actor", cmd.Actor, true); err != nil {
 		return Envelope{}, err
 	}
+	if strings.HasPrefix(env.ID, derivedIDPrefix) {
+		return Envelope{}, decodeErr(DecodeInvalidText, "command id %q: the prefix %q is reserved for ids derived from the record", env.ID, derivedIDPrefix)
+	}
+	if cmd.ReasonCode != "" && !reasonCodePattern.MatchString(cmd.ReasonCode) {
+		return Envelope{}, decodeErr(DecodeInvalidText, "reasonCode %q must match %s", cmd.ReasonCode, reasonCodePattern)
+	}
 	if err := checkStrings(cmd, env.Diagnostic); err != nil {
 		return Envelope{}, err
 	}
 	if env.ID == "" {
-		env.ID = fmt.Sprintf("kafka:%s/%d/%d", raw.Topic, raw.Partition, raw.Offset)
+		env.ID = fmt.Sprintf("%s%s/%d/%d", derivedIDPrefix, raw.Topic, raw.Partition, raw.Offset)
 	}
 	env.CorrelationID = first(env.CorrelationID, env.ID)
 	env.Hash = FingerprintOf(cmd)

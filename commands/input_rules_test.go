@@ -103,6 +103,10 @@ func TestDecodeText(t *testing.T) {
 		{"actor with a control", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.complete","actor":"a\u0007"}`)}, commands.DecodeInvalidText},
 		{"correlation id too long", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.complete","correlationId":"` + strings.Repeat("c", commands.MaxIDLength+1) + `"}`)}, commands.DecodeInvalidText},
 		{"NUL in a reason", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.reject","payload":{"reason":"a\u0000b"}}`)}, commands.DecodeInvalidText},
+		{"a command id in the derived form", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.complete","commandId":"kafka:prescription.events/0/5"}`)}, commands.DecodeInvalidText},
+		{"a derived command id in the header", commands.Raw{Value: []byte(approve), Headers: map[string]string{"command-id": "kafka:x/1/2"}}, commands.DecodeInvalidText},
+		{"a reason code that is free text", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.fail","payload":{"reason":"r","reasonCode":"pharmacy unavailable: GET http://10.0.0.5 -> 500"}}`)}, commands.DecodeInvalidText},
+		{"a reason code in capitals", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.fail","payload":{"reason":"r","reasonCode":"OUT_OF_STOCK"}}`)}, commands.DecodeInvalidText},
 		{"NUL in the diagnostic header", commands.Raw{Value: []byte(approve), Headers: map[string]string{"diagnostic": "a\x00"}}, commands.DecodeInvalidText},
 	}
 	for _, tc := range cases {

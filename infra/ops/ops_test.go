@@ -3,6 +3,7 @@ package ops_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -42,12 +43,18 @@ func TestBesideLeavesAppPathsAlone(t *testing.T) {
 // rawGet sends the path exactly as given, which Go's client would clean.
 func rawGet(t *testing.T, addr, path string) (status, body string) {
 	t.Helper()
+	return rawRequest(t, addr, "GET "+path)
+}
+
+// rawRequest sends the request line as given.
+func rawRequest(t *testing.T, addr, line string) (status, body string) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(conn, line+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	b, err := io.ReadAll(conn)
@@ -60,4 +67,25 @@ func rawGet(t *testing.T, addr, path string) (status, body string) {
 		body = resp[i+4:]
 	}
 	return status, body
+}
+
+// net/http would answer "OPTIONS *" itself, with an empty 200 and no token
+// check; a server from Listen hands it to its handler.
+func TestListenHandsOptionsStarToTheHandler(t *testing.T) {
+	var seen string
+	srv, err := ops.Listen("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.URL.Path
+		ops.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	defer func() { cancel(); <-done }()
+	status, body := rawRequest(t, srv.Addr(), "OPTIONS *")
+	if status != "404" || !strings.Contains(body, `"error":"not_found"`) || seen != "*" {
+		t.Fatalf("OPTIONS * answered %s %q, handler saw %q", status, body, seen)
+	}
 }
