@@ -61,6 +61,10 @@ type Raw struct {
 	// Deferrals counts the delayed retries this command already had because
 	// it came without a key and arrived before its predecessor.
 	Deferrals int
+	// HeaderProblem is set by the adapter when the record's headers break
+	// the input rules where Headers cannot show it: "invalid_utf8: ..." or
+	// "invalid_header: ..." (a repeated or reserved name).
+	HeaderProblem string
 }
 
 // Envelope is a decoded command with its identity.
@@ -122,16 +126,17 @@ type DecodeCode string
 
 // Decode failure codes, carried to the dead-letter topic.
 const (
-	DecodeTooLarge     DecodeCode = "too_large"
-	DecodeMalformed    DecodeCode = "malformed_json" // not exactly one JSON object; a duplicate or case-variant name
-	DecodeInvalidUTF8  DecodeCode = "invalid_utf8"   // in the value, the key or a header
-	DecodeInvalidText  DecodeCode = "invalid_text"   // an id with a space, control or format character; NUL in any string
-	DecodeWrongType    DecodeCode = "wrong_type"
-	DecodeMissingURN   DecodeCode = "missing_urn"
-	DecodeInvalidURN   DecodeCode = "invalid_urn"
-	DecodeMissingEvent DecodeCode = "missing_event"
-	DecodeUnknownEvent DecodeCode = "unknown_event"
-	DecodeKeyMismatch  DecodeCode = "key_mismatch"
+	DecodeTooLarge      DecodeCode = "too_large"
+	DecodeMalformed     DecodeCode = "malformed_json" // not exactly one JSON object; a duplicate or case-variant name
+	DecodeInvalidUTF8   DecodeCode = "invalid_utf8"   // in the value, the key or a header
+	DecodeInvalidText   DecodeCode = "invalid_text"   // an id with a space, control or format character; NUL in any string
+	DecodeWrongType     DecodeCode = "wrong_type"
+	DecodeMissingURN    DecodeCode = "missing_urn"
+	DecodeInvalidURN    DecodeCode = "invalid_urn"
+	DecodeMissingEvent  DecodeCode = "missing_event"
+	DecodeUnknownEvent  DecodeCode = "unknown_event"
+	DecodeKeyMismatch   DecodeCode = "key_mismatch"
+	DecodeInvalidHeader DecodeCode = "invalid_header" // a repeated or reserved header name
 )
 
 // DecodeError says why a message is not a command. Match it with errors.As.
@@ -231,6 +236,12 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 // checkFraming checks what surrounds the JSON: the key and the headers must
 // be valid UTF-8, and so must the value.
 func checkFraming(raw Raw) error {
+	if code, msg, ok := strings.Cut(raw.HeaderProblem, ": "); ok {
+		if code == string(DecodeInvalidUTF8) {
+			return decodeErr(DecodeInvalidUTF8, "%s", msg)
+		}
+		return decodeErr(DecodeInvalidHeader, "%s", msg)
+	}
 	if !utf8.Valid(raw.Key) {
 		return decodeErr(DecodeInvalidUTF8, "the message key is not valid UTF-8")
 	}

@@ -107,6 +107,8 @@ func TestDecodeText(t *testing.T) {
 		{"a derived command id in the header", commands.Raw{Value: []byte(approve), Headers: map[string]string{"command-id": "kafka:x/1/2"}}, commands.DecodeInvalidText},
 		{"a reason code that is free text", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.fail","payload":{"reason":"r","reasonCode":"pharmacy unavailable: GET http://10.0.0.5 -> 500"}}`)}, commands.DecodeInvalidText},
 		{"a reason code in capitals", commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.fail","payload":{"reason":"r","reasonCode":"OUT_OF_STOCK"}}`)}, commands.DecodeInvalidText},
+		{"a header the adapter found invalid", commands.Raw{Value: []byte(approve), HeaderProblem: `invalid_utf8: header "_watermill_message_uuid" is not valid UTF-8`}, commands.DecodeInvalidUTF8},
+		{"a repeated header", commands.Raw{Value: []byte(approve), HeaderProblem: `invalid_header: header "command-id" is repeated`}, commands.DecodeInvalidHeader},
 		{"NUL in the diagnostic header", commands.Raw{Value: []byte(approve), Headers: map[string]string{"diagnostic": "a\x00"}}, commands.DecodeInvalidText},
 	}
 	for _, tc := range cases {

@@ -100,7 +100,10 @@ func TestUnmarshal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := message.Metadata{MetadataTopic: "orders", MetadataPartition: "3", MetadataOffset: "42", "trace": "t-1"}
+	// The spoofed key is dropped, and flagged: the command boundary refuses
+	// a record whose headers the metadata cannot show faithfully.
+	want := message.Metadata{MetadataTopic: "orders", MetadataPartition: "3", MetadataOffset: "42", "trace": "t-1",
+		MetadataHeaderProblem: `invalid_header: header name "key" is reserved`}
 	if msg.UUID != "id-1" || !maps.Equal(msg.Metadata, want) {
 		t.Errorf("got %s %v, want id-1 %v", msg.UUID, msg.Metadata, want)
 	}
@@ -111,5 +114,25 @@ func TestUnmarshal(t *testing.T) {
 	}
 	if got := msg.Metadata.Get(MetadataKey); got != "rx-1" {
 		t.Errorf("metadata key %q, want rx-1", got)
+	}
+}
+
+func TestUnmarshalFlagsHeadersTheMetadataWouldHide(t *testing.T) {
+	cases := map[string][]*sarama.RecordHeader{
+		`invalid_utf8: header "command-id" is not valid UTF-8`:              {{Key: []byte("command-id"), Value: []byte("bad\xff")}, {Key: []byte("x"), Value: []byte("y")}},
+		`invalid_utf8: header "x-\xfe" is not valid UTF-8`:                  {{Key: []byte("x-\xfe"), Value: []byte("v")}},
+		`invalid_utf8: header "_watermill_message_uuid" is not valid UTF-8`: {{Key: []byte("_watermill_message_uuid"), Value: []byte("\xfe")}},
+		`invalid_header: header "command-id" is repeated`:                   {{Key: []byte("command-id"), Value: []byte("a")}, {Key: []byte("command-id"), Value: []byte("b")}},
+		`invalid_header: header name "kafka_offset" is reserved`:            {{Key: []byte("kafka_offset"), Value: []byte("1")}},
+		"": {{Key: []byte("command-id"), Value: []byte("c")}, {Key: []byte("actor"), Value: []byte("Dr. Müller")}},
+	}
+	for want, headers := range cases {
+		msg, err := newMarshaler().Unmarshal(&sarama.ConsumerMessage{Topic: "t", Value: []byte("{}"), Headers: headers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := msg.Metadata.Get(MetadataHeaderProblem); got != want {
+			t.Errorf("headers %d: problem %q, want %q", len(headers), got, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
@@ -30,7 +31,14 @@ const (
 
 // recordMetadata holds the entries that describe a consumed record rather than
 // the message; the publisher does not write them as headers.
-var recordMetadata = []string{MetadataKey, MetadataTopic, MetadataPartition, MetadataOffset}
+var recordMetadata = []string{MetadataKey, MetadataTopic, MetadataPartition, MetadataOffset, MetadataHeaderProblem}
+
+// MetadataHeaderProblem is set on a consumed message whose record headers
+// the metadata map cannot show faithfully: a name or value that is not
+// valid UTF-8 ("invalid_utf8: ..."), or a name that is repeated or is one
+// of the entries above ("invalid_header: ..."). Its value starts with that
+// code.
+const MetadataHeaderProblem = "kafka_header_problem"
 
 // NewPublisher returns a synchronous publisher: Publish returns once every
 // message is stored by all in-sync replicas. It connects to the brokers
@@ -167,7 +175,12 @@ func (m marshaler) Unmarshal(cm *sarama.ConsumerMessage) (*message.Message, erro
 	if err != nil {
 		return nil, err
 	}
-	delete(msg.Metadata, MetadataKey) // a header must not pose as the key
+	for _, k := range recordMetadata {
+		delete(msg.Metadata, k) // a header must not pose as the record's own data
+	}
+	if problem := headerProblem(cm.Headers); problem != "" {
+		msg.Metadata.Set(MetadataHeaderProblem, problem)
+	}
 	if cm.Key != nil {
 		msg.Metadata.Set(MetadataKey, string(cm.Key))
 	}
@@ -175,6 +188,24 @@ func (m marshaler) Unmarshal(cm *sarama.ConsumerMessage) (*message.Message, erro
 	msg.Metadata.Set(MetadataPartition, strconv.FormatInt(int64(cm.Partition), 10))
 	msg.Metadata.Set(MetadataOffset, strconv.FormatInt(cm.Offset, 10))
 	return msg, nil
+}
+
+// headerProblem says what in headers the metadata map would hide.
+func headerProblem(headers []*sarama.RecordHeader) string {
+	seen := map[string]bool{}
+	for _, h := range headers {
+		name := string(h.Key)
+		switch {
+		case !utf8.Valid(h.Key) || !utf8.Valid(h.Value):
+			return fmt.Sprintf("invalid_utf8: header %q is not valid UTF-8", name)
+		case seen[name]:
+			return fmt.Sprintf("invalid_header: header %q is repeated", name)
+		case slices.Contains(recordMetadata, name):
+			return fmt.Sprintf("invalid_header: header name %q is reserved", name)
+		}
+		seen[name] = true
+	}
+	return ""
 }
 
 // TooLarge reports whether a publish failed because the message is larger

@@ -416,6 +416,8 @@ func commandRaw(msg *message.Message) (commands.Raw, error) {
 			raw.Offset, _ = strconv.ParseInt(v, 10, 64)
 		case kafka.MetadataKey:
 			raw.Key = []byte(v)
+		case kafka.MetadataHeaderProblem:
+			raw.HeaderProblem = v
 		default:
 			raw.Headers[k] = v
 		}
