@@ -3,6 +3,7 @@ package stack_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -194,4 +195,38 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// Command ids are scoped to their prescription: two prescriptions whose
+// commands carry the same ids each get their own events, partner calls and
+// outbound messages.
+func TestSameCommandIDsOnTwoPrescriptions(t *testing.T) {
+	kafkatest.ForEachCluster(t, func(t *testing.T, brokers []string) {
+		s := startStack(t, brokers)
+		urns := []string{"urn:rx:same-ids-a", "urn:rx:same-ids-b"}
+		for _, urn := range urns {
+			var recs []kafkatest.Record
+			for i, e := range pharmacyPath {
+				recs = append(recs, kafkatest.Record{Key: []byte(urn),
+					Value: []byte(fmt.Sprintf(`{"urn":%q,"event":%q,"commandId":"shared-%d","payload":%s}`, urn, e, i, payloads[e]))})
+			}
+			kafkatest.Produce(t, s.Brokers, s.Topics.Commands, recs...)
+		}
+		for _, urn := range urns {
+			eventually(t, 30*time.Second, urn+" processing", func() bool { return status(t, s, urn) == "processing" })
+		}
+		eventually(t, 30*time.Second, "both pharmacy orders", func() bool { return len(s.Sim.Accepted(partnersim.Pharmacy)) >= 2 })
+		orders := s.Sim.Accepted(partnersim.Pharmacy)
+		if len(orders) != 2 || orders[0].IdempotencyKey == orders[1].IdempotencyKey {
+			t.Fatalf("pharmacy orders %v, want one per prescription with distinct keys", keys(orders))
+		}
+		for _, urn := range urns {
+			if !slices.ContainsFunc(orders, func(c partnersim.Call) bool { return strings.Contains(string(c.Body), urn) }) {
+				t.Errorf("no pharmacy order for %s", urn)
+			}
+		}
+		if got := s.Sim.Accepted(partnersim.Insurance); len(got) != 2 || got[0].IdempotencyKey == got[1].IdempotencyKey {
+			t.Errorf("insurance notices %v, want one per prescription", keys(got))
+		}
+	})
 }
