@@ -42,6 +42,9 @@ const MaxIDLength = 256
 // MaxDiagnosticBytes bounds the diagnostic header.
 const MaxDiagnosticBytes = 4 << 10
 
+// maxSafeInteger is the largest integer every JSON reader holds exactly.
+const maxSafeInteger = 1<<53 - 1
+
 // derivedIDPrefix starts the id of a command that came without one
 // ("kafka:<topic>/<partition>/<offset>"); clients may not use it.
 const derivedIDPrefix = "kafka:"
@@ -274,8 +277,17 @@ func decodePayload(data jsontext.Value) (wirePayload, error) {
 		"reasonCode", "dispensedBy", "quantity", "lotNumber"); err != nil {
 		return p, err
 	}
+	ints := []int{p.Quantity}
 	if p.Medication != nil {
-		return p, checkUnknown(p.Medication.Unknown, "name", "code", "codeSystem", "strength", "quantity", "refills")
+		if err := checkUnknown(p.Medication.Unknown, "name", "code", "codeSystem", "strength", "quantity", "refills"); err != nil {
+			return p, err
+		}
+		ints = append(ints, p.Medication.Quantity, p.Medication.Refills)
+	}
+	for _, n := range ints {
+		if n > maxSafeInteger || n < -maxSafeInteger {
+			return p, decodeErr(DecodeWrongType, "the integer %d is outside ±(2^53-1), which JavaScript clients cannot read exactly (RFC 7493 §2.2)", n)
+		}
 	}
 	return p, nil
 }

@@ -111,6 +111,13 @@ func TestDecodeText(t *testing.T) {
 		{"a repeated header", commands.Raw{Value: []byte(approve), HeaderProblem: `invalid_header: header "command-id" is repeated`}, commands.DecodeInvalidHeader},
 		{"NUL in the diagnostic header", commands.Raw{Value: []byte(approve), Headers: map[string]string{"diagnostic": "a\x00"}}, commands.DecodeInvalidText},
 	}
+	for _, n := range []string{"9007199254740992", "-9007199254740992", "9223372036854775807"} {
+		cases = append(cases, struct {
+			name string
+			raw  commands.Raw
+			code commands.DecodeCode
+		}{"integer " + n, commands.Raw{Value: []byte(`{"urn":"urn:rx:t1","event":"prescription.dispense","payload":{"quantity":` + n + `}}`)}, commands.DecodeWrongType})
+	}
 	for _, tc := range cases {
 		if code := decodeCode(t, tc.raw); code != tc.code {
 			t.Errorf("%s: code %q, want %q", tc.name, code, tc.code)
