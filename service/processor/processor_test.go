@@ -133,7 +133,7 @@ func TestEveryRefusalReachesTheRejectionTopic(t *testing.T) {
 				if err := json.Unmarshal(r.Value, &m); err != nil {
 					t.Fatalf("rejection is not JSON: %s", r.Value)
 				}
-				if string(r.Key) != m.URN || r.Headers["dedupe-key"] != m.CommandID {
+				if string(r.Key) != m.URN || r.Headers["dedupe-key"] != m.URN+" "+m.CommandID+" "+m.Code {
 					t.Fatalf("rejection key %q / dedupe %q for %+v", r.Key, r.Headers["dedupe-key"], m)
 				}
 				got[m.CommandID] = m
