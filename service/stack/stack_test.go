@@ -34,6 +34,9 @@ func TestSeedScenarios(t *testing.T) {
 		send(t, s, happy, happyPath...)
 		send(t, s, rejected, rejectedPath...)
 		eventually(t, 30*time.Second, "happy path completed", func() bool { return status(t, s, happy) == "completed" })
+		// The pharmacy reactor follows its own subscription: wait until it has
+		// placed the happy path's order before the pharmacy goes down.
+		eventually(t, 30*time.Second, "happy path's pharmacy order", func() bool { return len(s.Sim.Accepted(partnersim.Pharmacy)) == 1 })
 		s.Sim.SetDown(partnersim.Pharmacy, true)
 		send(t, s, failing, pharmacyPath...)
 		eventually(t, 30*time.Second, "pharmacy failure to fail the prescription", func() bool { return status(t, s, failing) == "failed" })
