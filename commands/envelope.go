@@ -211,13 +211,14 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 		Command:       cmd,
 		Source:        raw.Value,
 	}
-	for name, v := range map[string]string{"command id": env.ID, "correlation id": env.CorrelationID} {
-		if err := checkID(name, v, false); err != nil {
+	ids := [...]struct {
+		name, value string
+		inner       bool // a name: single inner spaces allowed
+	}{{"command id", env.ID, false}, {"correlation id", env.CorrelationID, false}, {"actor", cmd.Actor, true}}
+	for _, id := range ids {
+		if err := checkID(id.name, id.value, id.inner); err != nil {
 			return Envelope{}, err
 		}
-	}
-	if err := checkID("actor", cmd.Actor, true); err != nil {
-		return Envelope{}, err
 	}
 	if strings.HasPrefix(env.ID, derivedIDPrefix) {
 		return Envelope{}, decodeErr(DecodeInvalidText, "command id %q: the prefix %q is reserved for ids derived from the record", env.ID, derivedIDPrefix)

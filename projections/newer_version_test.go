@@ -12,9 +12,7 @@ import (
 
 	"rxflow/commands"
 	"rxflow/events"
-	"rxflow/infra/eventstore"
 	"rxflow/projections"
-	"rxflow/standin/esdbserver"
 )
 
 // resubscriptions counts the runner's "subscription ended" warnings and
@@ -51,16 +49,7 @@ func (r *resubscriptions) seen() []string {
 // projector there, with a message that says so, however often it
 // resubscribes: it is never skipped, and the events after it wait.
 func TestRunnerStopsOnANewerSchemaVersion(t *testing.T) {
-	srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	store, err := eventstore.Open(eventstore.Config{ConnectionString: srv.ConnectionString(), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := memoryStore(t)
 	h := commands.NewHandler(store, commands.HandlerConfig{})
 
 	first := request(t, h, "urn:rx:newer")

@@ -168,16 +168,7 @@ func TestLagTracker(t *testing.T) {
 // of its own follow-up command. They change no read-model row, live or
 // replayed, and only move the checkpoint.
 func TestRefusalsAreDeliveredAsEvents(t *testing.T) {
-	srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	store, err := eventstore.Open(eventstore.Config{ConnectionString: srv.ConnectionString(), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := memoryStore(t)
 	h := commands.NewHandler(store, commands.HandlerConfig{})
 	requested := request(t, h, "urn:rx:refusal")
 	env, err := commands.Decode(commands.Raw{Value: []byte(`{"urn":"urn:rx:refusal","event":"prescription.complete","commandId":"c2"}`)}, 0)
@@ -209,4 +200,21 @@ func TestRefusalsAreDeliveredAsEvents(t *testing.T) {
 	if len(rows) != 1 || rows[0].Status != "requested" || rows[0].LastPosition != requested || checkpoint != out.Position {
 		t.Fatalf("replay: rows %+v, checkpoint %d; want the request's row and the refusal's checkpoint %d", rows, checkpoint, out.Position)
 	}
+}
+
+// memoryStore starts an embedded EventStoreDB in memory and connects the
+// real adapter; both stop when the test ends.
+func memoryStore(t *testing.T) *eventstore.Store {
+	t.Helper()
+	srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	store, err := eventstore.Open(eventstore.Config{ConnectionString: srv.ConnectionString(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store
 }
