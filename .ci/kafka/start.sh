@@ -87,9 +87,14 @@ jvm=(-Xms512m -Xmx1g -Djava.awt.headless=true
 	-Dlog4j2.configurationFile="$run/log4j2.properties"
 	-cp "$here/target/libs/*")
 
-# A Kafka UUID: 16 random bytes, URL-safe base64 without padding.
-cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
-"$java" "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >>"$log" 2>&1 ||
+# A Kafka UUID: 16 random bytes, URL-safe base64 without padding. Like
+# Kafka's own Uuid.randomUuid, draw again when it starts with '-': the
+# storage tool's argument parser would read such an id as an option.
+cluster_id="-"
+while [[ $cluster_id == -* ]]; do
+	cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+done
+"$java" "${jvm[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$run/server.properties" >>"$log" 2>&1 ||
 	fail "formatting the storage failed"
 
 t=$(date +%s.%N)
