@@ -112,10 +112,27 @@ type Snapshot struct {
 
 var errAsOf = errors.New("projections: AsOf needs exactly one of Time and Revision")
 
+// BeforeFirstEventError is StateAsOf's answer to a time before the
+// stream's first event: the prescription exists, but did not yet at AsOf.
+// It matches ErrNotFound.
+type BeforeFirstEventError struct {
+	URN                string
+	AsOf, FirstEventAt time.Time
+}
+
+func (e *BeforeFirstEventError) Error() string {
+	return fmt.Sprintf("prescription %q did not exist yet at %s: its first event occurred at %s",
+		e.URN, e.AsOf.UTC().Format(time.RFC3339Nano), e.FirstEventAt.UTC().Format(time.RFC3339Nano))
+}
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *BeforeFirstEventError) Is(target error) bool { return target == ErrNotFound }
+
 // StateAsOf folds urn's events up to at: those that occurred at or before
 // at.Time, or those up to revision *at.Revision. Folding stops at the first
 // event past the bound, so the state is always a prefix of the stream.
-// It returns ErrNotFound if the stream is empty or no event qualifies.
+// It returns ErrNotFound if the stream is empty, and a *BeforeFirstEventError
+// if at.Time is before its first event.
 func StateAsOf(ctx context.Context, h History, urn string, at AsOf) (Snapshot, error) {
 	if at.Time.IsZero() == (at.Revision == nil) {
 		return Snapshot{}, errAsOf
@@ -138,7 +155,7 @@ func StateAsOf(ctx context.Context, h History, urn string, at AsOf) (Snapshot, e
 		p, last = domain.Evolve(p, rec.Event), rec
 	}
 	if last == nil {
-		return Snapshot{}, fmt.Errorf("prescription %q had no events yet: %w", urn, ErrNotFound)
+		return Snapshot{}, &BeforeFirstEventError{URN: urn, AsOf: at.Time, FirstEventAt: recs[0].Meta.OccurredAt}
 	}
 	asOf := at.Time
 	if at.Revision != nil {

@@ -25,6 +25,9 @@ import (
 	"rxflow/service/projector"
 )
 
+const synopsis = `  projector [flags]          run the projectors and the query API
+  projector rebuild [flags]  replay $all into a fresh read model and swap it in (projector stopped)`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -42,6 +45,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	f := config.NewFlags("projector")
+	f.Synopsis = synopsis
 	brokers := f.String("brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	commandTopic := f.String("command-topic", "COMMAND_TOPIC", commands.TopicCommands, "command topic, for the pharmacy's failure command")
 	dispensed := f.String("dispensed-topic", "DISPENSED_TOPIC", projections.TopicDispensed, "topic of prescription.dispensed")
@@ -91,6 +95,7 @@ func run(ctx context.Context, args []string) error {
 
 func rebuild(ctx context.Context, args []string) error {
 	f := config.NewFlags("projector rebuild")
+	f.Synopsis = synopsis
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
 	if err := f.Parse(args); err != nil {

@@ -36,7 +36,7 @@ func main() {
 
 func run(args []string) error {
 	f := config.NewFlags("stack")
-	dataDir := f.String("data", "RXFLOW_DATA_DIR", "data", "directory of every persisted part")
+	dataDir := f.String("data", "RXFLOW_DATA_DIR", "data/stack", "directory of every persisted part (the standalone services default to data/esdb and data/projector, so they never reuse the stack's)")
 	token := f.String("token", "QUERY_API_TOKEN", "dev-token", "bearer token of the query API")
 	demo := f.Bool("demo", false, "play the seed's scenarios through Kafka and print their timelines")
 	demoOnly := f.Bool("demo-only", false, "play the demo, then stop (exit status 1 if a scenario went wrong)")

@@ -23,8 +23,11 @@ var ErrHelp = flag.ErrHelp
 // Flags is a flag set whose defaults come from the environment.
 type Flags struct {
 	*flag.FlagSet
-	errs   []error
-	checks []func() error
+	// Synopsis, when set, replaces the "Usage of <program>:" line of -h:
+	// the forms the program is run in, one per line.
+	Synopsis string
+	errs     []error
+	checks   []func() error
 }
 
 // NewFlags returns an empty set for the named program. The flag package's
@@ -117,7 +120,11 @@ func (f *Flags) Parse(args []string) error {
 	err := f.FlagSet.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		f.SetOutput(os.Stderr)
-		fmt.Fprintf(os.Stderr, "Usage of %s:\n", f.Name())
+		if f.Synopsis != "" {
+			fmt.Fprintf(os.Stderr, "Usage:\n%s\nFlags:\n", f.Synopsis)
+		} else {
+			fmt.Fprintf(os.Stderr, "Usage of %s:\n", f.Name())
+		}
 		f.PrintDefaults()
 		return ErrHelp
 	}

@@ -415,10 +415,14 @@ func (a *api) parkedEffects(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, r, effectsBody{Items: append(make([]projections.Effect, 0, len(effects)), effects...)})
 }
 
-// queryFailed answers a failed query: 404 for an unknown prescription, 400
+// queryFailed answers a failed query: 404 for an unknown prescription (or
+// one that did not exist yet at asOf, saying since when it does), 400
 // for a filter the store refused (a bad cursor), 500 otherwise.
 func (a *api) queryFailed(w http.ResponseWriter, r *http.Request, err error) {
+	var early *projections.BeforeFirstEventError
 	switch {
+	case errors.As(err, &early):
+		a.fail(w, http.StatusNotFound, "not_found", early.Error())
 	case errors.Is(err, projections.ErrNotFound):
 		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("prescription %q not found", r.PathValue("urn")))
 	case errors.Is(err, readmodel.ErrInvalidFilter):

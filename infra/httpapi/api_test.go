@@ -585,8 +585,14 @@ func TestHistoryAsOf(t *testing.T) {
 			t.Errorf("%s: prescription %+v", path, s.Prescription)
 		}
 	}
-	c.expectError("/prescriptions/urn:rx:1/history?asOf=2025-03-01T08:59:59Z", http.StatusNotFound, "not_found")
-	c.expectError("/prescriptions/urn:rx:404/history?asOf=0", http.StatusNotFound, "not_found")
+	early, _ := c.expectError("/prescriptions/urn:rx:1/history?asOf=2025-03-01T08:59:59Z", http.StatusNotFound, "not_found")
+	if want := `prescription "urn:rx:1" did not exist yet at 2025-03-01T08:59:59Z: its first event occurred at 2025-03-01T09:00:00Z`; early.Message != want {
+		t.Errorf("asOf before the first event: message %q, want %q", early.Message, want)
+	}
+	missing, _ := c.expectError("/prescriptions/urn:rx:404/history?asOf=0", http.StatusNotFound, "not_found")
+	if want := `prescription "urn:rx:404" not found`; missing.Message != want {
+		t.Errorf("unknown prescription: message %q, want %q", missing.Message, want)
+	}
 }
 
 func TestParkedEffects(t *testing.T) {

@@ -26,6 +26,7 @@ type scenario struct {
 	want     string               // the status it must end in
 	events   int                  // the events its stream must hold, refusals included
 	before   func(*Stack)
+	note     string // printed before the scenario is played
 }
 
 // dup in a scenario delivers the previous command again.
@@ -53,7 +54,9 @@ func (s *Stack) Demo(ctx context.Context, out io.Writer) error {
 			commands: []domain.CommandType{domain.Request, domain.Reject}},
 		{name: "pharmacy failure (simulator down)", urn: "urn:rx:demo-pharmacy-down-" + run, want: "failed", events: 4,
 			commands: []domain.CommandType{domain.Request, domain.Approve, domain.Process},
-			before:   func(s *Stack) { s.Sim.SetDown(partnersim.Pharmacy, true) }},
+			before:   func(s *Stack) { s.Sim.SetDown(partnersim.Pharmacy, true) },
+			note: "The pharmacy simulator is down for this scenario: the projector's WARN lines\n" +
+				"\"partner call failed … simulated outage\" that follow are expected."},
 		{name: "invalid transition (dispense before approval)", urn: "urn:rx:demo-invalid-" + run, want: "requested", events: 2,
 			commands: []domain.CommandType{domain.Request, domain.Dispense}},
 		{name: "duplicate (the same command delivered twice)", urn: "urn:rx:demo-duplicate-" + run, want: "approved", events: 2,
@@ -67,6 +70,9 @@ func (s *Stack) Demo(ctx context.Context, out io.Writer) error {
 	var failed []string
 	for _, sc := range scenarios {
 		fmt.Fprintf(out, "\n▶ %s — %s\n", sc.name, sc.urn)
+		if sc.note != "" {
+			fmt.Fprintln(out, sc.note)
+		}
 		if sc.before != nil {
 			sc.before(s)
 		}

@@ -193,7 +193,8 @@ func TestDemo(t *testing.T) {
 	if err := s.Demo(context.Background(), &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"status completed", "status rejected", "status failed", "prescription.dispense refused", "status approved"} {
+	for _, want := range []string{"status completed", "status rejected", "status failed", "prescription.dispense refused", "status approved",
+		"the projector's WARN lines"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -455,3 +455,35 @@ func TestStartupWaitsForEventStoreDB(t *testing.T) {
 		})
 	}
 }
+
+// TestHelp: -h prints the usage on stderr and exits 0 for every binary; the
+// projector's also names its rebuild form.
+func TestHelp(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		args []string
+		want []string
+	}{
+		{bin.processor, []string{"-h"}, []string{"-brokers", "(env KAFKA_BROKERS)"}},
+		{bin.projector, []string{"-h"}, []string{"projector rebuild [flags]", "-token"}},
+		{bin.projector, []string{"rebuild", "-h"}, []string{"projector rebuild [flags]", "-data"}},
+		{bin.stack, []string{"-help"}, []string{"-demo"}},
+		{bin.esdb, []string{"-h"}, []string{"-addr"}},
+		{bin.partnersim, []string{"-h"}, []string{"-addr"}},
+	} {
+		name := filepath.Base(c.path) + " " + strings.Join(c.args, " ")
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(c.path, c.args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%s: %v, want exit 0; stderr:\n%s", name, err, stderr.String())
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("%s: usage lacks %q:\n%s", name, w, stderr.String())
+				}
+			}
+		})
+	}
+}
