@@ -293,19 +293,18 @@ func TestSecurePublishSubscribe(t *testing.T) {
 			t.Parallel()
 			pki := kafkatest.NewPKI(t)
 			cfg := kafka.Config{Brokers: start(t, c.server(pki)), ConsumerGroup: "g-secure", Security: c.client(pki)}
-			roundTrip(t, cfg)
+			roundTrip(t, cfg, "secure")
 		})
 	}
 }
 
-// roundTrip creates a topic, publishes two messages through NewPublisher
+// roundTrip creates topic, publishes two messages through NewPublisher
 // and one through kafkatest, consumes the three through NewSubscriber, and
 // reads them and the committed offsets back through kafkatest.
-func roundTrip(t *testing.T, cfg kafka.Config) {
+func roundTrip(t *testing.T, cfg kafka.Config, topic string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const topic = "secure"
 	if err := kafka.EnsureTopics(ctx, cfg, 1, topic); err != nil {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
@@ -446,8 +445,8 @@ func TestSecureRefusals(t *testing.T) {
 }
 
 // refused runs f and wants an error within refuseLimit holding each of want
-// and not the password.
-func refused(t *testing.T, what string, want []string, f func() error) {
+// and not the password; it returns the error.
+func refused(t *testing.T, what string, want []string, f func() error) error {
 	t.Helper()
 	done := make(chan error, 1)
 	start := time.Now()
@@ -456,7 +455,7 @@ func refused(t *testing.T, what string, want []string, f func() error) {
 	case err := <-done:
 		if err == nil {
 			t.Errorf("%s succeeded", what)
-			return
+			return nil
 		}
 		t.Logf("%s refused after %v: %v", what, time.Since(start).Round(time.Millisecond), err)
 		for _, w := range want {
@@ -465,8 +464,10 @@ func refused(t *testing.T, what string, want []string, f func() error) {
 			}
 		}
 		noPassword(t, what+" error", err.Error())
+		return err
 	case <-time.After(refuseLimit):
 		t.Fatalf("%s neither connected nor failed within %v", what, refuseLimit)
+		return nil
 	}
 }
 
