@@ -48,6 +48,14 @@ type Config struct {
 	DataDir       string       // "" = in memory; otherwise a Pebble store in this dir
 	MaxAppendSize int          // bytes; default 1 MiB (1<<20), like EventStoreDB
 	Logger        *slog.Logger // default slog.Default()
+
+	// TLSCertFile and TLSKeyFile, both or neither, are the PEM certificate
+	// (chain) and private key of the server. With them the listener speaks
+	// TLS only (TLS 1.2 at least), as KurrentDB in secure mode does, and
+	// clients connect with "tls=true&tlsCAFile=<the CA that signed it>";
+	// without them it speaks plaintext, as KurrentDB with --insecure. The
+	// files are read once, by Start.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Validate reports every problem with the configuration at once.
@@ -63,6 +71,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAppendSize > maxAppendSizeLimit {
 		errs = append(errs, fmt.Errorf("max append size %d: must not exceed %d", c.MaxAppendSize, maxAppendSizeLimit))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("TLS certificate file %q and key file %q: give both or neither", c.TLSCertFile, c.TLSKeyFile))
 	}
 	if c.DataDir != "" {
 		if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {

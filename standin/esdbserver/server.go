@@ -2,11 +2,13 @@ package esdbserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -31,6 +34,7 @@ type Server struct {
 	st      *storage
 	w       *writer
 	maxSize int
+	tls     bool
 
 	closing   chan struct{} // closed when Close starts: live subscriptions end
 	closeOnce sync.Once
@@ -45,6 +49,14 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("esdbserver: invalid config: %w", err)
 	}
 	cfg = cfg.withDefaults()
+	var creds []grpc.ServerOption
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("esdbserver: TLS certificate %s and key %s: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+		}
+		creds = append(creds, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})))
+	}
 
 	st, err := openStorage(cfg.DataDir, cfg.Logger)
 	if err != nil {
@@ -69,13 +81,14 @@ func Start(cfg Config) (*Server, error) {
 		st:      st,
 		w:       newWriter(ix, st, cfg.Logger, next),
 		maxSize: cfg.MaxAppendSize,
+		tls:     len(creds) > 0,
 		closing: make(chan struct{}),
 		served:  make(chan struct{}),
 	}
 	// Like EventStoreDB, accept requests of up to 16 MiB so an oversized
 	// append gets EventStoreDB's error rather than a transport one.
 	recv := max(16<<20, cfg.MaxAppendSize+1<<20)
-	s.gs = grpc.NewServer(
+	s.gs = grpc.NewServer(append(creds,
 		grpc.MaxRecvMsgSize(recv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.ForceServerCodec(codec{}),
@@ -90,7 +103,7 @@ func Start(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryInterceptor(s.log)),
 		grpc.ChainStreamInterceptor(streamInterceptor(s.log)),
-	)
+	)...)
 	api.RegisterStreamsServer(s.gs, &streamsAPI{s: s})
 	features.RegisterServerFeaturesServer(s.gs, featuresAPI{})
 
@@ -103,15 +116,33 @@ func Start(cfg Config) (*Server, error) {
 			s.log.Error("esdbserver: serve", "err", err)
 		}
 	}()
-	s.log.Info("esdbserver: started", "addr", s.Addr(), "data_dir", cfg.DataDir, "events", len(ix.log))
+	s.log.Info("esdbserver: started", "addr", s.Addr(), "tls", s.tls, "data_dir", cfg.DataDir, "events", len(ix.log))
 	return s, nil
 }
 
 // Addr is the bound host:port.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
-// ConnectionString is what esdb.ParseConnectionString needs to reach s.
-func (s *Server) ConnectionString() string { return "esdb://" + s.Addr() + "?tls=false" }
+// ConnectionString is what esdb.ParseConnectionString needs to reach s:
+// "esdb://<addr>?tls=false", or with TLS "esdb://<addr>?tls=true", to
+// which a client whose system roots do not hold the certificate's CA adds
+// "&tlsCAFile=<CA file>" (TLSConnectionString).
+func (s *Server) ConnectionString() string {
+	if s.tls {
+		return "esdb://" + s.Addr() + "?tls=true"
+	}
+	return "esdb://" + s.Addr() + "?tls=false"
+}
+
+// TLSConnectionString is ConnectionString with the certificate verified
+// against the PEM CA certificates in caFile (tlsCAFile). It is
+// ConnectionString unchanged when s speaks plaintext.
+func (s *Server) TLSConnectionString(caFile string) string {
+	if !s.tls {
+		return s.ConnectionString()
+	}
+	return s.ConnectionString() + "&tlsCAFile=" + url.QueryEscape(caFile)
+}
 
 // Close stops serving: live subscriptions end with Unavailable, in-flight
 // appends finish, then the storage is flushed and closed.
