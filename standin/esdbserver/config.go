@@ -20,7 +20,8 @@
 //
 // Not implemented (Unimplemented): persistent subscriptions, projections,
 // users, operations, gossip, monitoring, multi-stream append; also ACLs,
-// clustering, TLS. See docs/esdbserver.md for the remaining differences.
+// clustering, client certificates. TLS is optional (Config.TLSCertFile).
+// See docs/esdbserver.md for the remaining differences.
 package esdbserver
 
 import (
