@@ -113,12 +113,15 @@ var slowConnect = 5 * time.Second
 
 // connectError names the brokers a client could not reach, and how it
 // tried: sarama's own message ("client has run out of available brokers")
-// does neither, and a broker that refuses SASL credentials may just close
-// the connection (EOF).
+// does neither. A connection the broker just closed (EOF) gets a hint of
+// why (Security.closedHint).
 func connectError(cfg Config, err error) error {
 	how := ""
 	if d := cfg.Security.describe(); d != "" {
 		how = " (" + d + ")"
+	}
+	if hint := cfg.Security.closedHint(err); hint != "" {
+		return fmt.Errorf("kafka: brokers %s%s: %w (%s)", strings.Join(cfg.Brokers, ","), how, err, hint)
 	}
 	return fmt.Errorf("kafka: brokers %s%s: %w", strings.Join(cfg.Brokers, ","), how, err)
 }

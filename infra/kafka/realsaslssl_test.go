@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -30,18 +31,21 @@ func TestRealBrokerSASLSSL(t *testing.T) {
 }
 
 // On a real Apache Kafka's SASL_SSL listener, a wrong password, an unknown
-// user and a CA that did not sign the broker's certificate are each an error
+// user, a CA that did not sign the broker's certificate, a server name the
+// certificate does not carry and a client without SASL are each an error
 // soon (sarama's dial, read and metadata retry bounds), never a hang, saying
 // what was refused and never the password: Kafka's
-// SASL_AUTHENTICATION_FAILED for the credentials, Go's x509 unknown
-// authority for the CA.
+// SASL_AUTHENTICATION_FAILED for the credentials, Go's x509 errors for the
+// certificate, and the connection the broker closes (EOF) for a client that
+// skips SASL.
 func TestRealBrokerSASLSSLRefusals(t *testing.T) {
 	l := kafkatest.RequireSASLSSL(t)
 	other := kafkatest.NewPKI(t) // an unrelated CA
 	type refusal struct {
 		name     string
 		security kafka.Security
-		want     []string
+		want     []string // in the errors of NewPublisher and EnsureTopics, which name the brokers and how they were reached
+		reason   string   // in Subscribe's error too: watermill's subscriber says only why
 		is       func(error) bool
 	}
 	authFailed := func(err error) bool { return errors.Is(err, sarama.ErrSASLAuthenticationFailed) }
@@ -51,16 +55,24 @@ func TestRealBrokerSASLSSLRefusals(t *testing.T) {
 		wrong := l.Security(m)
 		wrong.SASL.Password = "wrong-" + l.Password
 		cases = append(cases, refusal{name: m + " wrong password", security: wrong,
-			want: []string{"SASL_SSL, " + m + " as " + l.User, "SASL Authentication failed"}, is: authFailed})
+			want: []string{"SASL_SSL, " + m + " as " + l.User, "SASL Authentication failed"}, reason: "SASL Authentication failed", is: authFailed})
 	}
 	nobody := l.Security(l.Mechanisms[0])
 	nobody.SASL.User = "nobody-" + l.User
 	cases = append(cases, refusal{name: "unknown user", security: nobody,
-		want: []string{"SASL_SSL, " + l.Mechanisms[0] + " as nobody-" + l.User, "SASL Authentication failed"}, is: authFailed})
+		want: []string{"SASL_SSL, " + l.Mechanisms[0] + " as nobody-" + l.User, "SASL Authentication failed"}, reason: "SASL Authentication failed", is: authFailed})
 	untrusted := l.Security(l.Mechanisms[0])
 	untrusted.TLS.CAFile = other.CAFile
 	cases = append(cases, refusal{name: "untrusted CA", security: untrusted,
-		want: []string{"SASL_SSL", "certificate signed by unknown authority"}, is: unknownCA})
+		want: []string{"SASL_SSL", "certificate signed by unknown authority"}, reason: "certificate signed by unknown authority", is: unknownCA})
+	wrongName := l.Security(l.Mechanisms[0])
+	wrongName.TLS.ServerName = "kafka.example.com"
+	cases = append(cases, refusal{name: "wrong server name", security: wrongName,
+		want: []string{"SASL_SSL", "not kafka.example.com"}, reason: "not kafka.example.com", is: func(err error) bool { var e x509.HostnameError; return errors.As(err, &e) }})
+	noSASL := l.Security(l.Mechanisms[0])
+	noSASL.SASL = kafka.SASL{}
+	cases = append(cases, refusal{name: "TLS without SASL", security: noSASL,
+		want: []string{"(SSL)", "EOF", "its listener may require SASL"}, reason: "EOF", is: func(err error) bool { return errors.Is(err, io.EOF) }})
 
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,13 +99,13 @@ func TestRealBrokerSASLSSLRefusals(t *testing.T) {
 				return err
 			})
 			check("NewPublisher", err, true)
-			err = refused(t, "EnsureTopics", c.want[1:], func() error {
+			err = refused(t, "EnsureTopics", c.want, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), refuseLimit)
 				defer cancel()
 				return kafka.EnsureTopics(ctx, cfg, 1, topic)
 			})
 			check("EnsureTopics", err, true)
-			err = refused(t, "Subscribe", c.want[1:], func() error {
+			err = refused(t, "Subscribe", []string{c.reason}, func() error {
 				sub, err := kafka.NewSubscriber(cfg, watermill.NopLogger{})
 				if err != nil {
 					return err

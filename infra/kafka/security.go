@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
@@ -140,6 +142,22 @@ func (s Security) describe() string {
 		return "SSL"
 	}
 	return ""
+}
+
+// closedHint says what a connection the broker closed without an answer
+// (EOF) most likely means for clients set up as s, or "" when err is not
+// that: Apache Kafka closes the connection of a client that skips SASL on
+// a SASL listener, and some brokers do on refused credentials.
+func (s Security) closedHint(err error) string {
+	switch {
+	case !errors.Is(err, io.EOF):
+		return ""
+	case s.SASL.On():
+		return "the broker closed the connection: it may have refused the SASL credentials, or its listener may not speak " + strings.SplitN(s.describe(), ",", 2)[0]
+	case s.TLS.On():
+		return "the broker closed the connection: its listener may require SASL (KAFKA_SASL_MECHANISM)"
+	}
+	return "the broker closed the connection: its listener may require TLS (KAFKA_TLS) or SASL (KAFKA_SASL_MECHANISM)"
 }
 
 // config returns the client TLS configuration: TLS 1.2 at least, the

@@ -368,7 +368,8 @@ func roundTrip(t *testing.T, cfg kafka.Config, topic string) {
 // connects), EnsureTopics and Subscribe, and from a franz-go client with
 // the same settings. kfake closes the connection on refused SASL
 // credentials (EOF), where Apache Kafka answers SASL_AUTHENTICATION_FAILED
-// first; the error then names the mechanism and the user it tried.
+// first; the error then names the mechanism and the user it tried, and
+// says what a closed connection may mean.
 func TestSecureRefusals(t *testing.T) {
 	other := kafkatest.NewPKI(t) // an unrelated CA
 	for _, c := range []struct {
@@ -377,14 +378,17 @@ func TestSecureRefusals(t *testing.T) {
 	}{
 		{secure{name: "wrong SCRAM-SHA-256 password", server: saslBroker, client: func(p *kafkatest.PKI) kafka.Security {
 			return kafka.Security{TLS: p.ClientTLS(false), SASL: kafka.SASL{Mechanism: kafka.MechanismSCRAMSHA256, User: "rx-256", Password: "wrong-" + password}}
-		}}, []string{"SASL_SSL, SCRAM-SHA-256 as rx-256"}},
+		}}, []string{"SASL_SSL, SCRAM-SHA-256 as rx-256", "it may have refused the SASL credentials"}},
 		{secure{name: "wrong PLAIN password", server: saslBroker, client: func(p *kafkatest.PKI) kafka.Security {
 			return kafka.Security{TLS: p.ClientTLS(false), SASL: kafka.SASL{Mechanism: kafka.MechanismPlain, User: "rx-plain", Password: "wrong-" + password}}
-		}}, []string{"SASL_SSL, PLAIN as rx-plain"}},
-		{secure{name: "unknown user", server: saslBroker, client: withSASL(kafka.MechanismSCRAMSHA512, "nobody")}, []string{"SASL_SSL, SCRAM-SHA-512 as nobody"}},
+		}}, []string{"SASL_SSL, PLAIN as rx-plain", "it may have refused the SASL credentials"}},
+		{secure{name: "unknown user", server: saslBroker, client: withSASL(kafka.MechanismSCRAMSHA512, "nobody")}, []string{"SASL_SSL, SCRAM-SHA-512 as nobody", "it may have refused the SASL credentials"}},
 		{secure{name: "no SASL where the broker wants it", server: saslBroker, client: func(p *kafkatest.PKI) kafka.Security {
 			return kafka.Security{TLS: p.ClientTLS(false)}
-		}}, nil},
+		}}, []string{"(SSL)", "its listener may require SASL"}},
+		{secure{name: "plaintext to a TLS listener", server: tlsBroker, client: func(*kafkatest.PKI) kafka.Security {
+			return kafka.Security{}
+		}}, []string{"its listener may require TLS"}},
 		{secure{name: "wrong server name", server: tlsBroker, client: func(p *kafkatest.PKI) kafka.Security {
 			return kafka.Security{TLS: kafka.TLS{CAFile: p.CAFile, ServerName: "kafka.example.com"}}
 		}}, []string{"(SSL)", "certificate is valid for", "not kafka.example.com"}},
