@@ -66,10 +66,12 @@ func RequireSASLSSL(t testing.TB) SASLSSL {
 		}
 		s.Mechanisms = append(s.Mechanisms, m)
 	}
-	for env, v := range map[string]bool{SASLSSLCAFileEnv: s.CAFile != "", SASLSSLUserEnv: s.User != "",
-		SASLSSLPasswordEnv: s.Password != "", SASLSSLMechanismsEnv: len(s.Mechanisms) > 0} {
-		if !v {
-			t.Fatalf("kafkatest: %s is set but %s is empty", SASLSSLBrokersEnv, env)
+	for _, c := range []struct {
+		env string
+		set bool
+	}{{SASLSSLCAFileEnv, s.CAFile != ""}, {SASLSSLMechanismsEnv, len(s.Mechanisms) > 0}, {SASLSSLUserEnv, s.User != ""}, {SASLSSLPasswordEnv, s.Password != ""}} {
+		if !c.set {
+			t.Fatalf("kafkatest: %s is set but %s is empty", SASLSSLBrokersEnv, c.env)
 		}
 	}
 	return s
