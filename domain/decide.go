@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -15,11 +14,14 @@ func Decide(p Prescription, c Command, now time.Time) ([]Event, error) {
 	refuse := func(code ReasonCode, format string, args ...any) ([]Event, error) {
 		return nil, &Refusal{Code: code, Reason: fmt.Sprintf(format, args...), Status: p.Status, Command: c.Type}
 	}
-	if !slices.Contains(CommandTypes, c.Type) {
+	if !IsCommand(c.Type) {
 		return refuse(ReasonUnknownCommand, "unknown event %q", c.Type)
 	}
 	if p.Status != StatusNone && c.URN != p.URN {
 		return refuse(ReasonURNMismatch, "command for %q applied to prescription %q", c.URN, p.URN)
+	}
+	if c.Type == RecordDeadline {
+		return decideDeadline(p, c, now)
 	}
 	t, ok := w.Lookup(p.Status, c.Type)
 	switch {
@@ -43,9 +45,10 @@ func Decide(p Prescription, c Command, now time.Time) ([]Event, error) {
 
 // Evolve folds event e into p. It never fails: events are facts.
 func Evolve(p Prescription, e Event) Prescription {
+	revision := p.Revision
 	p.Revision++
 	if to, ok := Prescriptions.Target(e.Cause()); ok {
-		p.Status = to
+		p.Status, p.StatusSince = to, revision
 	}
 	switch e := e.(type) {
 	case Requested:

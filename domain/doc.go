@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Markdown renders the workflow table as the documentation page
@@ -24,6 +25,9 @@ func (w Workflow) Markdown() string {
 	for _, f := range w.Final {
 		fmt.Fprintf(&b, "    %s --> [*]\n", f)
 	}
+	for _, d := range w.Deadlines {
+		fmt.Fprintf(&b, "    note right of %s: deadline %s after %s: %s\n", d.In, d.Name, Days(d.After), d.Action)
+	}
 	b.WriteString("```\n\n| event | from | to | guards | records |\n|---|---|---|---|---|\n")
 	for _, t := range w.Transitions {
 		var guards []string
@@ -43,5 +47,23 @@ func (w Workflow) Markdown() string {
 	fmt.Fprintf(&b, "\nFinal states: %s; they have no exits. Failed state: %s.\n", strings.Join(final, ", "), w.FailedState)
 	b.WriteString("Each transition records the domain event named in the last column (built in `domain/records.go`), stored under its stable name in `events/` (`Approved` as `PrescriptionApproved`).\n")
 	b.WriteString("Any other (state, event) pair is refused with a reason code; see `domain/refusal.go`.\n")
+	b.WriteString("\n## Deadlines\n\n| deadline | state | default | when it passes |\n|---|---|---|---|\n")
+	for _, d := range w.Deadlines {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", d.Name, d.In, Days(d.After), d.Action)
+	}
+	fmt.Fprintf(&b, "\nA deadline starts with the event that enters its state and is cancelled by the transition that leaves it. "+
+		"When it passes, `%s` records `DeadlinePassed` in the stream (no state change): the prescription may still take the transition it waited for. "+
+		"A `%s` that comes after the transition is refused (`%s`). The durations are defaults; a deployment sets its own (README, \"Deadlines\").\n",
+		RecordDeadline, RecordDeadline, ReasonDeadlineCancelled)
 	return b.String()
+}
+
+// Days writes d in days when it is a whole number of them (\"10d\"), else
+// as time.Duration does (\"48h0m0s\").
+func Days(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d > 0 && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
 }

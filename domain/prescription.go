@@ -71,6 +71,7 @@ type Prescription struct {
 	URN          string
 	Status       Status
 	Revision     int // number of events folded in
+	StatusSince  int // stream revision (from 0) of the event that entered Status
 	PatientID    string
 	PrescriberID string
 	PharmacyID   string
@@ -105,6 +106,11 @@ type Command struct {
 	Reason       string
 	ReasonCode   string // a stable code for Reason, such as "pharmacy_unavailable"; optional
 	Dispensing   Dispensing
+	// RecordDeadline's: the deadline's name, the revision that started
+	// its state, and when it fell due.
+	Deadline string
+	Since    int
+	DueAt    time.Time
 }
 
 // Event is a fact that happened to a prescription. The set is closed: the

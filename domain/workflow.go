@@ -81,6 +81,7 @@ type Workflow struct {
 	Final       []Status
 	FailedState Status
 	Transitions []Transition
+	Deadlines   []Deadline // per state; the durations are defaults a deployment may change (WithDeadlines)
 }
 
 // Prescriptions is the prescription workflow of the seed. Request creates a
@@ -98,6 +99,11 @@ var Prescriptions = Workflow{
 		{On: Dispense, From: StatusProcessing, To: StatusDispensed, Guards: []Guard{dispenseWithinPrescribed}, Records: recordDispensed},
 		{On: Complete, From: StatusDispensed, To: StatusCompleted, Records: recordCompleted},
 		{On: Fail, From: StatusProcessing, To: StatusFailed, Guards: []Guard{needReason}, Records: recordFailed},
+	},
+	Deadlines: []Deadline{
+		{Name: "approval-overdue", In: StatusRequested, After: 48 * time.Hour, Action: "remind the prescriber (notification)"},
+		{Name: "processing-overdue", In: StatusApproved, After: 4 * time.Hour, Action: "alert support"},
+		{Name: "pickup-overdue", In: StatusDispensed, After: 10 * 24 * time.Hour, Action: "return to stock: notice to the pharmacy and the patient"},
 	},
 }
 
@@ -137,8 +143,9 @@ func (w Workflow) Exits(s Status) []CommandType {
 
 // Validate checks the table's shape: every state reachable from the initial
 // state, final states without exits, every other state able to reach a final
-// state, one target per command so that Evolve is deterministic, and every
-// transition recording a named event of its own command.
+// state, one target per command so that Evolve is deterministic, every
+// transition recording a named event of its own command, and deadlines with
+// unique names and positive durations on reachable, non-final states.
 func (w Workflow) Validate() error {
 	var errs []error
 	if !slices.Contains(w.Final, w.FailedState) {
@@ -174,6 +181,7 @@ func (w Workflow) Validate() error {
 	if t, ok := w.Target(Request); !ok || t != w.Initial {
 		errs = append(errs, fmt.Errorf("%q must create a prescription in %q", Request, w.Initial))
 	}
+	errs = append(errs, w.validateDeadlines())
 	return errors.Join(errs...)
 }
 
