@@ -11,8 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -111,7 +111,11 @@ type wirePayload struct {
 	DispensedBy  string          `json:"dispensedBy"`
 	Quantity     int             `json:"quantity"`
 	LotNumber    string          `json:"lotNumber"`
-	Unknown      jsontext.Value  `json:",embed"`
+	// prescription.deadline's (sent by the projector's deadline scheduler)
+	Deadline string         `json:"deadline"`
+	Since    int            `json:"since"`
+	DueAt    time.Time      `json:"dueAt"`
+	Unknown  jsontext.Value `json:",embed"`
 }
 
 type wireMedication struct {
@@ -188,8 +192,8 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 		return Envelope{}, decodeErr(DecodeKeyMismatch, "message key %q differs from urn %q", raw.Key, w.URN)
 	case w.Event == "":
 		return Envelope{}, decodeErr(DecodeMissingEvent, "event is required")
-	case !slices.Contains(domain.CommandTypes, domain.CommandType(w.Event)):
-		return Envelope{}, decodeErr(DecodeUnknownEvent, "unknown event %q (known: %v)", w.Event, domain.CommandTypes)
+	case !domain.IsCommand(domain.CommandType(w.Event)):
+		return Envelope{}, decodeErr(DecodeUnknownEvent, "unknown event %q (known: %v and %s)", w.Event, domain.CommandTypes, domain.RecordDeadline)
 	}
 	p, err := decodePayload(w.Payload)
 	if err != nil {
@@ -200,6 +204,7 @@ func Decode(raw Raw, maxBytes int) (Envelope, error) {
 		PatientID: p.PatientID, PrescriberID: p.PrescriberID, PharmacyID: p.PharmacyID,
 		ApprovedBy: p.ApprovedBy, Reason: p.Reason, ReasonCode: p.ReasonCode,
 		Dispensing: domain.Dispensing{By: p.DispensedBy, Quantity: p.Quantity, LotNumber: p.LotNumber},
+		Deadline:   p.Deadline, Since: p.Since, DueAt: p.DueAt.UTC(),
 	}
 	if m := p.Medication; m != nil {
 		cmd.Medication = domain.Medication{Name: m.Name, Code: m.Code, CodeSystem: m.CodeSystem, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}
@@ -275,10 +280,10 @@ func decodePayload(data jsontext.Value) (wirePayload, error) {
 		return p, err
 	}
 	if err := checkUnknown(p.Unknown, "patientId", "prescriberId", "pharmacyId", "medication", "approvedBy", "reason",
-		"reasonCode", "dispensedBy", "quantity", "lotNumber"); err != nil {
+		"reasonCode", "dispensedBy", "quantity", "lotNumber", "deadline", "since", "dueAt"); err != nil {
 		return p, err
 	}
-	ints := []int{p.Quantity}
+	ints := []int{p.Quantity, p.Since}
 	if p.Medication != nil {
 		if err := checkUnknown(p.Medication.Unknown, "name", "code", "codeSystem", "strength", "quantity", "refills"); err != nil {
 			return p, err
@@ -360,7 +365,7 @@ func checkID(name, id string, inner bool) error {
 
 // checkStrings refuses NUL in any text, which no store keeps faithfully.
 func checkStrings(c domain.Command, diagnostic string) error {
-	for _, s := range []string{c.PatientID, c.PrescriberID, c.PharmacyID, c.ApprovedBy, c.Reason, c.ReasonCode,
+	for _, s := range []string{c.PatientID, c.PrescriberID, c.PharmacyID, c.ApprovedBy, c.Reason, c.ReasonCode, c.Deadline,
 		c.Medication.Name, c.Medication.Code, c.Medication.CodeSystem, c.Medication.Strength, c.Dispensing.By, c.Dispensing.LotNumber, diagnostic} {
 		if strings.ContainsRune(s, 0) {
 			return decodeErr(DecodeInvalidText, "a string holds the NUL character")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	stdjson "encoding/json"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json"
 
@@ -39,6 +40,10 @@ type fingerprintV1 struct {
 	DispensedBy  string `json:"dispensedBy,omitzero"`
 	Quantity     int    `json:"quantity,omitzero"`
 	LotNumber    string `json:"lotNumber,omitzero"`
+	// prescription.deadline's, added after fp1 shipped: omitted when absent
+	Deadline string    `json:"deadline,omitzero"`
+	Since    int       `json:"since,omitzero"`
+	DueAt    time.Time `json:"dueAt,omitzero"`
 }
 
 const fingerprintV1Prefix = "fp1:"
@@ -50,6 +55,7 @@ func FingerprintOf(c domain.Command) Fingerprint {
 		Type: string(c.Type), URN: c.URN, Actor: c.Actor, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID,
 		MedName: m.Name, MedCode: m.Code, MedCodeSys: m.CodeSystem, MedStrength: m.Strength, MedQuantity: m.Quantity, MedRefills: m.Refills,
 		ApprovedBy: c.ApprovedBy, Reason: c.Reason, ReasonCode: c.ReasonCode, DispensedBy: d.By, Quantity: d.Quantity, LotNumber: d.LotNumber,
+		Deadline: c.Deadline, Since: c.Since, DueAt: c.DueAt,
 	}, json.Deterministic(true))
 	return Fingerprint(fingerprintV1Prefix + digest(b))
 }
@@ -67,8 +73,8 @@ func (stored Fingerprint) Matches(c domain.Command) bool {
 // hash of encoding/json's form of the command struct as it was then. The
 // struct is frozen here so that it never changes again.
 func legacyFingerprint(c domain.Command) string {
-	if c.ReasonCode != "" || c.Medication.CodeSystem != "" {
-		return "" // that version knew no reason code and no code system
+	if c.ReasonCode != "" || c.Medication.CodeSystem != "" || c.Type == domain.RecordDeadline {
+		return "" // that version knew no reason code, no code system and no deadline
 	}
 	type medication struct {
 		Name     string `json:"name"`

@@ -119,6 +119,14 @@ type refusedV1 struct {
 	At      time.Time `json:"refusedAt"`
 }
 
+type deadlinePassedV1 struct {
+	Deadline string    `json:"deadline"`
+	Status   string    `json:"status"`
+	Since    int       `json:"since"` // the stream revision that entered status
+	DueAt    time.Time `json:"dueAt"`
+	At       time.Time `json:"passedAt"`
+}
+
 // Encode returns the stable name and the JSON payload of e, at the
 // event's current version (SchemaVersion(name)).
 func Encode(e domain.Event) (name string, data []byte, err error) {
@@ -143,6 +151,8 @@ func Encode(e domain.Event) (name string, data []byte, err error) {
 		name, payload = NameFailed, failedV1(e)
 	case domain.Refused:
 		name, payload = NameCommandRefused, refusedV1{Command: string(e.Command), Code: string(e.Code), Reason: e.Reason, Guard: e.Guard, Status: string(e.Status), At: e.At}
+	case domain.DeadlinePassed:
+		name, payload = NameDeadlinePassed, deadlinePassedV1{Deadline: e.Deadline, Status: string(e.Status), Since: e.Since, DueAt: e.DueAt, At: e.At}
 	default:
 		return "", nil, fmt.Errorf("%w: %T", ErrUnknownEvent, e)
 	}
@@ -202,6 +212,9 @@ func decode(name string, data []byte) (domain.Event, error) {
 		p, err := unmarshal[refusedV1](name, data)
 		return domain.Refused{Command: domain.CommandType(p.Command), Code: domain.ReasonCode(p.Code), Reason: p.Reason, Guard: p.Guard,
 			Status: domain.Status(p.Status), At: p.At}, err
+	case NameDeadlinePassed:
+		p, err := unmarshal[deadlinePassedV1](name, data)
+		return domain.DeadlinePassed{Deadline: p.Deadline, Status: domain.Status(p.Status), Since: p.Since, DueAt: p.DueAt, At: p.At}, err
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownEvent, name)
 }

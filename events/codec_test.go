@@ -22,6 +22,7 @@ func TestRoundTripEveryEvent(t *testing.T) {
 		domain.Completed{At: at},
 		domain.Failed{Reason: "r", ReasonCode: "c", At: at},
 		domain.Refused{Command: domain.Approve, Code: domain.ReasonGuardFailed, Reason: "r", Guard: "approver_required", Status: domain.StatusRequested, At: at},
+		domain.DeadlinePassed{Deadline: "approval-overdue", Status: domain.StatusRequested, Since: 3, DueAt: at.Add(-time.Minute), At: at},
 	}
 	names := map[string]bool{}
 	for _, e := range all {

@@ -39,6 +39,9 @@ const (
 	// NameCommandRefused records a refused command: no transition, but the
 	// audit trail keeps it and a redelivery gets the same answer.
 	NameCommandRefused = "PrescriptionCommandRefused"
+	// NameDeadlinePassed records a deadline of the workflow table that
+	// passed: no transition, but the reactions of the deadline follow it.
+	NameDeadlinePassed = "PrescriptionDeadlinePassed"
 )
 
 // Errors of Decode, matched with errors.Is.

@@ -39,6 +39,7 @@ var Upcasters = UpcasterTable{
 		NameCompleted:         1,
 		NameFailed:            1,
 		NameCommandRefused:    1,
+		NameDeadlinePassed:    1,
 	},
 	Steps: []Upcaster{
 		{Event: NameRequested, From: 1, To: 2, Up: typed(requestedV1ToV2)},

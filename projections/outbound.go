@@ -108,9 +108,11 @@ func (o *OutboundProjector) SaveCheckpoint(ctx context.Context, pos uint64) erro
 }
 
 // Handle implements Projector. A refusal publishes nothing: it changes no
-// status, and the processor has published it as a refusal.
+// status, and the processor has published it as a refusal. Nor does a
+// passed deadline, which changes no status either.
 func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) error {
-	if _, refused := rec.Event.(domain.Refused); refused {
+	switch rec.Event.(type) {
+	case domain.Refused, domain.DeadlinePassed:
 		return nil
 	}
 	c, err := loadChange(ctx, o.history, rec)

@@ -22,6 +22,10 @@ type Partner struct {
 // support-alert reaction calls it, and every reactor that parks an effect.
 var Support = Partner{Name: "alerting", Path: "/v1/alerts", About: "support alerting"}
 
+// Notifications is the notification service: its body is a PatientNotice
+// or a PrescriberNotice.
+var Notifications = Partner{Name: "notifications", Path: "/v1/notifications", About: "patient notification service"}
+
 // PartnersOf lists the partners rs call, each once, in table order, then
 // Support if none of them does: parked effects alert support whatever the
 // table holds.
@@ -82,6 +86,33 @@ type PatientNotice struct {
 	Message   string `json:"message"`
 }
 
+// PrescriberNotice is a message for the prescriber, through the
+// notification service.
+type PrescriberNotice struct {
+	URN          string `json:"urn"`
+	PrescriberID string `json:"prescriberId"`
+	Message      string `json:"message"`
+}
+
+// ReturnToStock tells the pharmacy that a dispensed prescription was not
+// picked up by its deadline and goes back to stock.
+type ReturnToStock struct {
+	URN         string     `json:"urn"`
+	PatientID   string     `json:"patientId"`
+	PharmacyID  string     `json:"pharmacyId"`
+	Medication  Medication `json:"medication"`
+	LotNumber   string     `json:"lotNumber"`
+	DispensedAt time.Time  `json:"dispensedAt"`
+	DueAt       time.Time  `json:"dueAt"` // when pickup was due
+}
+
+// The messages of the deadline reactions.
+const (
+	ApprovalReminder  = "A prescription awaits your approval."
+	ReturnedToStock   = "Your prescription was not picked up in time and has been returned to stock."
+	ProcessingOverdue = "Prescription approved but not sent to the pharmacy in time."
+)
+
 func medication(m domain.Medication) Medication {
 	return Medication{Name: m.Name, Code: m.Code, Strength: m.Strength, Quantity: m.Quantity, Refills: m.Refills}
 }
@@ -115,4 +146,30 @@ func failureDetail(c Change) string {
 		d += "; diagnostic: " + c.Event.Meta.Diagnostic
 	}
 	return d
+}
+
+func deadlineOf(c Change) domain.DeadlinePassed {
+	d, _ := c.Event.Event.(domain.DeadlinePassed)
+	return d
+}
+
+func prescriberReminder(c Change) any {
+	return PrescriberNotice{URN: c.After.URN, PrescriberID: c.After.PrescriberID, Message: ApprovalReminder}
+}
+
+func processingOverdueAlert(c Change) any {
+	d := deadlineOf(c)
+	return Alert{URN: c.After.URN, Summary: ProcessingOverdue, Severity: "warning", At: d.At,
+		Detail: fmt.Sprintf("approved at %s by %s; deadline %s was due at %s", c.After.ApprovedAt.Format(time.RFC3339), c.After.ApprovedBy,
+			d.Deadline, d.DueAt.Format(time.RFC3339))}
+}
+
+func returnToStock(c Change) any {
+	p := c.After
+	return ReturnToStock{URN: p.URN, PatientID: p.PatientID, PharmacyID: p.PharmacyID, Medication: medication(p.Medication),
+		LotNumber: p.Dispensing.LotNumber, DispensedAt: p.DispensedAt, DueAt: deadlineOf(c).DueAt}
+}
+
+func returnedToStockNotice(c Change) any {
+	return PatientNotice{URN: c.After.URN, PatientID: c.After.PatientID, Message: ReturnedToStock}
 }

@@ -44,14 +44,20 @@ func loadChange(ctx context.Context, h History, rec events.Recorded) (Change, er
 }
 
 // Trigger says which events a reaction follows: every event of a command
-// type (the seed's OnEvent), or a status change (the seed's OnStatusChanged).
+// type (the seed's OnEvent), a status change (the seed's OnStatusChanged),
+// or a deadline of the workflow table that passed.
 type Trigger struct {
 	On       domain.CommandType
 	From, To domain.Status
+	Deadline string // a DeadlinePassed of this deadline
 }
 
 // mayMatch tells from the event alone whether the trigger could fire.
 func (t Trigger) mayMatch(e domain.Event) bool {
+	if t.Deadline != "" {
+		d, ok := e.(domain.DeadlinePassed)
+		return ok && d.Deadline == t.Deadline
+	}
 	if t.On != "" {
 		return e.Cause() == t.On
 	}
@@ -60,6 +66,9 @@ func (t Trigger) mayMatch(e domain.Event) bool {
 }
 
 func (t Trigger) matches(c Change) bool {
+	if t.Deadline != "" {
+		return t.mayMatch(c.Event.Event)
+	}
 	if t.On != "" {
 		return c.Event.Event.Cause() == t.On
 	}
@@ -150,10 +159,19 @@ var Reactions = []Reaction{
 	{Name: "pharmacy", Partner: Partner{Name: "pharmacy", Path: "/v1/prescriptions", About: "pharmacy"},
 		When: Trigger{From: domain.StatusApproved, To: domain.StatusProcessing}, Body: pharmacyOrder, OnGiveUp: FailPrescription,
 		FailWith: FailWith{Reason: PharmacyFailureReason, Refused: ReasonPharmacyRejected, Unavailable: ReasonPharmacyUnavailable}},
-	{Name: "patient-notification", Partner: Partner{Name: "notifications", Path: "/v1/notifications", About: "patient notification service"},
+	{Name: "patient-notification", Partner: Notifications,
 		When: Trigger{From: domain.StatusDispensed, To: domain.StatusCompleted}, Body: readyForPickup, OnGiveUp: Park},
 	{Name: "support-alert", Partner: Support,
 		When: Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, Body: failureAlert, OnGiveUp: Park},
+	// The deadlines of the workflow table (domain.Prescriptions.Deadlines).
+	{Name: "prescriber-reminder", Partner: Notifications,
+		When: Trigger{Deadline: "approval-overdue"}, Body: prescriberReminder, OnGiveUp: Park},
+	{Name: "processing-overdue-alert", Partner: Support,
+		When: Trigger{Deadline: "processing-overdue"}, Body: processingOverdueAlert, OnGiveUp: Park},
+	{Name: "return-to-stock-pharmacy", Partner: Partner{Name: "pharmacy", Path: "/v1/returns", About: "pharmacy"},
+		When: Trigger{Deadline: "pickup-overdue"}, Body: returnToStock, OnGiveUp: Park},
+	{Name: "return-to-stock-patient", Partner: Notifications,
+		When: Trigger{Deadline: "pickup-overdue"}, Body: returnedToStockNotice, OnGiveUp: Park},
 }
 
 // ReactorDeps are what every reactor needs.

@@ -193,7 +193,8 @@ func TestRefusalsAreDeliveredAsEvents(t *testing.T) {
 		t.Fatalf("handled %v, want the request at %d and the refusal at %d", got, requested, out.Position)
 	}
 
-	rows, checkpoint, err := projections.Replay(context.Background(), store, nil)
+	replayed, err := projections.Replay(context.Background(), store, nil)
+	rows, checkpoint := replayed.Rows, replayed.Checkpoint
 	if err != nil {
 		t.Fatal(err)
 	}

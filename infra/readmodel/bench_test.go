@@ -55,7 +55,7 @@ func BenchmarkBulkLoad(b *testing.B) {
 		run++
 		s := openStore(b, filepath.Join(dir, fmt.Sprintf("rm-%d.db", run)))
 		b.StartTimer()
-		if err := s.BulkLoad(b.Context(), rows, n); err != nil {
+		if err := s.BulkLoad(b.Context(), rows, nil, n); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

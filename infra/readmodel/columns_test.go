@@ -70,7 +70,7 @@ func TestEveryColumnRoundTrips(t *testing.T) {
 	}
 
 	bulk := openInternal(t)
-	if err := bulk.BulkLoad(ctx, []projections.Row{want}, 1); err != nil {
+	if err := bulk.BulkLoad(ctx, []projections.Row{want}, nil, 1); err != nil {
 		t.Fatal(err)
 	}
 	page, err := bulk.List(ctx, projections.Filter{})

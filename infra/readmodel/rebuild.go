@@ -20,11 +20,12 @@ import (
 // below SQLite's 32766 parameters).
 const bulkBatch = 32
 
-// BulkLoad writes rows and the checkpoint into an empty store in one
-// transaction: the rebuild folds $all in memory, then loads the result
-// into a fresh database and Swaps it in. It fails with ErrNotEmpty if the
-// store has rows or a checkpoint. Every row needs a URN, at most once.
-func (s *Store) BulkLoad(ctx context.Context, rows []projections.Row, checkpoint uint64) error {
+// BulkLoad writes rows, the deadlines they wait for and the checkpoint
+// into an empty store in one transaction: the rebuild folds $all in memory
+// (projections.Replay), then loads the result into a fresh database and
+// Swaps it in. It fails with ErrNotEmpty if the store has rows or a
+// checkpoint. Every row needs a URN, at most once.
+func (s *Store) BulkLoad(ctx context.Context, rows []projections.Row, waiting []projections.Waiting, checkpoint uint64) error {
 	if checkpoint > math.MaxInt64 {
 		return fmt.Errorf("readmodel: bulk load: checkpoint %d out of range", checkpoint)
 	}
@@ -96,6 +97,9 @@ func (s *Store) BulkLoad(ctx context.Context, rows []projections.Row, checkpoint
 			if _, err := tx.ExecContext(ctx, ddl); err != nil {
 				return err
 			}
+		}
+		if err := insertWaiting(ctx, tx, waiting); err != nil {
+			return err
 		}
 		_, err = tx.StmtContext(ctx, s.setCheckpoint).ExecContext(ctx, Projector, int64(checkpoint))
 		return err

@@ -32,10 +32,10 @@ func TestBulkLoadAndSwapEqualApply(t *testing.T) {
 	live.Close()
 
 	rebuilt := openStore(t, filepath.Join(dir, "rebuilt.db"))
-	if err := rebuilt.BulkLoad(t.Context(), foldRows(d.recs), checkpoint); err != nil {
+	if err := rebuilt.BulkLoad(t.Context(), foldRows(d.recs), nil, checkpoint); err != nil {
 		t.Fatal(err)
 	}
-	if err := rebuilt.BulkLoad(t.Context(), nil, checkpoint+1); !errors.Is(err, readmodel.ErrNotEmpty) {
+	if err := rebuilt.BulkLoad(t.Context(), nil, nil, checkpoint+1); !errors.Is(err, readmodel.ErrNotEmpty) {
 		t.Fatalf("second BulkLoad: %v, want ErrNotEmpty", err)
 	}
 	rebuiltPath := rebuilt.Path()
@@ -102,7 +102,7 @@ func TestBulkLoadRefusesNonEmptyStore(t *testing.T) {
 	s := openStore(t, ":memory:")
 	d := newDataset(t, 2)
 	applyAll(t, s, d.recs[:1])
-	if err := s.BulkLoad(t.Context(), foldRows(d.recs), 1e6); !errors.Is(err, readmodel.ErrNotEmpty) {
+	if err := s.BulkLoad(t.Context(), foldRows(d.recs), nil, 1e6); !errors.Is(err, readmodel.ErrNotEmpty) {
 		t.Fatalf("err = %v, want ErrNotEmpty", err)
 	}
 
@@ -110,7 +110,7 @@ func TestBulkLoadRefusesNonEmptyStore(t *testing.T) {
 	if err := s.SaveCheckpoint(t.Context(), 5); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BulkLoad(t.Context(), nil, 10); !errors.Is(err, readmodel.ErrNotEmpty) {
+	if err := s.BulkLoad(t.Context(), nil, nil, 10); !errors.Is(err, readmodel.ErrNotEmpty) {
 		t.Fatalf("err = %v, want ErrNotEmpty", err)
 	}
 }
@@ -119,7 +119,7 @@ func TestBulkLoadIsAllOrNothing(t *testing.T) {
 	s := openStore(t, ":memory:")
 	rows := foldRows(newDataset(t, 5).recs)
 	rows = append(rows, rows[0]) // a duplicate urn fails the load
-	if err := s.BulkLoad(t.Context(), rows, 1000); err == nil {
+	if err := s.BulkLoad(t.Context(), rows, nil, 1000); err == nil {
 		t.Fatal("BulkLoad with a duplicate urn succeeded")
 	}
 	if got, _ := listAll(t, s, projections.Filter{}); len(got) != 0 {
@@ -129,7 +129,7 @@ func TestBulkLoadIsAllOrNothing(t *testing.T) {
 		t.Fatalf("failed load left checkpoint %d", cp)
 	}
 	rows[0].URN = ""
-	if err := s.BulkLoad(t.Context(), rows[:1], 1000); err == nil {
+	if err := s.BulkLoad(t.Context(), rows[:1], nil, 1000); err == nil {
 		t.Fatal("BulkLoad of a row without a URN succeeded")
 	}
 }
@@ -141,7 +141,7 @@ func TestSwapRefusesOpenOrForeignDatabases(t *testing.T) {
 	d := newDataset(t, 3)
 	applyAll(t, live, d.recs)
 	rebuilt := openStore(t, rebuiltPath)
-	if err := rebuilt.BulkLoad(t.Context(), foldRows(d.recs[:2]), d.recs[1].Position); err != nil {
+	if err := rebuilt.BulkLoad(t.Context(), foldRows(d.recs[:2]), nil, d.recs[1].Position); err != nil {
 		t.Fatal(err)
 	}
 	rebuilt.Close()

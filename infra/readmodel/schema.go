@@ -32,6 +32,20 @@ CREATE TABLE checkpoint (
 	// 1 → 2: PrescriptionRequested v2's medication.codeSystem. Rows
 	// projected before it hold ''; a rebuild fills them from the events.
 	`ALTER TABLE prescriptions ADD COLUMN medication_code_system TEXT NOT NULL DEFAULT '';`,
+	// 2 → 3: deadlines. status_since is the stream revision that entered
+	// the status; deadlines holds the deadlines each prescription waits for,
+	// indexed by (deadline, started_at) so that the due ones are one range
+	// of the index. Rows projected before hold 0 and no deadline; a rebuild
+	// fills both from the events.
+	`ALTER TABLE prescriptions ADD COLUMN status_since BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE deadlines (
+	urn        TEXT NOT NULL,
+	deadline   TEXT NOT NULL,
+	since      BIGINT NOT NULL,
+	started_at BIGINT NOT NULL,
+	PRIMARY KEY (urn, deadline)
+);
+CREATE INDEX deadlines_due ON deadlines (deadline, started_at);`,
 }
 
 // migrate brings the schema to len(migrations), in one transaction.
@@ -113,6 +127,7 @@ var prescriptionColumns = []column{
 	integer("last_position", func(r *projections.Row) *uint64 { return &r.LastPosition }),
 	timestamp("updated_at", func(r *projections.Row) *time.Time { return &r.UpdatedAt }),
 	since(1, text("medication_code_system", func(r *projections.Row) *string { return &r.Medication.CodeSystem })),
+	since(2, integer("status_since", func(r *projections.Row) *int { return &r.StatusSince })),
 }
 
 // text is a TEXT NOT NULL column holding *field(r).

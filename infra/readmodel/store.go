@@ -166,14 +166,16 @@ func (s *Store) Apply(ctx context.Context, rec events.Recorded) error {
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		row.Prescription = domain.Evolve(row.Prescription, rec.Event)
-		row.URN = rec.URN
-		row.LastRevision, row.LastPosition, row.UpdatedAt = rec.Revision, rec.Position, rec.Event.OccurredAt()
+		before := row.Status
+		projections.FoldRow(&row, rec)
 		args, err := appendRowArgs(nil, &row)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.StmtContext(ctx, s.upsert).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		if err := applyDeadlines(ctx, tx, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status)); err != nil {
 			return err
 		}
 		if _, err := tx.StmtContext(ctx, s.setCheckpoint).ExecContext(ctx, Projector, int64(rec.Position)); err != nil {
@@ -190,6 +192,62 @@ func (s *Store) Apply(ctx context.Context, rec events.Recorded) error {
 	}
 	return nil
 }
+
+// applyDeadlines writes what one event does to its prescription's waiting
+// deadlines: the one that passed ends; a status change cancels every
+// waiting one and starts those of the new state.
+func applyDeadlines(ctx context.Context, tx *sql.Tx, c projections.DeadlineChange) error {
+	if c.Passed != nil {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM deadlines WHERE urn = ? AND deadline = ? AND since = ?",
+			c.URN, c.Passed.Deadline, c.Passed.Since); err != nil {
+			return err
+		}
+	}
+	if c.CancelAll {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM deadlines WHERE urn = ?", c.URN); err != nil {
+			return err
+		}
+	}
+	return insertWaiting(ctx, tx, c.Start)
+}
+
+func insertWaiting(ctx context.Context, tx *sql.Tx, ws []projections.Waiting) error {
+	for _, w := range ws {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO deadlines (urn, deadline, since, started_at) VALUES (?, ?, ?, ?)",
+			w.URN, w.Deadline, w.Since, w.StartedAt.UnixNano()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Due implements projections.DueDeadlines: the deadlines named deadline
+// that started at or before cutoff, oldest first, at most limit. It reads
+// one range of the index deadlines_due, so only the due rows.
+func (s *Store) Due(ctx context.Context, deadline string, cutoff time.Time, limit int) ([]projections.Waiting, error) {
+	rows, err := s.db.QueryContext(ctx, dueSQL, deadline, cutoff.UnixNano(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: due %s: %w", deadline, err)
+	}
+	defer rows.Close()
+	var out []projections.Waiting
+	for rows.Next() {
+		w := projections.Waiting{Deadline: deadline}
+		var started int64
+		if err := rows.Scan(&w.URN, &w.Since, &started); err != nil {
+			return nil, fmt.Errorf("readmodel: due %s: %w", deadline, err)
+		}
+		w.StartedAt = time.Unix(0, started).UTC()
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("readmodel: due %s: %w", deadline, err)
+	}
+	return out, nil
+}
+
+// dueSQL finds due deadlines: a range of the index deadlines_due.
+const dueSQL = "SELECT urn, since, started_at FROM deadlines WHERE deadline = ? AND started_at <= ? ORDER BY started_at LIMIT ?"
 
 // SaveCheckpoint moves the checkpoint to position if that is further.
 func (s *Store) SaveCheckpoint(ctx context.Context, position uint64) error {

@@ -56,7 +56,7 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, progress func(events int, p
 			progress(n, pos)
 		}
 	}
-	rows, checkpoint, err := projections.Replay(ctx, store, counted)
+	replayed, err := projections.Replay(ctx, store, counted)
 	if err != nil {
 		return res, err
 	}
@@ -71,12 +71,12 @@ func Rebuild(ctx context.Context, cfg RebuildConfig, progress func(events int, p
 	if err != nil {
 		return res, err
 	}
-	if err := errors.Join(rm.BulkLoad(ctx, rows, checkpoint), rm.Close()); err != nil {
+	if err := errors.Join(rm.BulkLoad(ctx, replayed.Rows, replayed.Waiting, replayed.Checkpoint), rm.Close()); err != nil {
 		return res, fmt.Errorf("load rebuilt read model: %w", err)
 	}
 	if err := readmodel.Swap(live, fresh); err != nil {
 		return res, err
 	}
-	res.Rows, res.Checkpoint, res.Took = len(rows), checkpoint, time.Since(start)
+	res.Rows, res.Checkpoint, res.Took = len(replayed.Rows), replayed.Checkpoint, time.Since(start)
 	return res, nil
 }

@@ -38,8 +38,8 @@ const (
 	Alerting      Partner = "alerting"
 )
 
-// routes are the simulated partners, in order: each one's single POST path
-// (below /<partner>) and the payload check it applies. A new partner of
+// routes are the simulated partners' POST paths (below /<partner>), in
+// order, each with the payload check it applies. A new partner or path of
 // projections.Reactions is one entry here, under the same name and path.
 var routes = []struct {
 	partner  Partner
@@ -48,15 +48,18 @@ var routes = []struct {
 }{
 	{Insurance, "/v1/approvals", validateApproval},
 	{Pharmacy, "/v1/prescriptions", validatePrescription},
+	{Pharmacy, "/v1/returns", validateReturn},
 	{Notifications, "/v1/notifications", validateNotification},
 	{Alerting, "/v1/alerts", validateAlert},
 }
 
 // Partners lists every simulated partner.
 func Partners() []Partner {
-	ps := make([]Partner, len(routes))
-	for i, r := range routes {
-		ps[i] = r.partner
+	var ps []Partner
+	for _, r := range routes {
+		if !slices.Contains(ps, r.partner) {
+			ps = append(ps, r.partner)
+		}
 	}
 	return ps
 }

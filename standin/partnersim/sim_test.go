@@ -97,7 +97,11 @@ func TestURLsAndRoutes(t *testing.T) {
 // name and path: the request reaches the payload check (400), not a 404.
 func TestEveryReactionPartnerIsSimulated(t *testing.T) {
 	sim := startSim(t)
-	for _, p := range projections.PartnersOf(projections.Reactions) {
+	ps := projections.PartnersOf(projections.Reactions)
+	for _, r := range projections.Reactions {
+		ps = append(ps, r.Partner)
+	}
+	for _, p := range ps {
 		status, _, body := do(t, "POST", sim.URL(partnersim.Partner(p.Name))+p.Path, "k", "application/json", `{}`)
 		if status != http.StatusBadRequest || !strings.Contains(body, "invalid payload") {
 			t.Errorf("%s %s: status %d %s, want 400 invalid payload", p.Name, p.Path, status, body)
@@ -117,6 +121,8 @@ func TestRejectsBadRequestsAndRecordsThem(t *testing.T) {
 		{"not JSON", "k1", "application/json", `{"urn":`, 400, "not a JSON object"},
 		{"wrong content type", "k1", "text/plain", notice, 415, "Content-Type"},
 		{"missing field", "k1", "application/json", `{"urn":"u","patientId":"p"}`, 400, "message is required"},
+		{"no recipient", "k1", "application/json", `{"urn":"u","message":"m"}`, 400, "exactly one of patientId and prescriberId"},
+		{"two recipients", "k1", "application/json", `{"urn":"u","patientId":"p","prescriberId":"d","message":"m"}`, 400, "exactly one of patientId and prescriberId"},
 	}
 	for _, tc := range cases {
 		status, _, body := do(t, "POST", url, tc.key, tc.ctype, tc.body)

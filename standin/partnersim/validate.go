@@ -23,8 +23,24 @@ func validatePrescription(m map[string]any) []string {
 	return requireTime(p, m, "sentAt")
 }
 
+// validateNotification: a notice goes to a patient (patientId) or to a
+// prescriber (prescriberId), exactly one of them.
 func validateNotification(m map[string]any) []string {
-	return requireStrings(nil, m, "urn", "patientId", "message")
+	p := requireStrings(nil, m, "urn", "message")
+	patient, _ := m["patientId"].(string)
+	prescriber, _ := m["prescriberId"].(string)
+	if (patient == "") == (prescriber == "") {
+		p = append(p, "exactly one of patientId and prescriberId is required")
+	}
+	return p
+}
+
+func validateReturn(m map[string]any) []string {
+	var p []string
+	p = requireStrings(p, m, "urn", "patientId", "pharmacyId")
+	p = requireMedication(p, m)
+	p = requireTime(p, m, "dispensedAt")
+	return requireTime(p, m, "dueAt")
 }
 
 func validateAlert(m map[string]any) []string {

@@ -315,7 +315,8 @@ func TestV1StoreIsReadAsCurrent(t *testing.T) {
 			t.Errorf("read model %s: %s, want %s", urn, row.Status, status)
 		}
 	}
-	rows, _, err := projections.Replay(ctx, store, nil)
+	replayed, err := projections.Replay(ctx, store, nil)
+	rows := replayed.Rows
 	if err != nil {
 		t.Fatal(err)
 	}
