@@ -104,7 +104,11 @@ type SchedulerConfig struct {
 	ResendAfter  time.Duration   // a sent command not yet recorded is sent again after this; default 10m
 	Every        time.Duration   // Run's pause between passes; default 30s
 	Clock        Clock           // default time.Now
-	Logger       *slog.Logger
+	// Ready, if set, tells whether the due deadlines are current (the read
+	// model has caught up); a pass is skipped until it is, so that a
+	// restart does not fire deadlines a transition already cancelled.
+	Ready  func() bool
+	Logger *slog.Logger
 }
 
 // DeadlineScheduler fires the deadlines that fell due: for each, it
@@ -173,6 +177,9 @@ func (s *DeadlineScheduler) Run(ctx context.Context) error {
 // It reads at most Batch due deadlines of each name; the next pass takes
 // the rest.
 func (s *DeadlineScheduler) Pass(ctx context.Context) (sent int, err error) {
+	if s.cfg.Ready != nil && !s.cfg.Ready() {
+		return 0, nil
+	}
 	now := s.cfg.Clock().UTC()
 	for _, d := range s.cfg.Workflow.Deadlines {
 		due, err := s.due.Due(ctx, d.Name, now.Add(-d.After), s.cfg.Batch)

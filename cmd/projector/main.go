@@ -64,13 +64,15 @@ func run(ctx context.Context, args []string) error {
 	partnerToken := f.String("partner-token", "PARTNER_API_TOKEN", "", "bearer token sent to the partners (none if empty)")
 	logLevel := f.String("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	kafkaSecurity := kafka.SecurityFlags(f)
+	deadlines := config.DeadlineFlags(f)
 	err := f.Parse(args)
 	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
 	log, logErr := config.Logger(*logLevel)
 	security, securityErr := kafkaSecurity()
-	if err := errors.Join(err, logErr, securityErr); err != nil {
+	after, every, resend, deadlineErr := deadlines()
+	if err := errors.Join(err, logErr, securityErr, deadlineErr); err != nil {
 		return err
 	}
 	endpoints := partners.Endpoints{}
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string) error {
 		DataDir:      *dataDir,
 		Partners:     endpoints,
 		HTTPAddr:     *httpAddr, Token: *token, Logger: log,
+		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"rxflow/infra/config"
+	"rxflow/service/projector"
 	"rxflow/service/stack"
 	"rxflow/standin/esdbserver"
 )
@@ -46,15 +47,18 @@ func run(args []string) error {
 	partnersAddr := f.String("partners-addr", "STACK_PARTNERS_ADDR", "127.0.0.1:8090", "listen address of the partner simulators")
 	apiAddr := f.String("api-addr", "STACK_API_ADDR", "127.0.0.1:8080", "address of the query API and the projector's ops endpoints")
 	processorAddr := f.String("processor-addr", "STACK_PROCESSOR_ADDR", "127.0.0.1:9101", "address of the processor's /healthz, /readyz and /metrics")
+	deadlines := config.DeadlineFlags(f)
 	err := f.Parse(args)
 	if errors.Is(err, config.ErrHelp) {
 		return err
 	}
 	log, logErr := config.Logger(*logLevel)
-	if err := errors.Join(err, logErr); err != nil {
+	after, every, resend, deadlineErr := deadlines()
+	if err := errors.Join(err, logErr, deadlineErr); err != nil {
 		return err
 	}
 	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log,
+		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
 		KafkaAddr: *kafkaAddr, ESDBAddr: *esdbAddr, PartnersAddr: *partnersAddr, APIAddr: *apiAddr, ProcessorAddr: *processorAddr})
 	if err != nil {
 		return err

@@ -46,6 +46,17 @@ type Config struct {
 	HTTPAddr     string             // query API and ops endpoints; default 127.0.0.1:8080
 	Token        string             // bearer token of the query API; required
 	Logger       *slog.Logger
+	Deadlines    Deadlines
+}
+
+// Deadlines configures the deadline scheduler. Zero values take the
+// defaults: the workflow table's durations, a pass every 30 s, a command
+// sent again after 10 min without its event.
+type Deadlines struct {
+	After       map[string]time.Duration // by deadline name (domain.Prescriptions.Deadlines), replacing the table's default
+	Every       time.Duration            // pause between passes
+	ResendAfter time.Duration
+	Clock       projections.Clock // the time port; default time.Now
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +73,9 @@ func (c *Config) setDefaults() {
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	errs := []error{c.Kafka.Validate(), c.EventStore.Validate()}
+	if _, err := domain.Prescriptions.WithDeadlines(c.Deadlines.After); err != nil {
+		errs = append(errs, fmt.Errorf("projector: deadlines: %w", err))
+	}
 	if c.Token == "" {
 		errs = append(errs, errors.New("projector: the query API token is required"))
 	}
@@ -80,6 +94,8 @@ type Service struct {
 	ledger    *ledger.Ledger
 	pub       message.Publisher
 	runners   []*projections.Runner
+	readers   *projections.Runner // the read-model projector's runner: the scheduler waits for it to catch up
+	scheduler *projections.DeadlineScheduler
 	lag       *projections.LagTracker
 	http      *ops.Server
 }
@@ -149,6 +165,14 @@ func New(cfg Config) (*Service, error) {
 	for _, p := range projectors {
 		s.runners = append(s.runners, projections.NewRunner(s.store, p, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
 	}
+	s.readers = s.runners[0]
+	workflow, _ := domain.Prescriptions.WithDeadlines(cfg.Deadlines.After) // checked by Validate
+	if s.scheduler, err = projections.NewDeadlineScheduler(s.readModel, s.ledger, publisher{s.pub}, projections.SchedulerConfig{
+		Workflow: workflow, CommandTopic: cfg.CommandTopic, Every: cfg.Deadlines.Every, ResendAfter: cfg.Deadlines.ResendAfter,
+		Clock: cfg.Deadlines.Clock, Logger: cfg.Logger, Ready: s.readModelCaughtUp,
+	}); err != nil {
+		return nil, err
+	}
 
 	reg := ops.NewRegistry()
 	s.registerMetrics(reg)
@@ -203,6 +227,7 @@ func (s *Service) Run(ctx context.Context) error {
 			run(r.Run)
 		}
 		run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
+		run(s.scheduler.Run)
 		s.log.Info("projector running", "http", s.HTTPAddr(), "projectors", len(s.runners))
 		return nil
 	})
@@ -217,6 +242,13 @@ func collect(errc <-chan error) []error {
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// readModelCaughtUp reports whether the read model holds every stored
+// event, so that the deadlines it lists as waiting are current.
+func (s *Service) readModelCaughtUp() bool {
+	up, _ := s.readers.CaughtUp()
+	return up
 }
 
 // ready: the store answers and no projector is stuck on an error.

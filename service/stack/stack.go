@@ -40,6 +40,7 @@ type Config struct {
 	Token         string   // query API token; required
 	Topics        Topics
 	Partner       partners.Config // retry settings for every partner client; BaseURL is ignored
+	Deadlines     projector.Deadlines
 	Logger        *slog.Logger
 
 	// KafkaSecurity is TLS and SASL towards Brokers; the embedded broker
@@ -163,6 +164,7 @@ func (s *Stack) StartProjector() error {
 		EventStore: s.EventStoreConfig(), DataDir: s.ProjectorDir(),
 		Partners: endpoints,
 		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Token: s.cfg.Token, Logger: s.cfg.Logger,
+		Deadlines: s.cfg.Deadlines,
 	})
 	if err != nil {
 		return err
