@@ -18,6 +18,13 @@ var ErrConcurrency = errors.New("stream changed since it was read")
 // holding an event this code cannot read.
 var ErrPermanent = errors.New("permanent failure")
 
+// ErrNewerEvent marks a stream holding an event at a schema version newer
+// than this code reads (events.ErrNewerVersion): a newer replica wrote it
+// during a rolling deploy. It wraps ErrUnavailable, so the command waits,
+// retried like an outage, until code that reads the event handles it; it
+// is never dead-lettered.
+var ErrNewerEvent = fmt.Errorf("%w: the stream holds an event newer than this code", ErrUnavailable)
+
 // NoStream is the expected revision of a stream that must not exist yet.
 const NoStream int64 = -1
 

@@ -5,6 +5,7 @@ package events
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,10 @@ const (
 var (
 	ErrUnknownEvent       = errors.New("unknown event name")
 	ErrUnsupportedVersion = errors.New("unsupported schema version")
+	// ErrNewerVersion is the ErrUnsupportedVersion of an event stored at a
+	// version newer than this code writes: newer code (a newer replica,
+	// during a rolling deploy) wrote it, and reading it needs that code.
+	ErrNewerVersion = fmt.Errorf("%w: newer than this code", ErrUnsupportedVersion)
 	ErrMalformedPayload   = errors.New("malformed event payload")
 )
 

@@ -132,15 +132,16 @@ func (t UpcasterTable) step(name string, from int) (Upcaster, bool) {
 }
 
 // Upcast brings data, the payload of name at version, to the current
-// version. A version newer than the current one, or older than 1, is
-// ErrUnsupportedVersion; an unknown name is ErrUnknownEvent.
+// version. A version newer than the current one is ErrNewerVersion, one
+// older than 1 ErrUnsupportedVersion (which ErrNewerVersion wraps too); an
+// unknown name is ErrUnknownEvent.
 func (t UpcasterTable) Upcast(name string, version int, data []byte) ([]byte, error) {
 	current, ok := t.Current[name]
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEvent, name)
 	case version > current:
-		return nil, fmt.Errorf("%w: %s v%d is newer than this code, which reads up to v%d: deploy newer code to read it", ErrUnsupportedVersion, name, version, current)
+		return nil, fmt.Errorf("%w: %s v%d is newer than this code, which reads up to v%d: deploy newer code to read it", ErrNewerVersion, name, version, current)
 	case version < 1:
 		return nil, fmt.Errorf("%w: %s v%d", ErrUnsupportedVersion, name, version)
 	}

@@ -135,8 +135,12 @@ func TestRequestedV2StoredForm(t *testing.T) {
 func TestNewerVersionIsRefused(t *testing.T) {
 	for name, v := range map[string]int{events.NameRequested: 3, events.NameApproved: 2, events.NameCommandRefused: 9} {
 		e, err := events.Decode(name, v, []byte(`{}`))
-		if !errors.Is(err, events.ErrUnsupportedVersion) || e != nil {
-			t.Errorf("Decode(%s v%d) = %v, %v; want %v", name, v, e, err, events.ErrUnsupportedVersion)
+		if !errors.Is(err, events.ErrNewerVersion) || !errors.Is(err, events.ErrUnsupportedVersion) || e != nil {
+			t.Errorf("Decode(%s v%d) = %v, %v; want %v", name, v, e, err, events.ErrNewerVersion)
 		}
+	}
+	// Version 0 is unsupported, but not newer: no code will ever read it.
+	if _, err := events.Decode(events.NameApproved, 0, []byte(`{}`)); !errors.Is(err, events.ErrUnsupportedVersion) || errors.Is(err, events.ErrNewerVersion) {
+		t.Errorf("Decode(v0) = %v; want ErrUnsupportedVersion only", err)
 	}
 }

@@ -249,7 +249,10 @@ func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error)
 				return nil, mapError(err)
 			}
 			rec, err := Decode(ev)
-			if err != nil {
+			switch {
+			case errors.Is(err, events.ErrNewerVersion):
+				return nil, fmt.Errorf("%w: %w", commands.ErrNewerEvent, err)
+			case err != nil:
 				return nil, fmt.Errorf("%w: %v", commands.ErrPermanent, err)
 			}
 			out = append(out, rec)

@@ -324,6 +324,12 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 		res, err := proc.Process(context.WithoutCancel(msg.Context()), raw)
 		if err != nil {
 			s.metrics.transient.Inc()
+			if errors.Is(err, commands.ErrNewerEvent) {
+				s.metrics.newerEvent.Inc()
+				s.log.Warn("command waits for newer code: its stream holds an event newer than this processor reads (a newer replica wrote it); finish the deploy",
+					"topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
+				return err
+			}
 			s.log.Warn("command not processed, will retry", "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
 			return err
 		}
@@ -430,6 +436,7 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	transient   prometheus.Counter
+	newerEvent  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -442,7 +449,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time from receiving a command to its durable outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"outcome"}),
 		transient: prometheus.NewCounter(prometheus.CounterOpts{Name: "rxflow_command_failures_total",
 			Help: "Transient failures; the command is retried, never dropped."}),
+		newerEvent: prometheus.NewCounter(prometheus.CounterOpts{Name: "rxflow_commands_waiting_for_newer_code_total",
+			Help: "Attempts that found an event newer than this code in the command's stream; the command waits for newer code."}),
 	}
-	reg.MustRegister(m.handled, m.deadLetters, m.latency, m.transient)
+	reg.MustRegister(m.handled, m.deadLetters, m.latency, m.transient, m.newerEvent)
 	return m
 }
