@@ -52,8 +52,8 @@ var (
 	// ErrNewerVersion is the ErrUnsupportedVersion of an event stored at a
 	// version newer than this code writes: newer code (a newer replica,
 	// during a rolling deploy) wrote it, and reading it needs that code.
-	ErrNewerVersion = fmt.Errorf("%w: newer than this code", ErrUnsupportedVersion)
-	ErrMalformedPayload   = errors.New("malformed event payload")
+	ErrNewerVersion     = fmt.Errorf("%w: newer than this code", ErrUnsupportedVersion)
+	ErrMalformedPayload = errors.New("malformed event payload")
 )
 
 // Metadata is stored as JSON beside every event.
