@@ -21,7 +21,13 @@ const token = "test-token"
 // startStack runs the whole system on free ports, on brokers when given.
 func startStack(t *testing.T, brokers []string) *stack.Stack {
 	t.Helper()
-	s, err := stack.Start(stack.Config{
+	return startStackWith(t, brokers, nil)
+}
+
+// startStackWith is startStack with the config changed by tune.
+func startStackWith(t *testing.T, brokers []string, tune func(*stack.Config)) *stack.Stack {
+	t.Helper()
+	cfg := stack.Config{
 		DataDir: t.TempDir(), Brokers: brokers, Token: token,
 		KafkaAddr: "127.0.0.1:0", ESDBAddr: "127.0.0.1:0", PartnersAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", ProcessorAddr: "127.0.0.1:0",
 		Topics: stack.Topics{
@@ -32,7 +38,11 @@ func startStack(t *testing.T, brokers []string) *stack.Stack {
 		},
 		Partner: partners.Config{Timeout: 2 * time.Second, MaxAttempts: 3, BaseBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	s, err := stack.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
