@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
@@ -40,6 +41,25 @@ func TestNewKafkaUnreachable(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), broker) {
 			t.Errorf("error %q does not name the broker %s", err, broker)
+		}
+	}
+}
+
+// A deadline setting the workflow table does not know, or a non-positive
+// duration, stops the start-up with a message naming it.
+func TestConfigRefusesUnknownDeadlines(t *testing.T) {
+	cfg := projector.Config{Kafka: kafka.Config{Brokers: []string{"127.0.0.1:1"}}, EventStore: eventstore.Config{ConnectionString: "esdb://127.0.0.1:1?tls=false"},
+		Token: "t", Partitions: 1}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for want, after := range map[string]map[string]time.Duration{
+		`no deadline is named "pickup-overdu"`: {"pickup-overdu": time.Hour},
+		"not a positive duration":              {"pickup-overdue": 0},
+	} {
+		cfg.Deadlines.After = after
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("deadline %s: Validate = %v, want %q", after, err, want)
 		}
 	}
 }
