@@ -46,9 +46,8 @@ type DeadlinePassed struct {
 	At       time.Time // when it was recorded
 }
 
-func (DeadlinePassed) Cause() CommandType         { return RecordDeadline }
-func (e DeadlinePassed) OccurredAt() time.Time    { return e.At }
-func (w Workflow) deadlineNamed(name string) bool { _, ok := w.Deadline(name); return ok }
+func (DeadlinePassed) Cause() CommandType      { return RecordDeadline }
+func (e DeadlinePassed) OccurredAt() time.Time { return e.At }
 
 // Deadline returns the deadline named name.
 func (w Workflow) Deadline(name string) (Deadline, bool) {
@@ -59,6 +58,8 @@ func (w Workflow) Deadline(name string) (Deadline, bool) {
 	}
 	return Deadline{}, false
 }
+
+func (w Workflow) deadlineNamed(name string) bool { _, ok := w.Deadline(name); return ok }
 
 // DeadlinesIn lists the deadlines that watch state s.
 func (w Workflow) DeadlinesIn(s Status) []Deadline {

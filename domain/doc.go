@@ -58,12 +58,16 @@ func (w Workflow) Markdown() string {
 	return b.String()
 }
 
-// Days writes d in days when it is a whole number of them (\"10d\"), else
-// as time.Duration does (\"48h0m0s\").
+// Days writes d in days when it is a whole number of them ("10d"), in
+// hours when it is a whole number of those ("4h"), else as time.Duration
+// does ("90m0s").
 func Days(d time.Duration) string {
 	const day = 24 * time.Hour
-	if d > 0 && d%day == 0 {
+	switch {
+	case d > 0 && d%day == 0:
 		return fmt.Sprintf("%dd", d/day)
+	case d > 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
 }

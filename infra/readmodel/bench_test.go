@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"rxflow/domain"
 	"rxflow/events"
@@ -63,4 +64,26 @@ func BenchmarkBulkLoad(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkDue measures one search for due deadlines among 100,000 waiting
+// prescriptions, 10 of them due.
+func BenchmarkDue(b *testing.B) {
+	const n, due = 100_000, 10
+	s := openStore(b, filepath.Join(b.TempDir(), "rm.db"))
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ws := make([]projections.Waiting, n)
+	for i := range ws {
+		ws[i] = projections.Waiting{URN: fmt.Sprintf("urn:rx:%06d", i), Deadline: "approval-overdue", StartedAt: start.Add(time.Duration(i) * time.Second)}
+	}
+	if err := s.BulkLoad(b.Context(), nil, ws, 1); err != nil {
+		b.Fatal(err)
+	}
+	cutoff := start.Add((due - 1) * time.Second)
+	for b.Loop() {
+		got, err := s.Due(b.Context(), "approval-overdue", cutoff, 500)
+		if err != nil || len(got) != due {
+			b.Fatalf("Due = %d rows, %v", len(got), err)
+		}
+	}
 }
