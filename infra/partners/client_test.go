@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"rxflow/domain"
+	"rxflow/events"
 	"rxflow/infra/partners"
 	"rxflow/projections"
 	"rxflow/standin/partnersim"
@@ -120,10 +121,15 @@ func TestReactionsReachTheirPartners(t *testing.T) {
 	at := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 	rx := domain.Prescription{URN: "urn:rx:1", PatientID: "pat-1", PrescriberID: "doc-1", PharmacyID: "ph-9", ApprovedBy: "pharm-1",
 		Medication: domain.Medication{Name: "Amoxicillin", Code: "RX-723", Strength: "500mg", Quantity: 21},
-		ApprovedAt: at, ProcessingAt: at, FailedAt: at}
+		ApprovedAt: at, ProcessingAt: at, FailedAt: at, DispensedAt: at}
+	passed := events.Recorded{Event: domain.DeadlinePassed{Deadline: "d", DueAt: at.Add(time.Hour), At: at.Add(2 * time.Hour)}}
 	set := newSet(t, sim, nil)
 	for _, r := range projections.Reactions {
-		if err := set.Call(ctx, r.Partner, "evt-"+r.Name, r.Body(projections.Change{After: rx})); err != nil {
+		c := projections.Change{After: rx}
+		if r.When.Deadline != "" {
+			c.Event = passed
+		}
+		if err := set.Call(ctx, r.Partner, "evt-"+r.Name, r.Body(c)); err != nil {
 			t.Fatalf("%s: %v", r.Name, err)
 		}
 	}
@@ -140,11 +146,20 @@ func TestReactionsReachTheirPartners(t *testing.T) {
 		{partnersim.Pharmacy, "evt-pharmacy", "pharmacyId", "ph-9", "sentAt", "2025-03-01T10:00:00Z"},
 		{partnersim.Notifications, "evt-patient-notification", "message", "Your prescription is ready for pickup.", "patientId", "pat-1"},
 		{partnersim.Alerting, "evt-support-alert", "severity", "critical", "at", "2025-03-01T10:00:00Z"},
+		{partnersim.Notifications, "evt-prescriber-reminder", "message", projections.ApprovalReminder, "prescriberId", "doc-1"},
+		{partnersim.Alerting, "evt-processing-overdue-alert", "severity", "warning", "at", "2025-03-01T12:00:00Z"},
+		{partnersim.Pharmacy, "evt-return-to-stock-pharmacy", "pharmacyId", "ph-9", "dueAt", "2025-03-01T11:00:00Z"},
+		{partnersim.Notifications, "evt-return-to-stock-patient", "message", projections.ReturnedToStock, "patientId", "pat-1"},
 	}
 	for _, tc := range cases {
-		acc := sim.Accepted(tc.p)
-		if len(acc) != 1 || acc[0].IdempotencyKey != tc.key {
-			t.Fatalf("%s accepted %+v, want one call with key %s", tc.p, acc, tc.key)
+		var acc []partnersim.Call
+		for _, c := range sim.Accepted(tc.p) {
+			if c.IdempotencyKey == tc.key {
+				acc = append(acc, c)
+			}
+		}
+		if len(acc) != 1 {
+			t.Fatalf("%s accepted %+v, want one call with key %s", tc.p, sim.Accepted(tc.p), tc.key)
 		}
 		if got := bodyField(t, acc[0], tc.field); got != tc.want {
 			t.Errorf("%s %s = %v, want %v", tc.p, tc.field, got, tc.want)
@@ -152,6 +167,10 @@ func TestReactionsReachTheirPartners(t *testing.T) {
 		if got := bodyField(t, acc[0], tc.otherField); got != tc.otherWantStr {
 			t.Errorf("%s %s = %v, want %v", tc.p, tc.otherField, got, tc.otherWantStr)
 		}
+	}
+	if n := len(sim.Accepted(partnersim.Pharmacy)) + len(sim.Accepted(partnersim.Notifications)) + len(sim.Accepted(partnersim.Alerting)) +
+		len(sim.Accepted(partnersim.Insurance)); n != len(projections.Reactions) {
+		t.Errorf("%d calls accepted, want one per reaction (%d)", n, len(projections.Reactions))
 	}
 	m := bodyField(t, sim.Accepted(partnersim.Pharmacy)[0], "medication").(map[string]any)
 	if m["name"] != "Amoxicillin" || m["code"] != "RX-723" || m["strength"] != "500mg" || m["quantity"] != 21.0 || m["refills"] != 0.0 {
