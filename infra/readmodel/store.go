@@ -211,15 +211,25 @@ func applyDeadlines(ctx context.Context, tx *sql.Tx, c projections.DeadlineChang
 	return insertWaiting(ctx, tx, c.Start)
 }
 
+// insertWaiting inserts ws, up to waitingBatch rows per statement.
 func insertWaiting(ctx context.Context, tx *sql.Tx, ws []projections.Waiting) error {
-	for _, w := range ws {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO deadlines (urn, deadline, since, started_at) VALUES (?, ?, ?, ?)",
-			w.URN, w.Deadline, w.Since, w.StartedAt.UnixNano()); err != nil {
+	for len(ws) > 0 {
+		n := min(len(ws), waitingBatch)
+		args := make([]any, 0, 4*n)
+		for _, w := range ws[:n] {
+			args = append(args, w.URN, w.Deadline, w.Since, w.StartedAt.UnixNano())
+		}
+		q := "INSERT INTO deadlines (urn, deadline, since, started_at) VALUES (?, ?, ?, ?)" + strings.Repeat(", (?, ?, ?, ?)", n-1)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
+		ws = ws[n:]
 	}
 	return nil
 }
+
+// waitingBatch is how many deadlines one INSERT of insertWaiting carries.
+const waitingBatch = 256
 
 // Due implements projections.DueDeadlines: the deadlines named deadline
 // that started at or before cutoff, oldest first, at most limit. It reads
