@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -75,12 +76,7 @@ func (w Workflow) DeadlinesIn(s Status) []Deadline {
 // IsCommand reports whether c is a command Decide knows: the seed's seven
 // and RecordDeadline.
 func IsCommand(c CommandType) bool {
-	for _, t := range CommandTypes {
-		if t == c {
-			return true
-		}
-	}
-	return c == RecordDeadline
+	return slices.Contains(CommandTypes, c) || c == RecordDeadline
 }
 
 // decideDeadline records deadline c.Deadline when the prescription is still

@@ -69,3 +69,23 @@ func TestReplayWaitsForTheDeadlinesOfTheStreams(t *testing.T) {
 		t.Fatalf("rows %+v, want urn:rx:w1 first, approved since revision 2", replayed.Rows)
 	}
 }
+
+// Every deadline of the workflow table has a reaction, and every deadline
+// reaction follows a declared deadline: a renamed deadline cannot silently
+// lose its partner calls.
+func TestEveryDeadlineHasItsReactions(t *testing.T) {
+	reacted := map[string]bool{}
+	for _, r := range projections.Reactions {
+		if d := r.When.Deadline; d != "" {
+			if _, ok := domain.Prescriptions.Deadline(d); !ok {
+				t.Errorf("reaction %s follows deadline %q, which the workflow table does not declare", r.Name, d)
+			}
+			reacted[d] = true
+		}
+	}
+	for _, d := range domain.Prescriptions.Deadlines {
+		if !reacted[d.Name] {
+			t.Errorf("deadline %s has no reaction", d.Name)
+		}
+	}
+}
