@@ -51,6 +51,21 @@ func TestDeadlineThroughTheStack(t *testing.T) {
 		if got := history(t, s, urn); !slices.Equal(got, want) {
 			t.Fatalf("history %v, want %v", got, want)
 		}
+		// The deadline changed no status: status-changed has the request and the approval only.
+		eventually(t, 30*time.Second, "the approval's status change", func() bool {
+			return len(kafkatest.ConsumeAll(t, s.Brokers, s.Topics.Outbound.StatusChanged)) >= 2
+		})
+		var changes []string
+		for _, r := range kafkatest.ConsumeAll(t, s.Brokers, s.Topics.Outbound.StatusChanged) {
+			var m projections.StatusChanged
+			if err := json.Unmarshal(r.Value, &m); err != nil {
+				t.Fatal(err)
+			}
+			changes = append(changes, m.EventType)
+		}
+		if !slices.Equal(changes, []string{events.NameRequested, events.NameApproved}) {
+			t.Fatalf("status changes %v, want the request's and the approval's", changes)
+		}
 	})
 }
 
