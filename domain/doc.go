@@ -26,7 +26,7 @@ func (w Workflow) Markdown() string {
 		fmt.Fprintf(&b, "    %s --> [*]\n", f)
 	}
 	for _, d := range w.Deadlines {
-		fmt.Fprintf(&b, "    note right of %s: deadline %s after %s: %s\n", d.In, d.Name, Days(d.After), d.Action)
+		fmt.Fprintf(&b, "    note right of %s: deadline %s after %s, then %s\n", d.In, d.Name, Days(d.After), d.Action)
 	}
 	b.WriteString("```\n\n| event | from | to | guards | records |\n|---|---|---|---|---|\n")
 	for _, t := range w.Transitions {

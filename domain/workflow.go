@@ -103,7 +103,7 @@ var Prescriptions = Workflow{
 	Deadlines: []Deadline{
 		{Name: "approval-overdue", In: StatusRequested, After: 48 * time.Hour, Action: "remind the prescriber (notification)"},
 		{Name: "processing-overdue", In: StatusApproved, After: 4 * time.Hour, Action: "alert support"},
-		{Name: "pickup-overdue", In: StatusDispensed, After: 10 * 24 * time.Hour, Action: "return to stock: notice to the pharmacy and the patient"},
+		{Name: "pickup-overdue", In: StatusDispensed, After: 10 * 24 * time.Hour, Action: "return to stock, with a notice to the pharmacy and to the patient"},
 	},
 }
 
