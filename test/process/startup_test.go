@@ -37,6 +37,7 @@ var configEnv = []string{
 	"INSURANCE_URL", "PHARMACY_URL", "NOTIFICATIONS_URL", "ALERTING_URL", "PARTNER_API_TOKEN",
 	"PARTNERSIM_ADDR", "ESDB_ADDR", "ESDB_DATA_DIR", "ESDB_MAX_APPEND_SIZE", "RXFLOW_DATA_DIR",
 	"STACK_KAFKA_ADDR", "STACK_ESDB_ADDR", "STACK_PARTNERS_ADDR", "STACK_API_ADDR", "STACK_PROCESSOR_ADDR",
+	"DEADLINE_APPROVAL_OVERDUE", "DEADLINE_PROCESSING_OVERDUE", "DEADLINE_PICKUP_OVERDUE", "DEADLINE_EVERY", "DEADLINE_RESEND",
 }
 
 // proc is one run of a binary, with its stdout and stderr kept apart.
@@ -313,6 +314,8 @@ func TestStartupFailuresProjector(t *testing.T) {
 		{name: "data dir read-only", bin: p, env: f.projectorEnv("PROJECTOR_DATA_DIR=" + filepath.Join(readOnly, "projector")),
 			want: []string{readOnly, "permission denied"}, skip: skip},
 		{name: "bad flag value", bin: p, args: []string{"-partitions=many"}, env: f.projectorEnv(), want: []string{"-partitions"}},
+		{name: "bad deadline", bin: p, env: f.projectorEnv("DEADLINE_PICKUP_OVERDUE=soon", "DEADLINE_EVERY=0s"),
+			want: []string{"-deadline-pickup-overdue", `"soon"`, "-deadline-every", "; "}},
 		{name: "several problems", bin: p, env: f.projectorEnv("QUERY_API_TOKEN=", "KAFKA_BROKERS=no-port", "ESDB_CONNECTION_STRING=bogus://x"),
 			want: []string{"token is required", `"no-port"`, "connection string", "; "}},
 		{name: "rebuild data dir is a file", bin: p, args: []string{"rebuild", "-data", f.file, "-esdb", f.esdbURL()},
