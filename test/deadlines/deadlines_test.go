@@ -502,3 +502,25 @@ func TestRestartBetweenDueAndFired(t *testing.T) {
 		}
 	}
 }
+
+// Until the read model has caught up, a pass sends nothing: a restart does
+// not fire deadlines whose transition the read model has yet to see.
+func TestNoPassBeforeTheReadModelCaughtUp(t *testing.T) {
+	h := newHarness(t)
+	h.to("urn:rx:ready", domain.StatusRequested)
+	h.project()
+	h.now = t0.Add(after("approval-overdue"))
+	caughtUp := false
+	sched, err := projections.NewDeadlineScheduler(h.rm, h.ledger, (*testPublisher)(h), projections.SchedulerConfig{
+		CommandTopic: commands.TopicCommands, Clock: h.clock, Logger: h.log, Ready: func() bool { return caughtUp }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sched.Pass(context.Background()); err != nil || n != 0 {
+		t.Fatalf("before catching up: %d sent, %v", n, err)
+	}
+	caughtUp = true
+	if n, err := sched.Pass(context.Background()); err != nil || n != 1 {
+		t.Fatalf("once caught up: %d sent, %v; want 1", n, err)
+	}
+}
