@@ -48,8 +48,10 @@ CREATE TABLE deadlines (
 CREATE INDEX deadlines_due ON deadlines (deadline, started_at);`,
 }
 
-// migrate brings the schema to len(migrations), in one transaction.
-func migrate(ctx context.Context, db *sql.DB) error {
+// migrate brings db's schema to len(steps), in one transaction: steps[i]
+// moves it from version i to i+1 (migrations for the read model,
+// accessLogMigrations for the access log).
+func migrate(ctx context.Context, db *sql.DB, steps []string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -67,15 +69,15 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	case err != nil:
 		return err
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this code's %d", v, len(migrations))
+	if v > len(steps) {
+		return fmt.Errorf("schema version %d is newer than this code's %d", v, len(steps))
 	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+	for i := v; i < len(steps); i++ {
+		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
 			return fmt.Errorf("migration to version %d: %w", i+1, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE schema_version SET version = ?", len(migrations)); err != nil {
+	if _, err := tx.ExecContext(ctx, "UPDATE schema_version SET version = ?", len(steps)); err != nil {
 		return err
 	}
 	return tx.Commit()

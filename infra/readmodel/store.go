@@ -75,6 +75,21 @@ var _ projections.ReadModel = (*Store)(nil)
 // is a private in-memory database. A file database runs in WAL mode with
 // synchronous=FULL, so an applied event and its checkpoint survive a crash.
 func Open(path string) (*Store, error) {
+	db, path, err := openDB(path)
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: open %q: %w", path, err)
+	}
+	s := &Store{db: db, path: path, moved: make(chan struct{}), closed: make(chan struct{})}
+	if err := s.init(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("readmodel: open %q: %w", path, err)
+	}
+	return s, nil
+}
+
+// openDB opens the SQLite database at path; "" or ":memory:" is a private
+// in-memory database, whose path is then "".
+func openDB(path string) (*sql.DB, string, error) {
 	inMemory := path == "" || path == ":memory:"
 	// sqlite: WAL lets readers run beside the writer; synchronous=FULL syncs
 	// the WAL at every commit; busy_timeout waits out another process's
@@ -86,22 +101,17 @@ func Open(path string) (*Store, error) {
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("readmodel: open %q: %w", path, err)
+		return nil, path, err
 	}
 	if inMemory {
 		// sqlite: every connection to :memory: is a database of its own.
 		db.SetMaxOpenConns(1)
 	}
-	s := &Store{db: db, path: path, moved: make(chan struct{}), closed: make(chan struct{})}
-	if err := s.init(context.Background()); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("readmodel: open %q: %w", path, err)
-	}
-	return s, nil
+	return db, path, nil
 }
 
 func (s *Store) init(ctx context.Context) error {
-	if err := migrate(ctx, s.db); err != nil {
+	if err := migrate(ctx, s.db, migrations); err != nil {
 		return err
 	}
 	for _, p := range []struct {
@@ -424,9 +434,14 @@ func checkFilter(f projections.Filter) (limit int, after string, err error) {
 	return limit, string(urn), nil
 }
 
-// Stats counts prescriptions by status; every domain status is present.
-func (s *Store) Stats(ctx context.Context) (map[domain.Status]int, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT status, COUNT(*) FROM prescriptions GROUP BY status")
+// Stats counts prescriptions by status, those of pharmacyID only unless
+// it is ""; every domain status is present.
+func (s *Store) Stats(ctx context.Context, pharmacyID string) (map[domain.Status]int, error) {
+	q, args := "SELECT status, COUNT(*) FROM prescriptions GROUP BY status", []any(nil)
+	if pharmacyID != "" {
+		q, args = "SELECT status, COUNT(*) FROM prescriptions WHERE pharmacy_id = ? GROUP BY status", []any{pharmacyID}
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: stats: %w", err)
 	}
@@ -453,13 +468,5 @@ func (s *Store) Stats(ctx context.Context) (map[domain.Status]int, error) {
 // sqlite: file stores begin with BEGIN IMMEDIATE (_txlock), taking the
 // write lock up front.
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return withTx(ctx, s.db, fn)
 }

@@ -283,7 +283,7 @@ func TestListRejectsInvalidFilters(t *testing.T) {
 
 func TestStatsCountsEveryStatus(t *testing.T) {
 	s := openStore(t, ":memory:")
-	stats, err := s.Stats(t.Context())
+	stats, err := s.Stats(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,8 +300,25 @@ func TestStatsCountsEveryStatus(t *testing.T) {
 	for _, r := range foldRows(d.recs) {
 		want[r.Status]++
 	}
-	if stats, err = s.Stats(t.Context()); err != nil || !maps.Equal(stats, want) {
+	if stats, err = s.Stats(t.Context(), ""); err != nil || !maps.Equal(stats, want) {
 		t.Fatalf("stats = %v, %v; want %v", stats, err, want)
+	}
+
+	// One pharmacy's: only the rows it holds.
+	ofPharmacy := map[domain.Status]int{}
+	for _, st := range domain.Statuses {
+		ofPharmacy[st] = 0
+	}
+	for _, r := range foldRows(d.recs) {
+		if r.PharmacyID == "ph-1" {
+			ofPharmacy[r.Status]++
+		}
+	}
+	if maps.Equal(ofPharmacy, want) {
+		t.Fatal("the dataset has no rows of other pharmacies; the pharmacy filter would go unchecked")
+	}
+	if stats, err = s.Stats(t.Context(), "ph-1"); err != nil || !maps.Equal(stats, ofPharmacy) {
+		t.Fatalf("stats of ph-1 = %v, %v; want %v", stats, err, ofPharmacy)
 	}
 }
 
