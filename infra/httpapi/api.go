@@ -1,11 +1,41 @@
 // Package httpapi is the projector's HTTP query API: prescriptions from the
 // read model (with read-your-writes through minPosition), their audit
-// history and past states from the event store, and parked partner calls.
-// See openapi.yaml and docs/api.md.
+// history and past states from the event store, parked partner calls, and
+// the access log. See openapi.yaml and docs/api.md.
 //
-// Every route needs the bearer token. /healthz, /readyz and /metrics are
-// not served here: the projector service mounts ops.Handle beside this
-// handler, without authentication.
+// # Callers
+//
+// Every route needs a bearer token: a JWT verified against the identity
+// provider's JWKS (issuer, audience, expiry, an allowed asymmetric
+// algorithm), or, for local runs, the static token (Authenticator). A
+// token gives its caller one Role: RolePharmacy reads only the
+// prescriptions of its pharmacy (another's is a 404, in every route; its
+// stats count its own; parked effects and the access log are 403),
+// RoleAuditor reads everything, RoleOperator reads everything and may act.
+//
+// The Guard authenticates each request and puts its Caller in the
+// request's context. Another handler served beside this one (the console)
+// uses the same pieces:
+//
+//	guard, _ := httpapi.NewGuard(auth, accessLog, logger, nil)
+//	act := httpapi.RequireRole(retryHandler, httpapi.RoleOperator) // 403 for others
+//	h := guard.Handler(act, func(*http.Request) string { return "/effects/{id}/retry" })
+//	// inside a handler:
+//	caller, _ := httpapi.CallerFrom(r.Context()) // Subject, Role, PharmacyID
+//	httpapi.NoteURNs(r.Context(), urn)            // for the access record
+//
+// # Access log
+//
+// Every request to a route of this API (not an unknown route) is recorded
+// in the AccessLog (readmodel.AccessLog) with the caller's subject, role
+// and pharmacy, the route, the urns asked for or answered with, the time,
+// the status and the error code; never payload data. Refused requests are
+// recorded too. The answer is held until its record is written; if that
+// fails, the caller gets 503 audit_unavailable instead (fail closed).
+// Auditors and operators read the log through GET /audit/access.
+//
+// /healthz, /readyz and /metrics are not served here: the projector service
+// mounts ops.Handle beside this handler, without authentication.
 //
 // Every answer is JSON (Content-Type application/json); an error is
 // {"error": code, "message": text}. Nothing is redirected: a path that is
@@ -14,9 +44,8 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +61,7 @@ import (
 	"unicode/utf8"
 
 	"rxflow/domain"
+	"rxflow/events"
 	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
@@ -45,13 +75,16 @@ const DefaultWaitTimeout = 5 * time.Second
 
 // Config of the query API.
 type Config struct {
-	// Token is the bearer token every request must present (QUERY_API_TOKEN).
-	// It is required: there is no unauthenticated mode.
-	Token string
+	// Auth checks every request's bearer token; required: there is no
+	// unauthenticated mode.
+	Auth *Authenticator
+	// AccessLog records every request to a route of the API; required.
+	AccessLog AccessLog
 	// WaitTimeout caps the wait for minPosition; default DefaultWaitTimeout.
 	// A request may ask for less with ?timeout=.
 	WaitTimeout time.Duration
-	Logger      *slog.Logger // default slog.Default()
+	Logger      *slog.Logger     // default slog.Default()
+	Now         func() time.Time // the access records' clock; default time.Now
 }
 
 // ReadModel is what the API reads: the read model's queries, the checkpoint
@@ -63,8 +96,9 @@ type ReadModel interface {
 	// List returns the rows matching f, ordered by urn, one page at a time;
 	// readmodel.ErrInvalidFilter for a bad limit, cursor or status.
 	List(ctx context.Context, f projections.Filter) (projections.Page, error)
-	// Stats counts prescriptions by status; every status is present.
-	Stats(ctx context.Context) (map[domain.Status]int, error)
+	// Stats counts prescriptions by status, those of pharmacyID only
+	// unless it is ""; every status is present.
+	Stats(ctx context.Context, pharmacyID string) (map[domain.Status]int, error)
 	// Checkpoint is the $all position of the last event applied; 0 if none.
 	Checkpoint(ctx context.Context) (uint64, error)
 	// WaitFor blocks until the checkpoint reaches position, or ctx ends
@@ -75,26 +109,29 @@ type ReadModel interface {
 var _ ReadModel = (*readmodel.Store)(nil)
 
 type api struct {
-	token   [sha256.Size]byte
 	timeout time.Duration
 	log     *slog.Logger
 	rm      ReadModel
 	history projections.History
 	parked  projections.ParkedEffects
+	access  AccessLog
 }
 
 // NewHandler returns the query API's handler (routes and answers in
 // openapi.yaml). Errors, all {"error": code, "message": text}: 400
 // bad_request (a malformed, unknown or repeated query parameter, or one not
 // in valid UTF-8) or invalid_urn (a {urn} not in domain.URNGrammar, refused
-// before anything is read); 401 unauthorized; 404 not_found (no such
-// prescription or route, or a path not in canonical form); 405
-// method_not_allowed (Allow: GET); 500 internal (also for a handler's
-// panic; the cause is only logged); 504 timeout (with "checkpoint").
+// before anything is read); 401 unauthorized; 403 forbidden (a token
+// without a usable role, or a route the role may not use); 404 not_found
+// (no such prescription or route, one a pharmacy may not read, or a path
+// not in canonical form); 405 method_not_allowed (Allow: GET); 500
+// internal (also for a handler's panic; the cause is only logged); 503
+// audit_unavailable (the access record could not be written); 504 timeout
+// (with "checkpoint").
 func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projections.ParkedEffects) (http.Handler, error) {
 	var errs []error
-	if cfg.Token == "" {
-		errs = append(errs, errors.New("httpapi: a bearer token is required"))
+	if cfg.Auth == nil || cfg.AccessLog == nil {
+		errs = append(errs, errors.New("httpapi: an authenticator and an access log are required"))
 	}
 	if cfg.WaitTimeout < 0 {
 		errs = append(errs, fmt.Errorf("httpapi: wait timeout %v is negative", cfg.WaitTimeout))
@@ -105,12 +142,11 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	a := &api{token: sha256.Sum256([]byte(cfg.Token)), timeout: cfg.WaitTimeout, log: cfg.Logger, rm: rm, history: h, parked: parked}
-	if a.timeout == 0 {
-		a.timeout = DefaultWaitTimeout
-	}
-	if a.log == nil {
-		a.log = slog.Default()
+	a := &api{timeout: cmp.Or(cfg.WaitTimeout, DefaultWaitTimeout), log: cmp.Or(cfg.Logger, slog.Default()), rm: rm, history: h, parked: parked,
+		access: cfg.AccessLog}
+	guard, err := NewGuard(cfg.Auth, cfg.AccessLog, a.log, cfg.Now)
+	if err != nil {
+		return nil, err
 	}
 
 	// Method-less patterns, so that a wrong method is a JSON 405 rather
@@ -122,11 +158,28 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	mux.HandleFunc("/prescriptions/stats", a.get(a.fromReadModel(a.stats)))
 	mux.HandleFunc("/prescriptions/{urn}", a.get(a.withURN(a.fromReadModel(a.prescription))))
 	mux.HandleFunc("/prescriptions/{urn}/history", a.get(a.withURN(a.historyOf)))
-	mux.HandleFunc("/effects/parked", a.get(a.parkedEffects))
+	mux.HandleFunc("/effects/parked", a.get(a.readsAll(a.parkedEffects)))
+	mux.HandleFunc("/audit/access", a.get(a.readsAll(a.accessLog)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", "no such route")
 	})
-	return a.recoverPanics(a.authenticate(a.canonical(mux))), nil
+	// The outer recoverPanics catches the guard's own; the inner one a
+	// route's, so that its 500 is recorded.
+	audited := func(r *http.Request) string {
+		if !isCanonical(r) {
+			return ""
+		}
+		if _, pattern := mux.Handler(r); pattern != "/" {
+			return pattern
+		}
+		return ""
+	}
+	return a.recoverPanics(guard.Handler(a.recoverPanics(a.canonical(mux)), audited)), nil
+}
+
+// readsAll serves h to auditors and operators; a pharmacy gets 403.
+func (a *api) readsAll(h http.HandlerFunc) http.HandlerFunc {
+	return RequireRole(h, RoleAuditor, RoleOperator).ServeHTTP
 }
 
 // recoverPanics answers a handler's panic with a JSON 500 and logs it with
@@ -157,7 +210,7 @@ func (a *api) recoverPanics(next http.Handler) http.Handler {
 // "/" or "." inside a {urn} reaches withURN and is refused there.
 func (a *api) canonical(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.EscapedPath(); !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+		if !isCanonical(r) {
 			a.fail(w, http.StatusNotFound, "not_found", "no such route (paths are not cleaned or redirected: "+
 				"no empty, \".\" or \"..\" segment, no trailing slash)")
 			return
@@ -166,19 +219,9 @@ func (a *api) canonical(next http.Handler) http.Handler {
 	})
 }
 
-// authenticate lets through requests bearing the token. Both sides are
-// hashed first, so the comparison takes the same time whatever the length.
-func (a *api) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		got := sha256.Sum256([]byte(token))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], a.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			a.fail(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+func isCanonical(r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	return strings.HasPrefix(p, "/") && path.Clean(p) == p
 }
 
 // get admits GET only.
@@ -194,13 +237,15 @@ func (a *api) get(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // withURN answers 400 invalid_urn, before anything is read, when the
-// {urn} path value does not match domain.URNGrammar.
+// {urn} path value does not match domain.URNGrammar; a valid one is noted
+// for the access record.
 func (a *api) withURN(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := domain.ValidateURN(r.PathValue("urn")); err != nil {
 			a.fail(w, http.StatusBadRequest, "invalid_urn", err.Error()) // the grammar, not the input
 			return
 		}
+		NoteURNs(r.Context(), r.PathValue("urn"))
 		h(w, r)
 	}
 }
@@ -291,8 +336,13 @@ func (a *api) waitParams(r *http.Request, allowed []string) (minPos uint64, time
 	return minPos, timeout, nil
 }
 
+// prescription answers a prescription the caller may read; one of another
+// pharmacy is not found.
 func (a *api) prescription(w http.ResponseWriter, r *http.Request) {
 	row, err := a.rm.Get(r.Context(), r.PathValue("urn"))
+	if caller, _ := CallerFrom(r.Context()); err == nil && !caller.owns(row.PharmacyID) {
+		err = fmt.Errorf("prescription of another pharmacy: %w", projections.ErrNotFound)
+	}
 	if err != nil {
 		a.queryFailed(w, r, err)
 		return
@@ -320,6 +370,20 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
+	// A pharmacy lists its own prescriptions only: its pharmacyId filter
+	// is forced, and asking for another pharmacy's finds nothing.
+	pharmacy, ok := a.scope(w, r)
+	if !ok {
+		return
+	}
+	if pharmacy != "" {
+		if f.PharmacyID != "" && f.PharmacyID != pharmacy {
+			a.reply(w, r, listBody{Items: []projections.RowView{}})
+			return
+		}
+		f.PharmacyID = pharmacy
+	}
+	caller, _ := CallerFrom(r.Context())
 	page, err := a.rm.List(r.Context(), f)
 	if err != nil {
 		a.queryFailed(w, r, err)
@@ -327,9 +391,27 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	}
 	body := listBody{Items: make([]projections.RowView, len(page.Rows)), NextCursor: page.NextCursor}
 	for i, row := range page.Rows {
+		if !caller.owns(row.PharmacyID) {
+			a.internal(w, r, fmt.Errorf("list for pharmacy %q returned a row of %q", caller.PharmacyID, row.PharmacyID))
+			return
+		}
 		body.Items[i] = projections.RowViewOf(row)
+		NoteURNs(r.Context(), row.URN)
 	}
 	a.reply(w, r, body)
+}
+
+// scope is the pharmacy whose prescriptions r's caller may read, "" for
+// all; a caller with neither role gets 403 (ok false).
+func (a *api) scope(w http.ResponseWriter, r *http.Request) (pharmacy string, ok bool) {
+	switch caller, _ := CallerFrom(r.Context()); {
+	case caller.ReadsAll():
+		return "", true
+	case caller.Role == RolePharmacy && caller.PharmacyID != "":
+		return caller.PharmacyID, true
+	}
+	a.fail(w, http.StatusForbidden, "forbidden", "no role to read prescriptions")
+	return "", false
 }
 
 type statsBody struct {
@@ -337,8 +419,13 @@ type statsBody struct {
 	Total  int                   `json:"total"`
 }
 
+// stats counts every prescription, or for a pharmacy its own.
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
-	counts, err := a.rm.Stats(r.Context())
+	pharmacy, ok := a.scope(w, r)
+	if !ok {
+		return
+	}
+	counts, err := a.rm.Stats(r.Context(), pharmacy)
 	if err != nil {
 		a.internal(w, r, err)
 		return
@@ -357,6 +444,8 @@ type historyBody struct {
 
 // historyOf answers from the event store: the whole history, or with
 // asOf (an RFC 3339 time or a revision number) the state at that point.
+// A pharmacy reads the history of a prescription only if it is the
+// prescription's pharmacy now (after its last event); else not found.
 func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
 	urn := r.PathValue("urn")
 	q, err := query(r, "asOf")
@@ -364,8 +453,12 @@ func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
+	history := a.history
+	if caller, _ := CallerFrom(r.Context()); !caller.ReadsAll() {
+		history = ownedHistory{History: a.history, caller: caller}
+	}
 	if !q.Has("asOf") {
-		entries, err := projections.HistoryOf(r.Context(), a.history, urn)
+		entries, err := projections.HistoryOf(r.Context(), history, urn)
 		if err != nil {
 			a.queryFailed(w, r, err)
 			return
@@ -378,12 +471,35 @@ func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	snap, err := projections.StateAsOf(r.Context(), a.history, urn, at)
+	snap, err := projections.StateAsOf(r.Context(), history, urn, at)
 	if err != nil {
 		a.queryFailed(w, r, err)
 		return
 	}
 	a.reply(w, r, snap)
+}
+
+// ownedHistory is the history of the prescriptions caller may read: the
+// stream of another pharmacy's prescription loads as empty, which the
+// queries answer as not found.
+type ownedHistory struct {
+	projections.History
+	caller Caller
+}
+
+func (o ownedHistory) Load(ctx context.Context, urn string) ([]events.Recorded, error) {
+	recs, err := o.History.Load(ctx, urn)
+	if err != nil {
+		return nil, err
+	}
+	var p domain.Prescription
+	for _, rec := range recs {
+		p = domain.Evolve(p, rec.Event)
+	}
+	if !o.caller.owns(p.PharmacyID) {
+		return nil, nil
+	}
+	return recs, nil
 }
 
 // parseAsOf reads a revision number or an RFC 3339 time.
@@ -411,6 +527,9 @@ func (a *api) parkedEffects(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.internal(w, r, err)
 		return
+	}
+	for _, e := range effects {
+		NoteURNs(r.Context(), e.URN)
 	}
 	a.reply(w, r, effectsBody{Items: append(make([]projections.Effect, 0, len(effects)), effects...)})
 }
@@ -445,6 +564,12 @@ func (a *api) fail(w http.ResponseWriter, status int, code, msg string) {
 
 func (a *api) failWith(w http.ResponseWriter, status int, body errorBody) {
 	b, _ := json.Marshal(body) // strings and a number: it cannot fail
+	write(w, status, b)
+}
+
+// writeError answers {"error": code, "message": msg}.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	b, _ := json.Marshal(errorBody{Error: code, Message: msg}) // strings: it cannot fail
 	write(w, status, b)
 }
 

@@ -137,10 +137,36 @@ type client struct {
 	url string
 }
 
+// staticAuth accepts the static token only, as the operator.
+func staticAuth(t testing.TB) *httpapi.Authenticator {
+	t.Helper()
+	a, err := httpapi.NewAuthenticator(httpapi.AuthConfig{StaticToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// memAccessLog is an in-memory access log, closed with the test.
+func memAccessLog(t testing.TB) *readmodel.AccessLog {
+	t.Helper()
+	l, err := readmodel.OpenAccessLog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// serve serves the API over rm, h and parked; cfg's Auth defaults to
+// staticAuth, its AccessLog to memAccessLog.
 func serve(t testing.TB, cfg httpapi.Config, rm httpapi.ReadModel, h projections.History, parked projections.ParkedEffects) *client {
 	t.Helper()
-	if cfg.Token == "" {
-		cfg.Token = token
+	if cfg.Auth == nil {
+		cfg.Auth = staticAuth(t)
+	}
+	if cfg.AccessLog == nil {
+		cfg.AccessLog = memAccessLog(t)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -255,17 +281,19 @@ type listJSON struct {
 
 func TestNewHandlerRefusesBadConfig(t *testing.T) {
 	f := newFixture(t)
+	auth, log := staticAuth(t), memAccessLog(t)
 	for name, c := range map[string]struct {
 		cfg    httpapi.Config
 		rm     httpapi.ReadModel
 		h      projections.History
 		parked projections.ParkedEffects
 	}{
-		"no token":         {httpapi.Config{}, f.store, f.hist, parkedList{}},
-		"negative timeout": {httpapi.Config{Token: token, WaitTimeout: -time.Second}, f.store, f.hist, parkedList{}},
-		"no read model":    {httpapi.Config{Token: token}, nil, f.hist, parkedList{}},
-		"no history":       {httpapi.Config{Token: token}, f.store, nil, parkedList{}},
-		"no parked":        {httpapi.Config{Token: token}, f.store, f.hist, nil},
+		"no authenticator": {httpapi.Config{AccessLog: log}, f.store, f.hist, parkedList{}},
+		"no access log":    {httpapi.Config{Auth: auth}, f.store, f.hist, parkedList{}},
+		"negative timeout": {httpapi.Config{Auth: auth, AccessLog: log, WaitTimeout: -time.Second}, f.store, f.hist, parkedList{}},
+		"no read model":    {httpapi.Config{Auth: auth, AccessLog: log}, nil, f.hist, parkedList{}},
+		"no history":       {httpapi.Config{Auth: auth, AccessLog: log}, f.store, nil, parkedList{}},
+		"no parked":        {httpapi.Config{Auth: auth, AccessLog: log}, f.store, f.hist, nil},
 	} {
 		if h, err := httpapi.NewHandler(c.cfg, c.rm, c.h, c.parked); err == nil || h != nil {
 			t.Errorf("%s: got a handler (err %v)", name, err)
@@ -756,7 +784,7 @@ func TestInternalErrorsAreLoggedNotLeaked(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
-	c := serve(t, httpapi.Config{Token: token, Logger: logger}, f.store, brokenHistory{}, brokenParked{})
+	c := serve(t, httpapi.Config{Logger: logger}, f.store, brokenHistory{}, brokenParked{})
 	for _, path := range []string{"/prescriptions/urn:rx:1/history", "/prescriptions/urn:rx:1/history?asOf=0", "/effects/parked"} {
 		_, r := c.expectError(path, http.StatusInternalServerError, "internal")
 		if bytes.Contains(r.body, []byte("secret")) {

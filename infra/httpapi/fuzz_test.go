@@ -33,7 +33,7 @@ func FuzzQueryAPI(f *testing.F) {
 	parked := parkedList{{ID: "pharmacy/e1", Projector: "pharmacy", URN: "urn:rx:1", EventID: "e1", EventName: "PrescriptionApproved",
 		Status: projections.EffectParked, Error: "partner call failed: 503", At: t0}}
 	// A short wait: a minPosition past the checkpoint is a quick 504.
-	h, err := httpapi.NewHandler(httpapi.Config{Token: token, WaitTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)},
+	h, err := httpapi.NewHandler(httpapi.Config{Auth: staticAuth(f), AccessLog: memAccessLog(f), WaitTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)},
 		fx.store, fx.hist, parked)
 	if err != nil {
 		f.Fatal(err)

@@ -135,9 +135,9 @@ func (c counting) List(ctx context.Context, f projections.Filter) (projections.P
 	return c.Store.List(ctx, f)
 }
 
-func (c counting) Stats(ctx context.Context) (map[domain.Status]int, error) {
+func (c counting) Stats(ctx context.Context, pharmacyID string) (map[domain.Status]int, error) {
 	c.calls.Add(1)
-	return c.Store.Stats(ctx)
+	return c.Store.Stats(ctx, pharmacyID)
 }
 
 func (c counting) Checkpoint(ctx context.Context) (uint64, error) {
@@ -385,7 +385,7 @@ type panicking struct {
 	v any
 }
 
-func (p panicking) Stats(context.Context) (map[domain.Status]int, error) { panic(p.v) }
+func (p panicking) Stats(context.Context, string) (map[domain.Status]int, error) { panic(p.v) }
 
 // Kind 11: a panic is a logged JSON 500, and the server goes on.
 func TestPanicIsJSON500(t *testing.T) {
