@@ -86,7 +86,9 @@ func TestAccessLogRecordsAndFilters(t *testing.T) {
 		"role":    {readmodel.AccessFilter{Role: "pharmacy"}, func(a readmodel.Access) bool { return a.Role == "pharmacy" }},
 		"urn":     {readmodel.AccessFilter{URN: "urn:rx:1"}, func(a readmodel.Access) bool { return slices.Contains(a.URNs, "urn:rx:1") }},
 		"since and until": {readmodel.AccessFilter{Since: t0.Add(2 * time.Minute), Until: t0.Add(5 * time.Minute)},
-			func(a readmodel.Access) bool { return !a.At.Before(t0.Add(2*time.Minute)) && a.At.Before(t0.Add(5*time.Minute)) }},
+			func(a readmodel.Access) bool {
+				return !a.At.Before(t0.Add(2*time.Minute)) && a.At.Before(t0.Add(5*time.Minute))
+			}},
 	} {
 		var want []int64
 		for _, a := range newestFirst {
