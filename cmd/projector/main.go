@@ -19,6 +19,7 @@ import (
 	"rxflow/commands"
 	"rxflow/infra/config"
 	"rxflow/infra/eventstore"
+	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
 	"rxflow/infra/partners"
 	"rxflow/projections"
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
 	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, /healthz, /readyz and /metrics")
-	token := f.String("token", "QUERY_API_TOKEN", "", "bearer token the query API requires (required)")
+	auth := httpapi.AuthFlags(f)
 	partnerURLs := map[string]*string{} // -<name>-url, <NAME>_URL: one per partner of the reactor table
 	for _, p := range projections.PartnersOf(projections.Reactions) {
 		env := strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")) + "_URL"
@@ -72,7 +73,8 @@ func run(ctx context.Context, args []string) error {
 	log, logErr := config.Logger(*logLevel)
 	security, securityErr := kafkaSecurity()
 	after, every, resend, deadlineErr := deadlines()
-	if err := errors.Join(err, logErr, securityErr, deadlineErr); err != nil {
+	authCfg, authErr := auth()
+	if err := errors.Join(err, logErr, securityErr, deadlineErr, authErr); err != nil {
 		return err
 	}
 	endpoints := partners.Endpoints{}
@@ -87,7 +89,7 @@ func run(ctx context.Context, args []string) error {
 		EventStore:   eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		DataDir:      *dataDir,
 		Partners:     endpoints,
-		HTTPAddr:     *httpAddr, Token: *token, Logger: log,
+		HTTPAddr:     *httpAddr, Auth: authCfg, Logger: log,
 		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
 	})
 	if err != nil {

@@ -78,6 +78,21 @@ func (f *Flags) EnvBool(name, env string, def bool, usage string) *bool {
 	return f.FlagSet.Bool(name, def, fmt.Sprintf("%s (env %s)", usage, env))
 }
 
+// EnvDuration defines a duration flag defaulting to $env, then def. $env is
+// a Go duration such as 90s or 1h; a malformed $env is reported by Parse.
+// (Not Duration: that is the FlagSet's, without an environment variable.)
+func (f *Flags) EnvDuration(name, env string, def time.Duration, usage string) *time.Duration {
+	if v, ok := os.LookupEnv(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q is not a duration such as 90s or 1h", env, v))
+		} else {
+			def = d
+		}
+	}
+	return f.FlagSet.Duration(name, def, fmt.Sprintf("%s (env %s)", usage, env))
+}
+
 // Secret defines a string flag defaulting to $env, for a password or a
 // token: -h shows "[redacted]" for a value that is set, never the value.
 // Prefer the environment (or a file) to the flag, which other users of the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLine(t *testing.T) {
@@ -94,6 +95,38 @@ func TestEnvBool(t *testing.T) {
 		}
 		if *b != c.want {
 			t.Errorf("env %q (set %v) args %v: %v, want %v", c.env, c.set, c.args, *b, c.want)
+		}
+	}
+}
+
+func TestEnvDuration(t *testing.T) {
+	for _, c := range []struct {
+		env     string
+		set     bool
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{want: time.Hour},
+		{env: "90s", set: true, want: 90 * time.Second},
+		{env: "90s", set: true, args: []string{"-d=2m"}, want: 2 * time.Minute},
+		{env: "soon", set: true, want: time.Hour, wantErr: `RXFLOW_TEST_DURATION="soon" is not a duration`},
+	} {
+		if c.set {
+			t.Setenv("RXFLOW_TEST_DURATION", c.env)
+		}
+		f := NewFlags("test")
+		d := f.EnvDuration("d", "RXFLOW_TEST_DURATION", time.Hour, "")
+		err := f.Parse(c.args)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("env %q: error %v, want %q", c.env, err, c.wantErr)
+			}
+		} else if err != nil {
+			t.Errorf("env %q args %v: %v", c.env, c.args, err)
+		}
+		if *d != c.want {
+			t.Errorf("env %q (set %v) args %v: %v, want %v", c.env, c.set, c.args, *d, c.want)
 		}
 	}
 }

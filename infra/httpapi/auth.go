@@ -111,30 +111,17 @@ type Authenticator struct {
 // (a failure is logged, not returned: see JWTConfig.JWKSURL) and starts the
 // refresh; Close stops it. Every problem of cfg is reported at once.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	a := &Authenticator{staticRole: cmp.Or(cfg.StaticRole, RoleOperator), log: cmp.Or(cfg.Logger, slog.Default()), stop: func() {}}
-	if cfg.JWT == nil && cfg.StaticToken == "" {
-		return nil, errors.New("httpapi: no way to authenticate callers: configure a JWKS (URL or file) with its issuer and audience, or enable the static token")
-	}
-	if a.staticRole != RoleAuditor && a.staticRole != RoleOperator {
-		return nil, fmt.Errorf("httpapi: static token role %q is not auditor or operator", a.staticRole)
-	}
 	if cfg.StaticToken != "" {
 		a.static, a.hasStatic = sha256.Sum256([]byte(cfg.StaticToken)), true
 	}
 	if cfg.JWT == nil {
 		return a, nil
 	}
-	j := *cfg.JWT
-	if len(j.Algorithms) == 0 {
-		j.Algorithms = DefaultAlgorithms
-	}
-	j.RolesClaim, j.PharmacyClaim = cmp.Or(j.RolesClaim, DefaultRolesClaim), cmp.Or(j.PharmacyClaim, DefaultPharmacyClaim)
-	j.Leeway = cmp.Or(j.Leeway, DefaultLeeway)
-	j.JWKSRefresh, j.UnknownKeyInterval = cmp.Or(j.JWKSRefresh, DefaultJWKSRefresh), cmp.Or(j.UnknownKeyInterval, DefaultUnknownKeyInterval)
-	j.JWKSTimeout = cmp.Or(j.JWKSTimeout, DefaultJWKSTimeout)
-	if err := j.validate(); err != nil {
-		return nil, err
-	}
+	j := cfg.JWT.withDefaults()
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -184,6 +171,35 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	return a, nil
 }
 
+// Validate reports every problem of cfg at once, reading and fetching
+// nothing.
+func (cfg AuthConfig) Validate() error {
+	if cfg.JWT == nil && cfg.StaticToken == "" {
+		return errors.New("httpapi: no way to authenticate callers: configure a JWKS (URL or file) with its issuer and audience, or enable the static token")
+	}
+	var errs []error
+	if r := cmp.Or(cfg.StaticRole, RoleOperator); r != RoleAuditor && r != RoleOperator {
+		errs = append(errs, fmt.Errorf("httpapi: static token role %q is not auditor or operator", r))
+	}
+	if cfg.JWT != nil {
+		errs = append(errs, cfg.JWT.withDefaults().validate())
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills j's zero fields with the defaults.
+func (j JWTConfig) withDefaults() JWTConfig {
+	if len(j.Algorithms) == 0 {
+		j.Algorithms = DefaultAlgorithms
+	}
+	j.RolesClaim, j.PharmacyClaim = cmp.Or(j.RolesClaim, DefaultRolesClaim), cmp.Or(j.PharmacyClaim, DefaultPharmacyClaim)
+	j.Leeway = cmp.Or(j.Leeway, DefaultLeeway)
+	j.JWKSRefresh, j.UnknownKeyInterval = cmp.Or(j.JWKSRefresh, DefaultJWKSRefresh), cmp.Or(j.UnknownKeyInterval, DefaultUnknownKeyInterval)
+	j.JWKSTimeout = cmp.Or(j.JWKSTimeout, DefaultJWKSTimeout)
+	return j
+}
+
+// validate reports every problem of j, defaults filled, at once.
 func (j JWTConfig) validate() error {
 	var errs []error
 	if (j.JWKSURL == "") == (j.JWKSFile == "") {

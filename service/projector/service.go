@@ -3,6 +3,11 @@
 // its own catch-up subscription and checkpoint, plus the HTTP query API with
 // /healthz, /readyz and /metrics. cmd/projector and cmd/stack wire it.
 //
+// The query API's callers authenticate with JWTs or the static token
+// (Config.Auth), and every request is recorded in the access log, a SQLite
+// file of its own in the data directory (readmodel.AccessLogFile), which a
+// rebuild of the read model leaves alone.
+//
 // A failing projector is resubscribed with backoff, a failing partner call
 // is parked or fails its prescription: docs/failure-policy.md.
 package projector
@@ -44,7 +49,7 @@ type Config struct {
 	DataDir      string             // read model file and ledger directory; default ./data/projector
 	Partners     partners.Endpoints // one entry per partner of projections.Reactions, by name
 	HTTPAddr     string             // query API and ops endpoints; default 127.0.0.1:8080
-	Token        string             // bearer token of the query API; required
+	Auth         httpapi.AuthConfig // the query API's callers: JWTs, the static token, or both; required
 	Logger       *slog.Logger
 	Deadlines    Deadlines
 }
@@ -76,8 +81,8 @@ func (c Config) Validate() error {
 	if _, err := domain.Prescriptions.WithDeadlines(c.Deadlines.After); err != nil {
 		errs = append(errs, fmt.Errorf("projector: deadlines: %w", err))
 	}
-	if c.Token == "" {
-		errs = append(errs, errors.New("projector: the query API token is required"))
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("projector: query API: %w", err))
 	}
 	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("projector: partitions must be positive, got %d", c.Partitions))
@@ -91,6 +96,8 @@ type Service struct {
 	log       *slog.Logger
 	store     *eventstore.Store
 	readModel *readmodel.Store
+	accessLog *readmodel.AccessLog
+	auth      *httpapi.Authenticator
 	ledger    *ledger.Ledger
 	pub       message.Publisher
 	runners   []*projections.Runner
@@ -135,6 +142,9 @@ func New(cfg Config) (*Service, error) {
 	if s.readModel, err = readmodel.Open(filepath.Join(cfg.DataDir, "readmodel.db")); err != nil {
 		return nil, err
 	}
+	if s.accessLog, err = readmodel.OpenAccessLog(filepath.Join(cfg.DataDir, readmodel.AccessLogFile)); err != nil {
+		return nil, err
+	}
 	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
 		return nil, err
 	}
@@ -176,7 +186,12 @@ func New(cfg Config) (*Service, error) {
 
 	reg := ops.NewRegistry()
 	s.registerMetrics(reg)
-	api, err := httpapi.NewHandler(httpapi.Config{Token: cfg.Token, Logger: cfg.Logger}, s.readModel, s.store, s.ledger)
+	authCfg := cfg.Auth
+	authCfg.Logger = cmp.Or(authCfg.Logger, cfg.Logger)
+	if s.auth, err = httpapi.NewAuthenticator(authCfg); err != nil {
+		return nil, fmt.Errorf("projector: query API: %w", err)
+	}
+	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.accessLog, Logger: cfg.Logger}, s.readModel, s.store, s.ledger)
 	if err != nil {
 		return nil, err
 	}
@@ -295,8 +310,14 @@ func (s *Service) close() {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
+	if s.auth != nil {
+		s.auth.Close()
+	}
 	if s.readModel != nil {
 		errs = append(errs, s.readModel.Close())
+	}
+	if s.accessLog != nil {
+		errs = append(errs, s.accessLog.Close())
 	}
 	if s.ledger != nil {
 		errs = append(errs, s.ledger.Close())

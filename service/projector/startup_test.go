@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"rxflow/infra/eventstore"
+	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
 	"rxflow/service/projector"
 )
@@ -29,7 +30,7 @@ func TestNewKafkaUnreachable(t *testing.T) {
 		Kafka:      kafka.Config{Brokers: []string{broker}},
 		EventStore: eventstore.Config{ConnectionString: "esdb://" + broker + "?tls=false", Logger: quiet},
 		DataDir:    filepath.Join(t.TempDir(), "projector"),
-		HTTPAddr:   "127.0.0.1:0", Token: "t", Logger: quiet,
+		HTTPAddr:   "127.0.0.1:0", Auth: httpapi.AuthConfig{StaticToken: "t"}, Logger: quiet,
 	}
 	for range 2 {
 		svc, err := projector.New(cfg)
@@ -49,7 +50,7 @@ func TestNewKafkaUnreachable(t *testing.T) {
 // duration, stops the start-up with a message naming it.
 func TestConfigRefusesUnknownDeadlines(t *testing.T) {
 	cfg := projector.Config{Kafka: kafka.Config{Brokers: []string{"127.0.0.1:1"}}, EventStore: eventstore.Config{ConnectionString: "esdb://127.0.0.1:1?tls=false"},
-		Token: "t", Partitions: 1}
+		Auth: httpapi.AuthConfig{StaticToken: "t"}, Partitions: 1}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
@@ -60,6 +61,38 @@ func TestConfigRefusesUnknownDeadlines(t *testing.T) {
 		cfg.Deadlines.After = after
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("deadline %s: Validate = %v, want %q", after, err, want)
+		}
+	}
+}
+
+// A projector whose query API could authenticate no one, or whose JWT
+// settings are incomplete, does not start, and says why.
+func TestNewRefusesCallersItCannotAuthenticate(t *testing.T) {
+	base := projector.Config{
+		Kafka:      kafka.Config{Brokers: []string{"127.0.0.1:1"}},
+		EventStore: eventstore.Config{ConnectionString: "esdb://127.0.0.1:1?tls=false"},
+		DataDir:    filepath.Join(t.TempDir(), "projector"),
+	}
+	for name, c := range map[string]struct {
+		auth httpapi.AuthConfig
+		want []string
+	}{
+		"neither JWT nor static token": {httpapi.AuthConfig{}, []string{"no way to authenticate callers"}},
+		"JWT without issuer and audience": {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: "jwks.json"}},
+			[]string{"the issuer is required", "the audience is required"}},
+		"JWT with HS256": {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSURL: "https://idp/jwks", Issuer: "i", Audience: "a", Algorithms: []string{"HS256"}}},
+			[]string{`algorithm "HS256" is not allowed`}},
+	} {
+		cfg := base
+		cfg.Auth = c.auth
+		svc, err := projector.New(cfg)
+		if err == nil || svc != nil {
+			t.Fatalf("%s: New succeeded", name)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not say %q", name, err, w)
+			}
 		}
 	}
 }

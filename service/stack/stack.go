@@ -17,6 +17,7 @@ import (
 
 	"rxflow/commands"
 	"rxflow/infra/eventstore"
+	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
 	"rxflow/infra/partners"
 	"rxflow/projections"
@@ -37,7 +38,7 @@ type Config struct {
 	PartnersAddr  string   // default 127.0.0.1:8090
 	APIAddr       string   // default 127.0.0.1:8080
 	ProcessorAddr string   // processor's ops endpoints; default 127.0.0.1:9101
-	Token         string   // query API token; required
+	Token         string   // the query API's static token (operator role), enabled: a local run; required
 	Topics        Topics
 	Partner       partners.Config // retry settings for every partner client; BaseURL is ignored
 	Deadlines     projector.Deadlines
@@ -163,7 +164,8 @@ func (s *Stack) StartProjector() error {
 		CommandTopic: s.Topics.Commands, Outbound: s.Topics.Outbound,
 		EventStore: s.EventStoreConfig(), DataDir: s.ProjectorDir(),
 		Partners: endpoints,
-		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Token: s.cfg.Token, Logger: s.cfg.Logger,
+		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Logger: s.cfg.Logger,
+		Auth:      httpapi.AuthConfig{StaticToken: s.cfg.Token}, // a local run: the static token is enabled
 		Deadlines: s.cfg.Deadlines,
 	})
 	if err != nil {

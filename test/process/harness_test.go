@@ -232,7 +232,7 @@ func newSystem(t *testing.T, brokers []string) *system {
 	partnerURL := func(p partnersim.Partner) string { return "http://" + s.simAddr + "/" + string(p) }
 	s.proj = newChild(t, "projector", bin.projector, nil, append(slices.Clone(kafkaEnv),
 		"DISPENSED_TOPIC="+s.topics.dispensed, "FAILED_TOPIC="+s.topics.failed, "STATUS_CHANGED_TOPIC="+s.topics.changed,
-		"PROJECTOR_DATA_DIR="+s.projDir, "PROJECTOR_HTTP_ADDR="+s.projAddr, "QUERY_API_TOKEN="+token,
+		"PROJECTOR_DATA_DIR="+s.projDir, "PROJECTOR_HTTP_ADDR="+s.projAddr, "QUERY_API_TOKEN="+token, "QUERY_API_STATIC_TOKEN_ENABLED=true",
 		"INSURANCE_URL="+partnerURL(partnersim.Insurance), "PHARMACY_URL="+partnerURL(partnersim.Pharmacy),
 		"NOTIFICATIONS_URL="+partnerURL(partnersim.Notifications), "ALERTING_URL="+partnerURL(partnersim.Alerting)))
 

@@ -61,7 +61,7 @@ func TestServicesOverTLSAndSCRAM(t *testing.T) {
 	}{
 		{name: "processor", bin: bin.processor, addrEnv: "PROCESSOR_HTTP_ADDR"},
 		{name: "projector", bin: bin.projector, addrEnv: "PROJECTOR_HTTP_ADDR",
-			env: []string{"PROJECTOR_DATA_DIR=" + filepath.Join(t.TempDir(), "projector"), "QUERY_API_TOKEN=" + token}},
+			env: []string{"PROJECTOR_DATA_DIR=" + filepath.Join(t.TempDir(), "projector"), "QUERY_API_TOKEN=" + token, "QUERY_API_STATIC_TOKEN_ENABLED=true", "QUERY_API_STATIC_TOKEN_ENABLED=true"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			addr := freeAddr(t)
@@ -95,7 +95,7 @@ func TestStartupFailuresKafkaSecurity(t *testing.T) {
 		return f.env(append([]string{"PROCESSOR_HTTP_ADDR=127.0.0.1:0"}, extra...)...)
 	}
 	proj := func(extra ...string) []string {
-		return f.env(append([]string{"PROJECTOR_HTTP_ADDR=127.0.0.1:0", "QUERY_API_TOKEN=" + token,
+		return f.env(append([]string{"PROJECTOR_HTTP_ADDR=127.0.0.1:0", "QUERY_API_TOKEN=" + token, "QUERY_API_STATIC_TOKEN_ENABLED=true",
 			"PROJECTOR_DATA_DIR=" + filepath.Join(t.TempDir(), "projector")}, extra...)...)
 	}
 	plainSASL := []string{kafka.EnvTLSCAFile + "=", kafka.EnvSASLMechanism + "=PLAIN", kafka.EnvSASLPasswordFile + "=", kafka.EnvSASLPassword + "=" + secret}

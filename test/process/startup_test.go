@@ -33,7 +33,9 @@ const (
 var configEnv = []string{
 	"KAFKA_BROKERS", "KAFKA_PARTITIONS", "PROCESSOR_GROUP", "COMMAND_TOPIC", "REJECTION_TOPIC", "DLQ_TOPIC",
 	"DISPENSED_TOPIC", "FAILED_TOPIC", "STATUS_CHANGED_TOPIC", "ESDB_CONNECTION_STRING", "PROCESSOR_HTTP_ADDR",
-	"PROJECTOR_HTTP_ADDR", "PROJECTOR_DATA_DIR", "MAX_COMMAND_BYTES", "LOG_LEVEL", "QUERY_API_TOKEN",
+	"PROJECTOR_HTTP_ADDR", "PROJECTOR_DATA_DIR", "MAX_COMMAND_BYTES", "LOG_LEVEL", "QUERY_API_TOKEN", "QUERY_API_STATIC_TOKEN_ENABLED",
+	"QUERY_API_JWKS_URL", "QUERY_API_JWKS_FILE", "QUERY_API_JWT_ISSUER", "QUERY_API_JWT_AUDIENCE", "QUERY_API_JWT_ALGORITHMS",
+	"QUERY_API_ROLES_CLAIM", "QUERY_API_PHARMACY_CLAIM", "QUERY_API_JWKS_REFRESH",
 	"INSURANCE_URL", "PHARMACY_URL", "NOTIFICATIONS_URL", "ALERTING_URL", "PARTNER_API_TOKEN",
 	"PARTNERSIM_ADDR", "ESDB_ADDR", "ESDB_DATA_DIR", "ESDB_MAX_APPEND_SIZE", "RXFLOW_DATA_DIR",
 	"STACK_KAFKA_ADDR", "STACK_ESDB_ADDR", "STACK_PARTNERS_ADDR", "STACK_API_ADDR", "STACK_PROCESSOR_ADDR",
@@ -251,7 +253,7 @@ func (f *fixture) processorEnv(extra ...string) []string {
 func (f *fixture) projectorEnv(extra ...string) []string {
 	return append([]string{"KAFKA_BROKERS=" + f.brokers, "ESDB_CONNECTION_STRING=" + f.esdbURL(),
 		"PROJECTOR_HTTP_ADDR=127.0.0.1:0", "PROJECTOR_DATA_DIR=" + filepath.Join(f.t.TempDir(), "projector"),
-		"QUERY_API_TOKEN=" + token}, extra...)
+		"QUERY_API_TOKEN=" + token, "QUERY_API_STATIC_TOKEN_ENABLED=true"}, extra...)
 }
 
 // stackArgs is a stack on free ports in a fresh directory; later flags win.
@@ -303,7 +305,15 @@ func TestStartupFailuresProjector(t *testing.T) {
 	runFailures(t, []failure{
 		{name: "kafka unreachable", bin: p, env: f.projectorEnv("KAFKA_BROKERS=" + f.closed), want: []string{"kafka", f.closed}},
 		{name: "port in use", bin: p, env: f.projectorEnv("PROJECTOR_HTTP_ADDR=" + f.taken), want: []string{f.taken, "address already in use"}},
-		{name: "no token", bin: p, env: f.projectorEnv("QUERY_API_TOKEN="), want: []string{"token is required"}},
+		{name: "static token enabled but empty", bin: p, env: f.projectorEnv("QUERY_API_TOKEN="), want: []string{"QUERY_API_TOKEN is empty"}},
+		{name: "static token not enabled", bin: p, env: f.projectorEnv("QUERY_API_STATIC_TOKEN_ENABLED=false"),
+			want: []string{"QUERY_API_TOKEN is set but the static token is not enabled"}, notWant: []string{token}},
+		{name: "no way to authenticate callers", bin: p, env: f.projectorEnv("QUERY_API_STATIC_TOKEN_ENABLED=false", "QUERY_API_TOKEN="),
+			want: []string{"no way to authenticate callers", "QUERY_API_JWKS_URL"}},
+		{name: "JWKS without issuer and audience", bin: p, env: f.projectorEnv("QUERY_API_JWKS_URL=https://idp.example/jwks"),
+			want: []string{"the issuer is required", "the audience is required"}},
+		{name: "JWKS file unreadable", bin: p, env: f.projectorEnv("QUERY_API_JWKS_FILE="+filepath.Join(f.t.TempDir(), "none.json"),
+			"QUERY_API_JWT_ISSUER=https://idp.example", "QUERY_API_JWT_AUDIENCE=rxflow"), want: []string{"JWKS file", "no such file"}},
 		{name: "zero partitions", bin: p, env: f.projectorEnv("KAFKA_PARTITIONS=0"), want: []string{"KAFKA_PARTITIONS", "got 0"}},
 		{name: "bad log level", bin: p, env: f.projectorEnv("LOG_LEVEL=loud"), want: []string{`log level "loud"`}},
 		{name: "bad connection string", bin: p, env: f.projectorEnv("ESDB_CONNECTION_STRING=esdb://admin:s3cret@db:notaport"),
@@ -316,8 +326,8 @@ func TestStartupFailuresProjector(t *testing.T) {
 		{name: "bad flag value", bin: p, args: []string{"-partitions=many"}, env: f.projectorEnv(), want: []string{"-partitions"}},
 		{name: "bad deadline", bin: p, env: f.projectorEnv("DEADLINE_PICKUP_OVERDUE=soon", "DEADLINE_EVERY=0s"),
 			want: []string{"-deadline-pickup-overdue", `"soon"`, "-deadline-every", "; "}},
-		{name: "several problems", bin: p, env: f.projectorEnv("QUERY_API_TOKEN=", "KAFKA_BROKERS=no-port", "ESDB_CONNECTION_STRING=bogus://x"),
-			want: []string{"token is required", `"no-port"`, "connection string", "; "}},
+		{name: "several problems", bin: p, env: f.projectorEnv("QUERY_API_JWKS_URL=https://idp.example/jwks", "KAFKA_BROKERS=no-port",
+			"ESDB_CONNECTION_STRING=bogus://x"), want: []string{"the issuer is required", `"no-port"`, "connection string", "; "}},
 		{name: "rebuild data dir is a file", bin: p, args: []string{"rebuild", "-data", f.file, "-esdb", f.esdbURL()},
 			want: []string{f.file, "not a directory"}},
 	})
