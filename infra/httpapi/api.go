@@ -165,14 +165,24 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	})
 	// The outer recoverPanics catches the guard's own; the inner one a
 	// route's, so that its 500 is recorded.
+	// audited is the route of a request to record, noting the urn its
+	// path names, if valid, so that a refused request's record has it too.
 	audited := func(r *http.Request) string {
 		if !isCanonical(r) {
 			return ""
 		}
-		if _, pattern := mux.Handler(r); pattern != "/" {
-			return pattern
+		_, pattern := mux.Handler(r)
+		if pattern == "/" {
+			return ""
 		}
-		return ""
+		if strings.HasPrefix(pattern, "/prescriptions/{urn}") {
+			// The segment after /prescriptions/, unescaped as ServeMux does.
+			seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.EscapedPath(), "/prescriptions/"), "/")
+			if urn, err := url.PathUnescape(seg); err == nil && domain.ValidateURN(urn) == nil {
+				NoteURNs(r.Context(), urn)
+			}
+		}
+		return pattern
 	}
 	return a.recoverPanics(guard.Handler(a.recoverPanics(a.canonical(mux)), audited)), nil
 }
@@ -237,15 +247,13 @@ func (a *api) get(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // withURN answers 400 invalid_urn, before anything is read, when the
-// {urn} path value does not match domain.URNGrammar; a valid one is noted
-// for the access record.
+// {urn} path value does not match domain.URNGrammar.
 func (a *api) withURN(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := domain.ValidateURN(r.PathValue("urn")); err != nil {
 			a.fail(w, http.StatusBadRequest, "invalid_urn", err.Error()) // the grammar, not the input
 			return
 		}
-		NoteURNs(r.Context(), r.PathValue("urn"))
 		h(w, r)
 	}
 }

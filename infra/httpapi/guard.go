@@ -59,7 +59,9 @@ func NewGuard(auth *Authenticator, accessLog AccessLog, logger *slog.Logger, now
 //
 // route names the audited route of a request (its pattern, such as
 // /prescriptions/{urn}), or "" for one that is not audited (an unknown
-// route). An audited request's answer is held back until its record
+// route); it runs before authentication, in the request's context, and may
+// note the urns the path names (NoteURNs), so that the record of a refused
+// request has them too. An audited request's answer is held back until its record
 // (readmodel.Access: the caller, route, urns noted with NoteURNs, time,
 // status and error code) is written; if that fails, the answer is dropped
 // and the caller gets 503 audit_unavailable. Refusals (401, 403, 404) are
