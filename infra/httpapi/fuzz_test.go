@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,12 +18,13 @@ import (
 	"rxflow/projections"
 )
 
-// FuzzQueryAPI sends arbitrary requests, with the token or without, to the
-// handler over the real read model, and checks every answer with
-// checkAnswer: JSON, valid UTF-8, Content-Type application/json, no
-// redirect and no 5xx but a minPosition timeout. A request net/http cannot
-// parse never reaches the handler (the server answers it itself), so it is
-// not an input here.
+// FuzzQueryAPI sends arbitrary requests, with no token, the static token
+// (operator) or the JWT of pharmacy ph-1, to the handler over the real read
+// model and access log, and checks every answer with checkAnswer: JSON,
+// valid UTF-8, Content-Type application/json, no redirect and no 5xx but a
+// minPosition timeout. The pharmacy never gets a field of urn:rx:1, which
+// is ph-9's. A request net/http cannot parse never reaches the handler
+// (the server answers it itself), so it is not an input here.
 //
 //	go test -run '^$' -fuzz FuzzQueryAPI -fuzztime 20s ./infra/httpapi/
 func FuzzQueryAPI(f *testing.F) {
@@ -32,71 +34,96 @@ func FuzzQueryAPI(f *testing.F) {
 	fx.record(t0, request("urn:rx:unprojected", "pat-3"))
 	parked := parkedList{{ID: "pharmacy/e1", Projector: "pharmacy", URN: "urn:rx:1", EventID: "e1", EventName: "PrescriptionApproved",
 		Status: projections.EffectParked, Error: "partner call failed: 503", At: t0}}
-	// A short wait: a minPosition past the checkpoint is a quick 504.
-	h, err := httpapi.NewHandler(httpapi.Config{Auth: staticAuth(f), AccessLog: memAccessLog(f), WaitTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)},
-		fx.store, fx.hist, parked)
+	key := newSigner(f, "k1")
+	auth, err := httpapi.NewAuthenticator(httpapi.AuthConfig{StaticToken: token, Now: clock,
+		JWT: &httpapi.JWTConfig{JWKSFile: jwksFile(f, key), Issuer: issuer, Audience: audience}})
 	if err != nil {
 		f.Fatal(err)
 	}
+	pharmacy := key.sign(f, claims("pharmacist", "pharmacy", "pharmacy_id", "ph-1"))
+	// A short wait: a minPosition past the checkpoint is a quick 504.
+	h, err := httpapi.NewHandler(httpapi.Config{Auth: auth, AccessLog: memAccessLog(f), WaitTimeout: time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler), Now: clock}, fx.store, fx.hist, parked)
+	if err != nil {
+		f.Fatal(err)
+	}
+	const (
+		anonymous uint8 = iota
+		operator
+		pharmacist
+	)
 
 	for _, s := range []struct {
 		method, target, header string
-		auth                   bool
+		caller                 uint8
 	}{
-		{"GET", "/.#", "", true},
-		{"GET", "/.", "", true},
-		{"GET", "//prescriptions", "", true},
-		{"GET", "/prescriptions/stats", "", true},
-		{"GET", "/prescriptions/urn:rx:a%C2%A0b", "", true},
-		{"GET", "/prescriptions/urn:rx:1/history?asOf=garbage", "", true},
-		{"GET", "/prescriptions?limit=-1&cursor=%ff", "", true},
-		{"GET", "/prescriptions/urn:rx:\xff\xfe", "", true},
-		{"GET", "/\xc3\x28", "", true},
-		{"GET", "/prescriptions?patientId=\xff", "", true},
-		{"GET", "/prescriptions/" + strings.Repeat("a", 10000), "", true},
-		{"GET", "/prescriptions/urn:rx:" + strings.Repeat("9", 5000) + "/history", "", true},
-		{"GET", "/" + strings.Repeat("x/", 3000), "", true},
-		{"GET", "/prescriptions/" + strings.Repeat("%2F", 1000), "", true},
-		{"GET", "/prescriptions/../effects/parked", "", true},
-		{"GET", "/prescriptions/%2E%2E", "", true},
-		{"GET", "/prescriptions/stats/", "", true},
-		{"GET", "/prescriptions/urn:rx:stats", "", true},
-		{"GET", "/prescriptions/stats/history", "", true},
-		{"GET", "/prescriptions/URN:rx:1", "", true},
-		{"GET", "/prescriptions/urn:rx:a%E2%80%8Bb", "", true},
-		{"GET", "/prescriptions/urn:rx:a%00b", "", true},
-		{"GET", "/prescriptions/urn:rx:a%2Fb/history", "", true},
-		{"GET", "/prescriptions/urn:rx:unprojected/history?asOf=0", "", true},
-		{"GET", "/prescriptions/urn:rx:1/history?asOf=2025-03-01T09:01:30%2B00:00", "", true},
-		{"GET", "/prescriptions/urn:rx:1?minPosition=18446744073709551615&timeout=1ns", "", true},
-		{"GET", "/prescriptions?status=requested&patientId=pat-2&pharmacyId=ph-1&limit=1&cursor=dXJuOnJ4OjE", "", true},
-		{"GET", "/prescriptions?patientId=%00&pharmacyId=%C2%A0", "", true},
-		{"GET", "/prescriptions?cursor=AA", "", true},
-		{"GET", "/prescriptions?cursor=_w&limit=500", "", true},
-		{"GET", "/prescriptions?cursor=" + strings.Repeat("dXJu", 2000), "", true},
-		{"GET", "/prescriptions?%zz", "", true},
-		{"GET", "/prescriptions;x", "", true},
-		{"GET", "/effects/parked", "", true},
-		{"GET", "/effects/parked?x=1", "", true},
-		{"GET", "http://127.0.0.1//prescriptions", "", true},
-		{"POST", "/prescriptions", "Content-Length: 2\r\n\r\n{}", true},
-		{"HEAD", "/prescriptions/stats", "", true},
-		{"OPTIONS", "*", "", true},
-		{"CONNECT", "127.0.0.1:443", "", true},
-		{"GET", "/prescriptions/stats", "", false},
-		{"GET", "//prescriptions", "", false},
-		{"GET", "/prescriptions/stats", "Authorization: Bearer " + token, false},
-		{"GET", "/prescriptions/stats", "Authorization: Basic " + token, true},
-		{"GET", "/prescriptions/stats", "Authorization: Bearer " + token + "\xff", false},
-		{"GET", "/prescriptions/stats", "X-Forwarded-Prefix: //x\r\nAccept: text/html", true},
+		{"GET", "/.#", "", operator},
+		{"GET", "/.", "", operator},
+		{"GET", "//prescriptions", "", operator},
+		{"GET", "/prescriptions/stats", "", operator},
+		{"GET", "/prescriptions/urn:rx:a%C2%A0b", "", operator},
+		{"GET", "/prescriptions/urn:rx:1/history?asOf=garbage", "", operator},
+		{"GET", "/prescriptions?limit=-1&cursor=%ff", "", operator},
+		{"GET", "/prescriptions/urn:rx:\xff\xfe", "", operator},
+		{"GET", "/\xc3\x28", "", operator},
+		{"GET", "/prescriptions?patientId=\xff", "", operator},
+		{"GET", "/prescriptions/" + strings.Repeat("a", 10000), "", operator},
+		{"GET", "/prescriptions/urn:rx:" + strings.Repeat("9", 5000) + "/history", "", operator},
+		{"GET", "/" + strings.Repeat("x/", 3000), "", operator},
+		{"GET", "/prescriptions/" + strings.Repeat("%2F", 1000), "", operator},
+		{"GET", "/prescriptions/../effects/parked", "", operator},
+		{"GET", "/prescriptions/%2E%2E", "", operator},
+		{"GET", "/prescriptions/stats/", "", operator},
+		{"GET", "/prescriptions/urn:rx:stats", "", operator},
+		{"GET", "/prescriptions/stats/history", "", operator},
+		{"GET", "/prescriptions/URN:rx:1", "", operator},
+		{"GET", "/prescriptions/urn:rx:a%E2%80%8Bb", "", operator},
+		{"GET", "/prescriptions/urn:rx:a%00b", "", operator},
+		{"GET", "/prescriptions/urn:rx:a%2Fb/history", "", operator},
+		{"GET", "/prescriptions/urn:rx:unprojected/history?asOf=0", "", operator},
+		{"GET", "/prescriptions/urn:rx:1/history?asOf=2025-03-01T09:01:30%2B00:00", "", operator},
+		{"GET", "/prescriptions/urn:rx:1?minPosition=18446744073709551615&timeout=1ns", "", operator},
+		{"GET", "/prescriptions?status=requested&patientId=pat-2&pharmacyId=ph-1&limit=1&cursor=dXJuOnJ4OjE", "", operator},
+		{"GET", "/prescriptions?patientId=%00&pharmacyId=%C2%A0", "", operator},
+		{"GET", "/prescriptions?cursor=AA", "", operator},
+		{"GET", "/prescriptions?cursor=_w&limit=500", "", operator},
+		{"GET", "/prescriptions?cursor=" + strings.Repeat("dXJu", 2000), "", operator},
+		{"GET", "/prescriptions?%zz", "", operator},
+		{"GET", "/prescriptions;x", "", operator},
+		{"GET", "/effects/parked", "", operator},
+		{"GET", "/effects/parked?x=1", "", operator},
+		{"GET", "http://127.0.0.1//prescriptions", "", operator},
+		{"POST", "/prescriptions", "Content-Length: 2\r\n\r\n{}", operator},
+		{"HEAD", "/prescriptions/stats", "", operator},
+		{"OPTIONS", "*", "", operator},
+		{"CONNECT", "127.0.0.1:443", "", operator},
+		{"GET", "/prescriptions/stats", "", anonymous},
+		{"GET", "//prescriptions", "", anonymous},
+		{"GET", "/prescriptions/stats", "Authorization: Bearer " + token, anonymous},
+		{"GET", "/prescriptions/stats", "Authorization: Basic " + token, operator},
+		{"GET", "/prescriptions/stats", "Authorization: Bearer " + token + "\xff", anonymous},
+		{"GET", "/prescriptions/stats", "X-Forwarded-Prefix: //x\r\nAccept: text/html", operator},
+		{"GET", "/prescriptions/urn:rx:1", "", pharmacist},
+		{"GET", "/prescriptions/urn:rx:1/history?asOf=0", "", pharmacist},
+		{"GET", "/prescriptions?pharmacyId=ph-9", "", pharmacist},
+		{"GET", "/prescriptions?status=completed&limit=1", "", pharmacist},
+		{"GET", "/prescriptions/stats", "", pharmacist},
+		{"GET", "/effects/parked", "", pharmacist},
+		{"GET", "/audit/access?urn=urn:rx:1", "", pharmacist},
+		{"GET", "/audit/access?urn=urn:rx:1&limit=2", "", operator},
+		{"GET", "/audit/access?since=2026-11-30T12:00:00Z&cursor=MQ", "", operator},
+		{"GET", "/prescriptions/urn:rx:1", "Authorization: Bearer " + pharmacy[:len(pharmacy)-4], anonymous},
 	} {
-		f.Add(s.method, s.target, s.header, s.auth)
+		f.Add(s.method, s.target, s.header, s.caller)
 	}
 
-	f.Fuzz(func(t *testing.T, method, target, header string, auth bool) {
+	f.Fuzz(func(t *testing.T, method, target, header string, caller uint8) {
 		raw := method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-		if auth {
+		switch caller % 3 {
+		case operator:
 			raw += "Authorization: Bearer " + token + "\r\n"
+		case pharmacist:
+			raw += "Authorization: Bearer " + pharmacy + "\r\n"
 		}
 		if header != "" {
 			raw += header + "\r\n"
@@ -112,6 +139,11 @@ func FuzzQueryAPI(f *testing.F) {
 		}
 		if req.Header.Get("Authorization") == "" && w.Code != http.StatusUnauthorized {
 			t.Fatalf("%.300q: %d without a token", raw, w.Code)
+		}
+		if caller%3 == pharmacist && req.Header.Values("Authorization")[0] == "Bearer "+pharmacy {
+			if field := otherPharmacysField(w.Body.Bytes()); field != "" {
+				t.Fatalf("%.300q: the pharmacy got %s of ph-9's urn:rx:1: %.300s", raw, field, w.Body)
+			}
 		}
 		// A {urn} segment is refused with invalid_urn exactly when it is not
 		// in the grammar.
@@ -135,4 +167,36 @@ func urnSegment(r *http.Request) (string, bool) {
 	}
 	urn, err := url.PathUnescape(m[1])
 	return urn, err == nil && urn != "stats"
+}
+
+// otherPharmacysField names a field of urn:rx:1 (pharmacy ph-9, patient
+// pat-1) anywhere in a JSON answer, or is "".
+func otherPharmacysField(body []byte) string {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	var walk func(any) string
+	walk = func(v any) string {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, ok := x.(string); ok && ((k == "pharmacyId" && s == "ph-9") || (k == "patientId" && s == "pat-1") ||
+					(k == "urn" && s == "urn:rx:1")) {
+					return k
+				}
+				if f := walk(x); f != "" {
+					return f
+				}
+			}
+		case []any:
+			for _, x := range v {
+				if f := walk(x); f != "" {
+					return f
+				}
+			}
+		}
+		return ""
+	}
+	return walk(v)
 }

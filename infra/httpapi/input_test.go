@@ -30,6 +30,7 @@ import (
 var errorCodes = map[int][]string{
 	http.StatusBadRequest:       {"bad_request", "invalid_urn"},
 	http.StatusUnauthorized:     {"unauthorized"},
+	http.StatusForbidden:        {"forbidden"}, // a route the caller's role may not use
 	http.StatusNotFound:         {"not_found"},
 	http.StatusMethodNotAllowed: {"method_not_allowed"},
 	// Only with minPosition: the read model is behind the client's write.
