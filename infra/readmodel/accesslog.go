@@ -21,7 +21,8 @@ const AccessLogFile = "access-log.db"
 //
 // The log is append-only: triggers refuse UPDATE and DELETE, so a record,
 // once written, stays as written (retention is a matter of archiving the
-// file, not of editing it).
+// file, not of editing it). sqlite: AUTOINCREMENT (ids never reused) and
+// RAISE; PostgreSQL would use an identity column and a trigger function.
 var accessLogMigrations = []string{`
 CREATE TABLE access_log (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,

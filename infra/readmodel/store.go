@@ -2,7 +2,8 @@
 // folded from the prescription events with domain.Evolve, in SQLite
 // (modernc.org/sqlite). It implements projections.ReadModel, which the
 // read-model projection writes through, and httpapi.ReadModel, which the
-// query API reads through.
+// query API reads through. AccessLog, the query API's access audit log,
+// lives here too, in a database file of its own (AccessLogFile).
 //
 // The SQL is kept portable (plain TEXT/BIGINT columns, ON CONFLICT upserts)
 // so a PostgreSQL store can follow; sqlite-specific bits are marked

@@ -183,7 +183,16 @@ func TestV1StoreIsReadAsCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rm.Close()
-	api, err := httpapi.NewHandler(httpapi.Config{Token: token, Logger: slog.New(slog.DiscardHandler)}, rm, store, noParked{})
+	auth, err := httpapi.NewAuthenticator(httpapi.AuthConfig{StaticToken: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accessLog, err := readmodel.OpenAccessLog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accessLog.Close()
+	api, err := httpapi.NewHandler(httpapi.Config{Auth: auth, AccessLog: accessLog, Logger: slog.New(slog.DiscardHandler)}, rm, store, noParked{})
 	if err != nil {
 		t.Fatal(err)
 	}
