@@ -8,6 +8,7 @@ import (
 
 	"rxflow/domain"
 	"rxflow/events"
+	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
 
@@ -86,4 +87,19 @@ func BenchmarkDue(b *testing.B) {
 			b.Fatalf("Due = %d rows, %v", len(got), err)
 		}
 	}
+}
+
+// BenchmarkAccessLogRecord measures records/s through AccessLog.Record on a
+// durable file (WAL, synchronous=FULL: one fsync per record), one urn each:
+// the cost every audited query API request pays before it is answered.
+func BenchmarkAccessLogRecord(b *testing.B) {
+	l := openAccessLog(b, filepath.Join(b.TempDir(), readmodel.AccessLogFile))
+	a := readmodel.Access{At: t0, Subject: "auditor@hospital", Role: "auditor", Method: "GET", Route: "/prescriptions/{urn}",
+		URNs: []string{"urn:rx:1"}, Status: 200, Outcome: "ok"}
+	for b.Loop() {
+		if _, err := l.Record(b.Context(), a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
