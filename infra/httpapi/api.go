@@ -163,8 +163,6 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", "no such route")
 	})
-	// The outer recoverPanics catches the guard's own; the inner one a
-	// route's, so that its 500 is recorded.
 	// audited is the route of a request to record, noting the urn its
 	// path names, if valid, so that a refused request's record has it too.
 	audited := func(r *http.Request) string {
@@ -184,6 +182,8 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 		}
 		return pattern
 	}
+	// The outer recoverPanics catches the guard's own panics; the inner one
+	// a route's, so that its 500 is recorded.
 	return a.recoverPanics(guard.Handler(a.recoverPanics(a.canonical(mux)), audited)), nil
 }
 
@@ -567,7 +567,7 @@ type errorBody struct {
 }
 
 func (a *api) fail(w http.ResponseWriter, status int, code, msg string) {
-	a.failWith(w, status, errorBody{Error: code, Message: msg})
+	writeError(w, status, code, msg)
 }
 
 func (a *api) failWith(w http.ResponseWriter, status int, body errorBody) {
