@@ -1,11 +1,13 @@
 package httpapi_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	"rxflow/infra/httpapi"
 	"rxflow/infra/readmodel"
@@ -87,5 +89,64 @@ func TestRequireRoleWithoutGuard(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/x", nil))
 	if w.Code != http.StatusUnauthorized {
 		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+}
+
+// blockingWait is the real store whose WaitFor signals entered and then
+// blocks until the request's context ends.
+type blockingWait struct {
+	*readmodel.Store
+	entered chan struct{}
+}
+
+func (b blockingWait) WaitFor(ctx context.Context, _ uint64) error {
+	close(b.entered)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A handler's panic is recorded as the 500 it answered; a request whose
+// client went away before the answer as 499 client_gone.
+func TestPanicAndClientGoneAreRecorded(t *testing.T) {
+	f := newFixture(t)
+	f.lifecycle("urn:rx:1")
+	log := memAccessLog(t)
+	c := serve(t, httpapi.Config{AccessLog: log}, panicking{Store: f.store, v: "boom"}, f.hist, parkedList{})
+	c.expectError("/prescriptions/stats", http.StatusInternalServerError, "internal")
+	if got := accesses(t, log); len(got) != 1 || got[0].Status != http.StatusInternalServerError || got[0].Outcome != "internal" ||
+		got[0].Route != "/prescriptions/stats" {
+		t.Fatalf("panic recorded as %+v", got)
+	}
+
+	log = memAccessLog(t)
+	wait := blockingWait{Store: f.store, entered: make(chan struct{})}
+	c = serve(t, httpapi.Config{AccessLog: log, WaitTimeout: time.Hour}, wait, f.hist, parkedList{})
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+"/prescriptions/urn:rx:1?minPosition=999999", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := httpClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-wait.entered
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the cancelled request got an answer")
+	}
+	// The server sees the client go, then records: poll for the record.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(accesses(t, log)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := accesses(t, log)
+	if len(got) != 1 || got[0].Status != httpapi.StatusClientGone || got[0].Outcome != "client_gone" || !slices.Equal(got[0].URNs, []string{"urn:rx:1"}) {
+		t.Fatalf("client gone recorded as %+v", got)
 	}
 }
