@@ -83,6 +83,11 @@ done
 status=$(curl -sf -H "Authorization: Bearer $token" "$api/prescriptions/$urn")
 echo "$status" | grep -q '"status":"completed"' || fail "query API says $status"
 
+# That read is in the access log, under the static token's caller.
+access=$(curl -sf -H "Authorization: Bearer $token" "$api/audit/access?urn=$urn&limit=1")
+echo "$access" | grep -q '"subject":"static-token","role":"operator".*"route":"/prescriptions/{urn}".*"status":200' ||
+	fail "the read of $urn is not in the access log: $access"
+
 # The query API answers a non-canonical path itself, in JSON: no redirect.
 odd=$(curl -s --path-as-is -w ' %{http_code}' -H "Authorization: Bearer $token" "$api//prescriptions")
 [ "${odd##* }" = 404 ] && echo "$odd" | grep -q '"error":"not_found"' || fail "//prescriptions answered $odd"
