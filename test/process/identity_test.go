@@ -13,7 +13,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"rxflow/infra/httpapi"
 )
+
+func init() { configEnv = append(configEnv, httpapi.AuthEnv...) }
 
 // The projector binary configured with a JWKS URL: JWTs signed by the
 // provider's key are served by role, other tokens and the static token are
