@@ -87,11 +87,35 @@ type AccessPage struct {
 // is disposable (a rebuild replaces its file), the access log is not, and
 // a separate file keeps its writes off the read-model projection's write
 // lock and transactions. Safe for concurrent use.
+//
+// One writer goroutine commits the records: those that arrive while it
+// commits go together in the next transaction (group commit), so
+// concurrent callers share an fsync instead of queueing for one each.
 type AccessLog struct {
-	db      *sql.DB
-	path    string
-	writeMu sync.Mutex
+	db    *sql.DB
+	path  string
+	queue chan *pendingAccess // unbuffered: a send succeeds only while the writer runs
+	quit  chan struct{}       // closed by Close
+	done  chan struct{}       // closed when the writer has stopped
+	once  sync.Once
 }
+
+// pendingAccess is a record waiting for its commit.
+type pendingAccess struct {
+	a     Access
+	id    int64
+	err   error
+	saved chan struct{} // closed once id or err is set
+}
+
+// maxAccessBatch bounds the records of one transaction.
+const maxAccessBatch = 256
+
+// accessCommitTimeout bounds one transaction of the writer.
+const accessCommitTimeout = 10 * time.Second
+
+// ErrAccessLogClosed is returned by Record once the log is closed.
+var ErrAccessLogClosed = errors.New("readmodel: access log closed")
 
 // OpenAccessLog opens (creating if needed) the access log at path; "" or
 // ":memory:" is a private in-memory log. A file runs in WAL mode with
@@ -105,52 +129,108 @@ func OpenAccessLog(path string) (*AccessLog, error) {
 		db.Close()
 		return nil, fmt.Errorf("readmodel: open access log %q: %w", path, err)
 	}
-	return &AccessLog{db: db, path: path}, nil
+	l := &AccessLog{db: db, path: path, queue: make(chan *pendingAccess), quit: make(chan struct{}), done: make(chan struct{})}
+	go l.writer()
+	return l, nil
 }
 
 // Path is the database file; "" in memory.
 func (l *AccessLog) Path() string { return l.path }
 
-// Close closes the database.
-func (l *AccessLog) Close() error { return l.db.Close() }
+// Close stops the writer, once the records it has taken are committed, and
+// closes the database.
+func (l *AccessLog) Close() error {
+	l.once.Do(func() { close(l.quit) })
+	<-l.done
+	return l.db.Close()
+}
 
-// Record appends a, with its urns, in one transaction, and returns its id.
-// a.ID is ignored; a.At must be set.
+// Record appends a, with its urns, and returns its id once it is committed
+// (durable). a.ID is ignored; a.At must be set. ctx bounds the wait for the
+// writer to take the record; once taken, Record waits for its commit
+// (bounded by the writer's own timeout), so that a record is never written
+// for a caller that was told it was not. ErrAccessLogClosed after Close.
 func (l *AccessLog) Record(ctx context.Context, a Access) (int64, error) {
 	if a.At.IsZero() {
 		return 0, errors.New("readmodel: access record without a time")
 	}
-	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
-	var id int64
-	err := withTx(ctx, l.db, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO access_log (at, subject, role, pharmacy_id, method, route, status, outcome)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.At.UnixNano(), a.Subject, a.Role, a.PharmacyID, a.Method, a.Route, a.Status, a.Outcome)
+	p := &pendingAccess{a: a, saved: make(chan struct{})}
+	select {
+	case l.queue <- p:
+	case <-l.quit:
+		return 0, ErrAccessLogClosed
+	case <-ctx.Done():
+		return 0, fmt.Errorf("readmodel: record access: %w", ctx.Err())
+	}
+	<-p.saved
+	if p.err != nil {
+		return 0, fmt.Errorf("readmodel: record access: %w", p.err)
+	}
+	return p.id, nil
+}
+
+// writer commits the records sent to queue, each batch in one transaction,
+// until quit.
+func (l *AccessLog) writer() {
+	defer close(l.done)
+	for {
+		var batch []*pendingAccess
+		select {
+		case p := <-l.queue:
+			batch = append(batch, p)
+		case <-l.quit:
+			return
+		}
+	more:
+		for len(batch) < maxAccessBatch {
+			select {
+			case p := <-l.queue:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), accessCommitTimeout)
+		err := withTx(ctx, l.db, func(tx *sql.Tx) error { return insertAccesses(ctx, tx, batch) })
+		cancel()
+		for _, p := range batch {
+			if err != nil {
+				p.id, p.err = 0, err
+			}
+			close(p.saved)
+		}
+	}
+}
+
+// insertAccesses inserts batch in tx, setting each record's id.
+func insertAccesses(ctx context.Context, tx *sql.Tx, batch []*pendingAccess) error {
+	rec, err := tx.PrepareContext(ctx, `INSERT INTO access_log (at, subject, role, pharmacy_id, method, route, status, outcome)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer rec.Close()
+	urns, err := tx.PrepareContext(ctx, "INSERT INTO access_log_urns (access_id, ord, urn) VALUES (?, ?, ?)")
+	if err != nil {
+		return err
+	}
+	defer urns.Close()
+	for _, p := range batch {
+		a := p.a
+		res, err := rec.ExecContext(ctx, a.At.UnixNano(), a.Subject, a.Role, a.PharmacyID, a.Method, a.Route, a.Status, a.Outcome)
 		if err != nil {
 			return err
 		}
-		if id, err = res.LastInsertId(); err != nil {
+		if p.id, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		if len(a.URNs) == 0 {
-			return nil
-		}
-		stmt, err := tx.PrepareContext(ctx, "INSERT INTO access_log_urns (access_id, ord, urn) VALUES (?, ?, ?)")
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
 		for i, urn := range a.URNs {
-			if _, err := stmt.ExecContext(ctx, id, i, urn); err != nil {
+			if _, err := urns.ExecContext(ctx, p.id, i, urn); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("readmodel: record access: %w", err)
 	}
-	return id, nil
+	return nil
 }
 
 // Query returns the records matching f, newest first, one page at a time;

@@ -1,11 +1,13 @@
 package readmodel_test
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,8 +156,8 @@ func TestAccessLogIsDurableAndAppendOnly(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Record(t.Context(), a); err == nil {
-		t.Fatal("Record on a closed log succeeded")
+	if _, err := l.Record(t.Context(), a); !errors.Is(err, readmodel.ErrAccessLogClosed) {
+		t.Fatalf("Record on a closed log: %v, want ErrAccessLogClosed", err)
 	}
 
 	db, err := sql.Open("sqlite", path)
@@ -178,5 +180,112 @@ func TestAccessLogIsDurableAndAppendOnly(t *testing.T) {
 	}
 	if _, err := l.Record(t.Context(), readmodel.Access{Subject: "s"}); err == nil {
 		t.Fatal("a record without a time was accepted")
+	}
+}
+
+// Concurrent callers share transactions: every record gets its own id and
+// is stored whole with its urns.
+func TestAccessLogConcurrentRecords(t *testing.T) {
+	l := openAccessLog(t, filepath.Join(t.TempDir(), readmodel.AccessLogFile))
+	const callers, each = 16, 20
+	var wg sync.WaitGroup
+	ids := make([][]int64, callers)
+	for c := range callers {
+		wg.Go(func() {
+			for i := range each {
+				subject := fmt.Sprintf("caller-%d", c)
+				id, err := l.Record(context.Background(), readmodel.Access{At: t0, Subject: subject, Role: "auditor", Method: "GET",
+					Route: "/prescriptions", URNs: []string{fmt.Sprintf("urn:rx:%d-%d", c, i), "urn:rx:shared"}, Status: 200, Outcome: "ok"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids[c] = append(ids[c], id)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for c := range callers {
+		if !slices.IsSorted(ids[c]) || len(ids[c]) != each {
+			t.Errorf("caller %d: ids %v, want %d increasing", c, ids[c], each)
+		}
+		for _, id := range ids[c] {
+			if seen[id] {
+				t.Fatalf("id %d given twice", id)
+			}
+			seen[id] = true
+		}
+		page, err := l.Query(t.Context(), readmodel.AccessFilter{Subject: fmt.Sprintf("caller-%d", c), Limit: readmodel.MaxLimit})
+		if err != nil || len(page.Records) != each {
+			t.Fatalf("caller %d: %d records, %v", c, len(page.Records), err)
+		}
+		for _, a := range page.Records {
+			i := slices.Index(ids[c], a.ID)
+			if i < 0 || !slices.Equal(a.URNs, []string{fmt.Sprintf("urn:rx:%d-%d", c, i), "urn:rx:shared"}) {
+				t.Errorf("record %d of caller %d: urns %v", a.ID, c, a.URNs)
+			}
+		}
+	}
+	page, err := l.Query(t.Context(), readmodel.AccessFilter{URN: "urn:rx:shared", Limit: readmodel.MaxLimit})
+	if err != nil || len(page.Records) != callers*each {
+		t.Fatalf("records naming the shared urn: %d, %v; want %d", len(page.Records), err, callers*each)
+	}
+}
+
+// Close while callers record: each either gets its record committed (and
+// readable after a reopen) or ErrAccessLogClosed; none hangs.
+func TestAccessLogCloseWhileRecording(t *testing.T) {
+	path := filepath.Join(t.TempDir(), readmodel.AccessLogFile)
+	l, err := readmodel.OpenAccessLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var committed []int64
+	started := make(chan struct{})
+	for c := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				if c == 0 && i == 5 {
+					close(started)
+				}
+				id, err := l.Record(context.Background(), readmodel.Access{At: t0, Subject: "s", Method: "GET", Route: "/r", Status: 200, Outcome: "ok"})
+				if errors.Is(err, readmodel.ErrAccessLogClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				committed = append(committed, id)
+				mu.Unlock()
+			}
+		})
+	}
+	<-started
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	l = openAccessLog(t, path)
+	var got []int64
+	for f := (readmodel.AccessFilter{Limit: readmodel.MaxLimit}); ; {
+		page, err := l.Query(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ids(page.Records)...)
+		if page.NextCursor == "" {
+			break
+		}
+		f.Cursor = page.NextCursor
+	}
+	slices.Sort(committed)
+	slices.Sort(got)
+	if len(committed) < 5 || !slices.Equal(got, committed) {
+		t.Fatalf("stored ids %v, want exactly the %d committed %v", got, len(committed), committed)
 	}
 }

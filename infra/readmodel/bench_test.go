@@ -1,6 +1,7 @@
 package readmodel_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -101,5 +102,23 @@ func BenchmarkAccessLogRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkAccessLogRecordParallel is BenchmarkAccessLogRecord with 16
+// callers per CPU at once, as concurrent query API requests record.
+func BenchmarkAccessLogRecordParallel(b *testing.B) {
+	l := openAccessLog(b, filepath.Join(b.TempDir(), readmodel.AccessLogFile))
+	a := readmodel.Access{At: t0, Subject: "auditor@hospital", Role: "auditor", Method: "GET", Route: "/prescriptions/{urn}",
+		URNs: []string{"urn:rx:1"}, Status: 200, Outcome: "ok"}
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Record(context.Background(), a); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
