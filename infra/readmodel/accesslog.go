@@ -92,12 +92,14 @@ type AccessPage struct {
 // commits go together in the next transaction (group commit), so
 // concurrent callers share an fsync instead of queueing for one each.
 type AccessLog struct {
-	db    *sql.DB
-	path  string
-	queue chan *pendingAccess // unbuffered: a send succeeds only while the writer runs
-	quit  chan struct{}       // closed by Close
-	done  chan struct{}       // closed when the writer has stopped
-	once  sync.Once
+	db   *sql.DB
+	path string
+	// insertAccess and insertURN are prepared once, at open.
+	insertAccess, insertURN *sql.Stmt
+	queue                   chan *pendingAccess // unbuffered: a send succeeds only while the writer runs
+	quit                    chan struct{}       // closed by Close
+	done                    chan struct{}       // closed when the writer has stopped
+	once                    sync.Once
 }
 
 // pendingAccess is a record waiting for its commit.
@@ -130,6 +132,14 @@ func OpenAccessLog(path string) (*AccessLog, error) {
 		return nil, fmt.Errorf("readmodel: open access log %q: %w", path, err)
 	}
 	l := &AccessLog{db: db, path: path, queue: make(chan *pendingAccess), quit: make(chan struct{}), done: make(chan struct{})}
+	if l.insertAccess, err = db.Prepare(`INSERT INTO access_log (at, subject, role, pharmacy_id, method, route, status, outcome)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`); err == nil {
+		l.insertURN, err = db.Prepare("INSERT INTO access_log_urns (access_id, ord, urn) VALUES (?, ?, ?)")
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("readmodel: open access log %q: %w", path, err)
+	}
 	go l.writer()
 	return l, nil
 }
@@ -191,7 +201,7 @@ func (l *AccessLog) writer() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), accessCommitTimeout)
-		err := withTx(ctx, l.db, func(tx *sql.Tx) error { return insertAccesses(ctx, tx, batch) })
+		err := withTx(ctx, l.db, func(tx *sql.Tx) error { return l.insert(ctx, tx, batch) })
 		cancel()
 		for _, p := range batch {
 			if err != nil {
@@ -202,19 +212,9 @@ func (l *AccessLog) writer() {
 	}
 }
 
-// insertAccesses inserts batch in tx, setting each record's id.
-func insertAccesses(ctx context.Context, tx *sql.Tx, batch []*pendingAccess) error {
-	rec, err := tx.PrepareContext(ctx, `INSERT INTO access_log (at, subject, role, pharmacy_id, method, route, status, outcome)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer rec.Close()
-	urns, err := tx.PrepareContext(ctx, "INSERT INTO access_log_urns (access_id, ord, urn) VALUES (?, ?, ?)")
-	if err != nil {
-		return err
-	}
-	defer urns.Close()
+// insert inserts batch in tx, setting each record's id.
+func (l *AccessLog) insert(ctx context.Context, tx *sql.Tx, batch []*pendingAccess) error {
+	rec, urns := tx.StmtContext(ctx, l.insertAccess), tx.StmtContext(ctx, l.insertURN)
 	for _, p := range batch {
 		a := p.a
 		res, err := rec.ExecContext(ctx, a.At.UnixNano(), a.Subject, a.Role, a.PharmacyID, a.Method, a.Route, a.Status, a.Outcome)
