@@ -13,6 +13,7 @@ import (
 
 	"rxflow/domain"
 	"rxflow/infra/eventstore"
+	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
 	"rxflow/infra/kafka/kafkatest"
 	"rxflow/infra/partners"
@@ -68,7 +69,7 @@ func TestHappyPathWithStoreOverTLS(t *testing.T) {
 		}
 		proj, err := projector.New(projector.Config{
 			Kafka: kafka.Config{Brokers: brokers}, CommandTopic: commandTopic, Outbound: outbound, EventStore: store,
-			DataDir: filepath.Join(t.TempDir(), "projector"), Partners: endpoints, HTTPAddr: "127.0.0.1:0", Token: token, Logger: log,
+			DataDir: filepath.Join(t.TempDir(), "projector"), Partners: endpoints, HTTPAddr: "127.0.0.1:0", Auth: httpapi.AuthConfig{StaticToken: token}, Logger: log,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -20,7 +20,7 @@ func realSASLSSLEnv(t *testing.T, l kafkatest.SASLSSL, mechanism string, extra .
 	return append([]string{"KAFKA_BROKERS=" + strings.Join(l.Brokers, ","), "ESDB_CONNECTION_STRING=esdb://" + esdbAddr + "?tls=false",
 		kafka.EnvTLSCAFile + "=" + l.CAFile, kafka.EnvSASLMechanism + "=" + mechanism,
 		kafka.EnvSASLUser + "=" + l.User, kafka.EnvSASLPassword + "=" + l.Password.Reveal(),
-		"PROJECTOR_DATA_DIR=" + filepath.Join(t.TempDir(), "projector"), "QUERY_API_TOKEN=" + token}, extra...)
+		"PROJECTOR_DATA_DIR=" + filepath.Join(t.TempDir(), "projector"), "QUERY_API_TOKEN=" + token, "QUERY_API_STATIC_TOKEN_ENABLED=true"}, extra...)
 }
 
 // The processor and projector binaries, configured through the environment
