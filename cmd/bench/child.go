@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,6 +54,7 @@ func childMain(args []string) int {
 	group := fs.String("group", "", "consumer group")
 	partitions := fs.Int("partitions", 8, "partitions of the topics")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here")
+	instance := fs.String("instance-id", "", "group instance id (static membership)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -85,7 +85,7 @@ func childMain(args []string) int {
 		log.Error("kafka security settings", "err", err)
 		return 2
 	}
-	kcfg := kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, Security: security}
+	kcfg := kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, GroupInstanceID: *instance, Security: security}
 	switch *role {
 	case roleProcessor:
 		err = runProcessor(ctx, log, kcfg, *topic, int32(*partitions), *conn)
@@ -134,7 +134,7 @@ func runRaw(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic, con
 		return err
 	}
 	defer client.Close()
-	wlog := watermill.NewSlogLogger(log)
+	wlog := kafka.NewLogger(log)
 	sub, err := kafka.NewSubscriber(kcfg, wlog)
 	if err != nil {
 		return err

@@ -52,11 +52,16 @@ type options struct {
 	seedWriters     int
 	repeat          int
 	dir, cpuprofile string
+	brokerStop      string // shell commands for the restart phase's outage
+	brokerStart     string
 	only            map[string]bool // phases to run; empty runs all
 }
 
-// runs reports whether phase is to run.
-func (o options) runs(phase string) bool { return len(o.only) == 0 || o.only[phase] }
+// runs reports whether phase is to run. The restart phase runs only when
+// named: it kills processes and may stop the broker.
+func (o options) runs(phase string) bool {
+	return (len(o.only) == 0 && phase != "restart") || o.only[phase]
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == childArg {
@@ -82,6 +87,8 @@ func run(args []string) error {
 	dir := f.String("dir", "BENCH_DIR", "", "directory for the embedded stores; default a temporary one, removed at the end")
 	only := f.String("only", "BENCH_ONLY", "", "comma-separated phases to run (raw, processor, latency, flat, rebuild); default all")
 	cpuprofile := f.String("cpuprofile", "BENCH_CPUPROFILE", "", "write CPU profiles: this file for the bench process, FILE.<role>.<run> for each child")
+	brokerStop := f.String("broker-stop", "BENCH_BROKER_STOP", "", "restart phase: shell command that stops the Kafka broker (-brokers); with -broker-start, the outage is measured")
+	brokerStart := f.String("broker-start", "BENCH_BROKER_START", "", "restart phase: shell command that starts the broker again and returns once it serves")
 	kafkaSecurity := kafka.SecurityFlags(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -98,7 +105,8 @@ func run(args []string) error {
 		return err
 	}
 	o := options{brokers: *brokers, security: security, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
-		latencySeconds: *latencySeconds, seedEvents: *seedEvents, seedWriters: *seedWriters, repeat: *runs, dir: *dir, cpuprofile: *cpuprofile}
+		latencySeconds: *latencySeconds, seedEvents: *seedEvents, seedWriters: *seedWriters, repeat: *runs, dir: *dir, cpuprofile: *cpuprofile,
+		brokerStop: *brokerStop, brokerStart: *brokerStart}
 	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.repeat < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 {
 		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds positive; -seed-events not negative")
 	}
@@ -170,10 +178,11 @@ type results struct {
 	rebuildEvents        int
 	rebuildTook          time.Duration
 	seedTook             time.Duration
+	restart              restartResults
 }
 
 // phases are the parts of a run, in order.
-var phases = []string{"raw", "processor", "latency", "flat", "rebuild"}
+var phases = []string{"raw", "processor", "latency", "flat", "rebuild", "restart"}
 
 func (b *bench) all(ctx context.Context, openStore func() (string, func(), error)) (r results, err error) {
 	conn, closeStore, err := openStore()
@@ -189,6 +198,12 @@ func (b *bench) all(ctx context.Context, openStore func() (string, func(), error
 		progress("(1) raw ceiling")
 		if r.raw, err = b.best(func() (consumerRun, error) { return b.backlog(ctx, roleRaw, conn, b.opts.n) }); err != nil {
 			return r, fmt.Errorf("raw ceiling: %w", err)
+		}
+	}
+	if b.opts.runs("restart") {
+		progress("(5) restart and resume")
+		if r.restart, err = b.restart(ctx, conn); err != nil {
+			return r, fmt.Errorf("restart: %w", err)
 		}
 	}
 	if b.opts.runs("processor") || b.opts.runs("latency") || b.opts.runs("flat") {
@@ -321,6 +336,14 @@ func (r results) table(o options) string {
 	}
 	if o.runs("raw") {
 		row("raw consumer peak RSS", "—", mib(r.raw.rss), "")
+	}
+	if o.runs("restart") {
+		secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+		row("(5) kill -9 → restart → first command handled, static member (group instance id)", "≤ 2 s", secs(r.restart.static), check(r.restart.static <= 2*time.Second))
+		row("… the same, dynamic member (no group instance id)", "—", secs(r.restart.dynamic), "")
+		if r.restart.outage > 0 {
+			row("(5) Kafka outage ends → first command handled, static member", "≤ 2 s", secs(r.restart.outage), check(r.restart.outage <= 2*time.Second))
+		}
 	}
 	return sb.String()
 }

@@ -32,6 +32,8 @@ func run(args []string) error {
 	f := config.NewFlags("processor")
 	brokers := f.String("brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	group := f.String("group", "PROCESSOR_GROUP", "rxflow-processor", "Kafka consumer group")
+	instance := f.String("group-instance-id", "PROCESSOR_GROUP_INSTANCE_ID", "",
+		"this replica's stable Kafka group.instance.id (static membership: a restart resumes at once); unique per replica; empty: dynamic membership")
 	commandTopic := f.String("command-topic", "COMMAND_TOPIC", commands.TopicCommands, "topic of incoming commands")
 	rejectionTopic := f.String("rejection-topic", "REJECTION_TOPIC", commands.TopicRejections, "topic of refused commands")
 	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", commands.TopicDeadLetters, "topic of undecodable and poison commands")
@@ -57,7 +59,7 @@ func run(args []string) error {
 		return err
 	}
 	svc, err := processor.New(processor.Config{
-		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, Security: security},
+		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, GroupInstanceID: *instance, Security: security},
 		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic, RetryTopic: *retryTopic,
 		DeferDelays: delays, Partitions: int32(*partitions), EventStore: eventstore.Config{ConnectionString: *esdbURL, Logger: log},
 		HTTPAddr: *httpAddr, MaxCommandBytes: *maxBytes, Logger: log,

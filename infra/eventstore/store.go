@@ -29,6 +29,7 @@ import (
 
 	"rxflow/commands"
 	"rxflow/events"
+	"rxflow/infra/warm"
 )
 
 // Config says where EventStoreDB is.
@@ -85,6 +86,7 @@ type Store struct {
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup // client calls not yet returned, abandoned ones included
+	callers  warm.Pool      // goroutines that make the client calls, stacks already grown
 
 	servers string                 // where the server is, without credentials
 	connErr atomic.Pointer[string] // the client's last failed attempt to connect, until one succeeds
@@ -175,6 +177,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.callers.Stop()
 	returned := make(chan struct{})
 	go func() {
 		s.inflight.Wait()
@@ -215,11 +218,11 @@ func await[T any](ctx context.Context, s *Store, call func(ctx context.Context) 
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
+	s.callers.Go(func() {
 		defer s.inflight.Done()
 		v, err := call(ctx)
 		done <- result{v, err}
-	}()
+	})
 	select {
 	case r := <-done:
 		return r.v, r.err

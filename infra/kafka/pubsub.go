@@ -95,6 +95,9 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 	}
 	logger = orDefault(logger)
 	warnPlaintextSASL(cfg, logger)
+	if cfg.OnFenced != nil {
+		logger = fenceWatch{LoggerAdapter: logger, cfg: cfg}
+	}
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               cfg.Brokers,
 		Unmarshaler:           newMarshaler(),
@@ -106,6 +109,27 @@ func NewSubscriber(cfg Config, logger watermill.LoggerAdapter) (message.Subscrib
 		return nil, fmt.Errorf("kafka: subscriber: %w", err)
 	}
 	return sub, nil
+}
+
+// fenceWatch passes the errors that watermill-kafka logs, and otherwise
+// retries, to cfg.OnFenced when they are FENCED_INSTANCE_ID: sarama
+// returns it from the group's join and sync, and watermill-kafka only logs
+// it and reconnects.
+type fenceWatch struct {
+	watermill.LoggerAdapter
+	cfg Config
+}
+
+func (f fenceWatch) Error(msg string, err error, fields watermill.LogFields) {
+	f.LoggerAdapter.Error(msg, err, fields)
+	if errors.Is(err, ErrFencedInstanceID) {
+		f.cfg.OnFenced(fmt.Errorf("kafka: group %q: another member joined with group instance id %q, and the broker fenced this one: %w",
+			f.cfg.ConsumerGroup, f.cfg.GroupInstanceID, err))
+	}
+}
+
+func (f fenceWatch) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return fenceWatch{LoggerAdapter: f.LoggerAdapter.With(fields), cfg: f.cfg}
 }
 
 // slowConnect is how long NewPublisher connects before it says so.

@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +28,7 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/ops"
+	"rxflow/infra/warm"
 )
 
 // Config of the processor service. Zero values take the defaults.
@@ -123,6 +123,8 @@ type Service struct {
 	metrics  *metrics
 	drain    *drain
 	outbox   *outbox
+	warm     warm.Pool  // runs each command on a goroutine whose stack is already grown
+	fenced   chan error // the broker fenced a subscriber: another replica has its group instance id
 }
 
 // New connects everything the processor needs; Run starts it.
@@ -137,7 +139,13 @@ func New(cfg Config) (*Service, error) {
 	if err := events.Upcasters.Validate(); err != nil {
 		return nil, fmt.Errorf("upcaster table: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, drain: newDrain()}
+	s := &Service{cfg: cfg, log: cfg.Logger, drain: newDrain(), fenced: make(chan error, 1)}
+	cfg.Kafka.OnFenced = func(err error) {
+		select {
+		case s.fenced <- err:
+		default: // Run stops on the first
+		}
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -148,7 +156,7 @@ func New(cfg Config) (*Service, error) {
 	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
 		return nil, err
 	}
-	wlog := watermill.NewSlogLogger(cfg.Logger)
+	wlog := kafka.NewLogger(cfg.Logger)
 	if s.pub, err = kafka.NewPublisher(cfg.Kafka, wlog); err != nil {
 		return nil, err
 	}
@@ -207,7 +215,10 @@ func (s *Service) HTTPAddr() string {
 	return s.http.Addr()
 }
 
-// Run creates the topics if needed and processes commands until ctx ends.
+// Run creates the topics if needed and processes commands until ctx ends,
+// or until the broker fences it because another replica joined with the
+// same group instance id: then it stops as it does when ctx ends and
+// returns an error wrapping kafka.ErrFencedInstanceID.
 // Commands in hand then finish and their offsets are committed before it
 // returns; the messages not yet started are delivered again after a restart.
 //
@@ -242,9 +253,12 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { errc <- s.http.Serve(ctx, s.log) }()
 	}
 	s.log.Info("processor running", "topic", s.cfg.CommandTopic, "group", s.cfg.Kafka.ConsumerGroup, "http", s.HTTPAddr())
+	var fenced error
 	select {
 	case err := <-errc:
 		return err
+	case fenced = <-s.fenced:
+		s.log.Error("processor: stopping: another replica uses this group instance id; give each replica its own (docs/deploy.md)", "err", fenced)
 	case <-ctx.Done():
 	}
 	// Finish the commands in hand, give their acks a moment to be marked,
@@ -255,7 +269,7 @@ func (s *Service) Run(ctx context.Context) error {
 	time.Sleep(ackGrace)
 	stopRouter()
 	<-errc
-	return nil
+	return fenced
 }
 
 // Shutdown bounds: the longest wait for commands in hand, and the time an
@@ -299,6 +313,7 @@ func (s *Service) close() {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
+	s.warm.Stop()
 	if err := errors.Join(errs...); err != nil {
 		s.log.Warn("processor: close", "err", err)
 	}
@@ -321,7 +336,8 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 		start := time.Now()
 		// A shutdown cancels the message's context; the command in hand still
 		// finishes (each store call is bounded) so that its offset commits.
-		res, err := proc.Process(context.WithoutCancel(msg.Context()), raw)
+		var res commands.Result
+		s.warm.Run(func() { res, err = proc.Process(context.WithoutCancel(msg.Context()), raw) })
 		if err != nil {
 			s.metrics.transient.Inc()
 			if errors.Is(err, commands.ErrNewerEvent) {

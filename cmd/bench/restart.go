@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"rxflow/infra/kafka"
+)
+
+// restartResults are the times from a processor's crash, or from the end
+// of a broker outage, to the first command it handles afterwards.
+type restartResults struct {
+	static, dynamic time.Duration // kill -9 → new child → first command handled
+	outage          time.Duration // broker back → first command handled; 0 if not measured
+}
+
+// restart measures, for a processor that is a static member of its group
+// (a group instance id) and for one that is not: kill -9, start a new
+// child at once, and the time until it handles a command produced just
+// after the kill. Then, if -broker-stop and -broker-start are given, it
+// stops the broker under a running static member, starts it again, and
+// measures from the broker's return to the first command handled.
+func (b *bench) restart(ctx context.Context, conn string) (r restartResults, err error) {
+	for _, static := range []bool{true, false} {
+		d, err := b.killAndRestart(ctx, conn, static)
+		if err != nil {
+			return r, err
+		}
+		if static {
+			r.static = d
+		} else {
+			r.dynamic = d
+		}
+	}
+	if b.opts.brokerStop == "" || b.opts.brokerStart == "" {
+		progress("restart: no -broker-stop and -broker-start: the outage is not measured")
+		return r, nil
+	}
+	r.outage, err = b.outage(ctx, conn)
+	return r, err
+}
+
+// restartChild starts a processor child on topic in group, as static
+// member instance if that is not empty.
+func (b *bench) restartChild(ctx context.Context, conn, topic, group, instance string) (*child, error) {
+	args := b.childArgs(conn, topic, group, roleProcessor)
+	if instance != "" {
+		args = append(args, "-instance-id", instance)
+	}
+	return startChild(ctx, roleProcessor, b.opts.security.Environ(), args...)
+}
+
+// handleOne produces one new prescription's request and waits until c
+// has handled n commands in all.
+func (b *bench) handleOne(ctx context.Context, c *child, topic, prefix string, n int) error {
+	cmd := workload(fmt.Sprintf("%s-%d", prefix, n), 1, 1)
+	if err := produceRetrying(ctx, b.kafka(), topic, cmd); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return c.waitCount(ctx, n)
+}
+
+func (b *bench) killAndRestart(ctx context.Context, conn string, static bool) (time.Duration, error) {
+	topic, group, prefix := b.next("restart")
+	instance, kind := "", "dynamic member"
+	if static {
+		instance, kind = "bench-"+prefix, "static member"
+	}
+	if err := kafka.EnsureTopics(ctx, b.kafka(), int32(b.opts.partitions), topic); err != nil {
+		return 0, err
+	}
+	first, err := b.restartChild(ctx, conn, topic, group, instance)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.handleOne(ctx, first, topic, prefix, 1); err != nil {
+		first.stop()
+		return 0, fmt.Errorf("before the kill: %w", err)
+	}
+	// Let the first child commit its offset (auto-commit, every second),
+	// so that the second starts after the command already handled.
+	time.Sleep(2 * time.Second)
+	killed := time.Now()
+	if err := first.cmd.Process.Kill(); err != nil {
+		return 0, err
+	}
+	_ = first.cmd.Wait()
+	second, err := b.restartChild(ctx, conn, topic, group, instance)
+	if err != nil {
+		return 0, err
+	}
+	defer second.stop()
+	if err := b.handleOne(ctx, second, topic, prefix+"-after", 1); err != nil {
+		return 0, fmt.Errorf("after the kill: %w", err)
+	}
+	took := time.Since(killed)
+	progress("restart, %s: kill -9 → new process → first command handled in %s", kind, took.Round(time.Millisecond))
+	return took, nil
+}
+
+// outage stops and restarts the broker under a running static member and
+// measures from the broker's return to the first command handled.
+func (b *bench) outage(ctx context.Context, conn string) (time.Duration, error) {
+	topic, group, prefix := b.next("outage")
+	if err := kafka.EnsureTopics(ctx, b.kafka(), int32(b.opts.partitions), topic); err != nil {
+		return 0, err
+	}
+	c, err := b.restartChild(ctx, conn, topic, group, "bench-"+prefix)
+	if err != nil {
+		return 0, err
+	}
+	defer c.stop()
+	if err := b.handleOne(ctx, c, topic, prefix, 1); err != nil {
+		return 0, fmt.Errorf("before the outage: %w", err)
+	}
+	time.Sleep(2 * time.Second) // the offset commits
+	progress("outage: stopping the broker")
+	if err := shell(ctx, b.opts.brokerStop); err != nil {
+		return 0, fmt.Errorf("-broker-stop: %w", err)
+	}
+	time.Sleep(3 * time.Second)
+	progress("outage: starting the broker")
+	if err := shell(ctx, b.opts.brokerStart); err != nil {
+		return 0, fmt.Errorf("-broker-start: %w", err)
+	}
+	back := time.Now()
+	if err := b.handleOne(ctx, c, topic, prefix+"-after", 2); err != nil {
+		return 0, fmt.Errorf("after the outage: %w", err)
+	}
+	took := time.Since(back)
+	progress("outage: broker back → first command handled in %s", took.Round(time.Millisecond))
+	return took, nil
+}
+
+// produceRetrying produces cmds, retrying while the broker is not yet
+// serving (just after an outage).
+func produceRetrying(ctx context.Context, cfg kafka.Config, topic string, cmds []command) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := produceAll(ctx, cfg, topic, cmds)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// shell runs a command line with sh -c, its output on stderr.
+func shell(ctx context.Context, line string) error {
+	cmd := exec.CommandContext(ctx, "sh", "-c", line)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return errors.Join(fmt.Errorf("%q", line), err)
+	}
+	return nil
+}
