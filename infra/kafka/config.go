@@ -142,6 +142,12 @@ func (c Config) saramaConfig() (*sarama.Config, error) {
 	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
 	sc.Consumer.Fetch.Default = max(sc.Consumer.Fetch.Default, int32(c.MaxMessageBytes))
 	sc.Consumer.Group.InstanceId = c.GroupInstanceID
+	// A broker back from an outage answers joins with "coordinator loading"
+	// for a moment: retry the join every 250 ms (sarama's default, 2 s,
+	// delayed the resumption by as much), for up to 5 s before the
+	// subscriber reconnects.
+	sc.Consumer.Group.Rebalance.Retry.Backoff = 250 * time.Millisecond
+	sc.Consumer.Group.Rebalance.Retry.Max = 20
 	if err := c.Security.ApplySarama(sc); err != nil {
 		return nil, err
 	}
