@@ -4,10 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	stdjson "encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"rxflow/domain"
 )
@@ -17,47 +18,70 @@ import (
 // was written before fingerprints were versioned (see Matches).
 type Fingerprint string
 
-// fingerprintV1 is the canonical form behind "fp1:" fingerprints. Its member
-// names and order are fixed and empty members are omitted, so a field added
-// later leaves every earlier command's fingerprint as it was. Changing this
-// form means a new version prefix, with Matches still knowing this one.
-type fingerprintV1 struct {
-	Type         string `json:"type"`
-	URN          string `json:"urn"`
-	Actor        string `json:"actor,omitzero"`
-	PatientID    string `json:"patientId,omitzero"`
-	PrescriberID string `json:"prescriberId,omitzero"`
-	PharmacyID   string `json:"pharmacyId,omitzero"`
-	MedName      string `json:"medicationName,omitzero"`
-	MedCode      string `json:"medicationCode,omitzero"`
-	MedCodeSys   string `json:"medicationCodeSystem,omitzero"` // added with PrescriptionRequested v2; omitted when absent, so earlier fingerprints are unchanged
-	MedStrength  string `json:"medicationStrength,omitzero"`
-	MedQuantity  int    `json:"medicationQuantity,omitzero"`
-	MedRefills   int    `json:"medicationRefills,omitzero"`
-	ApprovedBy   string `json:"approvedBy,omitzero"`
-	Reason       string `json:"reason,omitzero"`
-	ReasonCode   string `json:"reasonCode,omitzero"`
-	DispensedBy  string `json:"dispensedBy,omitzero"`
-	Quantity     int    `json:"quantity,omitzero"`
-	LotNumber    string `json:"lotNumber,omitzero"`
-	// prescription.deadline's, added after fp1 shipped: omitted when absent
-	Deadline string    `json:"deadline,omitzero"`
-	Since    int       `json:"since,omitzero"`
-	DueAt    time.Time `json:"dueAt,omitzero"`
-}
+// The canonical form behind "fp1:" fingerprints is one JSON object with
+// these members, in this order, each omitted when empty or zero (JSON v2's
+// encoding of a struct with omitzero members), so a field added later leaves
+// every earlier command's fingerprint as it was. Changing this form means a
+// new version prefix, with Matches still knowing this one. It is written
+// here by hand, not by reflection: it is on the path of every command.
+// medicationCodeSystem was added with PrescriptionRequested v2, and
+// deadline, since and dueAt with prescription.deadline; omitted when absent,
+// earlier fingerprints are unchanged. dueAt is RFC 3339 with nanoseconds in
+// the time's own offset, as JSON v2 writes a time.Time.
 
 const fingerprintV1Prefix = "fp1:"
 
 // FingerprintOf returns the current fingerprint of c.
 func FingerprintOf(c domain.Command) Fingerprint {
 	m, d := c.Medication, c.Dispensing
-	b, _ := json.Marshal(fingerprintV1{ // strings and ints always marshal
-		Type: string(c.Type), URN: c.URN, Actor: c.Actor, PatientID: c.PatientID, PrescriberID: c.PrescriberID, PharmacyID: c.PharmacyID,
-		MedName: m.Name, MedCode: m.Code, MedCodeSys: m.CodeSystem, MedStrength: m.Strength, MedQuantity: m.Quantity, MedRefills: m.Refills,
-		ApprovedBy: c.ApprovedBy, Reason: c.Reason, ReasonCode: c.ReasonCode, DispensedBy: d.By, Quantity: d.Quantity, LotNumber: d.LotNumber,
-		Deadline: c.Deadline, Since: c.Since, DueAt: c.DueAt,
-	}, json.Deterministic(true))
+	b := make([]byte, 0, 256)
+	b = append(b, '{')
+	b = appendMember(b, "type", string(c.Type), true)
+	b = appendMember(b, "urn", c.URN, true)
+	for _, f := range [...]struct{ name, value string }{
+		{"actor", c.Actor}, {"patientId", c.PatientID}, {"prescriberId", c.PrescriberID}, {"pharmacyId", c.PharmacyID},
+		{"medicationName", m.Name}, {"medicationCode", m.Code}, {"medicationCodeSystem", m.CodeSystem}, {"medicationStrength", m.Strength},
+	} {
+		b = appendMember(b, f.name, f.value, false)
+	}
+	b = appendInt(b, "medicationQuantity", m.Quantity)
+	b = appendInt(b, "medicationRefills", m.Refills)
+	for _, f := range [...]struct{ name, value string }{
+		{"approvedBy", c.ApprovedBy}, {"reason", c.Reason}, {"reasonCode", c.ReasonCode}, {"dispensedBy", d.By},
+	} {
+		b = appendMember(b, f.name, f.value, false)
+	}
+	b = appendInt(b, "quantity", d.Quantity)
+	b = appendMember(b, "lotNumber", d.LotNumber, false)
+	// prescription.deadline's, added after fp1 shipped: omitted when absent
+	b = appendMember(b, "deadline", c.Deadline, false)
+	b = appendInt(b, "since", c.Since)
+	if !c.DueAt.IsZero() {
+		b = c.DueAt.AppendFormat(append(b, `"dueAt":"`...), time.RFC3339Nano)
+		b = append(b, '"', ',')
+	}
+	b[len(b)-1] = '}' // the last member's comma; "type" is always there
 	return Fingerprint(fingerprintV1Prefix + digest(b))
+}
+
+// appendMember appends "name":value, to b, unless value is empty and not
+// always. Names are plain ASCII; a value that is not valid UTF-8 (Decode
+// refuses those) is quoted with U+FFFD in place of the bad bytes.
+func appendMember(b []byte, name, value string, always bool) []byte {
+	if value == "" && !always {
+		return b
+	}
+	b = append(append(append(b, '"'), name...), '"', ':')
+	b, _ = jsontext.AppendQuote(b, value)
+	return append(b, ',')
+}
+
+func appendInt(b []byte, name string, n int) []byte {
+	if n == 0 {
+		return b
+	}
+	b = append(append(append(b, '"'), name...), '"', ':')
+	return append(strconv.AppendInt(b, int64(n), 10), ',')
 }
 
 // Matches reports whether stored, a fingerprint written by this or an
@@ -73,8 +97,8 @@ func (stored Fingerprint) Matches(c domain.Command) bool {
 // hash of encoding/json's form of the command struct as it was then. The
 // struct is frozen here so that it never changes again.
 func legacyFingerprint(c domain.Command) string {
-	if c.ReasonCode != "" || c.Medication.CodeSystem != "" || c.Type == domain.RecordDeadline {
-		return "" // that version knew no reason code, no code system and no deadline
+	if c.ReasonCode != "" || c.Medication.CodeSystem != "" {
+		return "" // that version knew no reason code and no code system
 	}
 	type medication struct {
 		Name     string `json:"name"`
