@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/uuid"
 
 	"rxflow/domain"
@@ -107,4 +108,32 @@ func New(e domain.Event, meta Metadata) (Pending, error) {
 	}
 	meta.SchemaVersion = SchemaVersion(name)
 	return Pending{Name: name, Data: data, Meta: meta}, nil
+}
+
+// AppendJSON appends m as one JSON object to b: the members and the
+// omissions of its json tags, written without reflection because every
+// appended event carries it. The bytes may differ from encoding/json's
+// (which escapes <, > and & among others) but read back the same
+// (FuzzMetadataJSON); text that is not valid UTF-8 holds U+FFFD in place of
+// the bad bytes, as with encoding/json. OccurredAt is in RFC 3339 with
+// nanoseconds, as time.Time's MarshalJSON writes it.
+func (m Metadata) AppendJSON(b []byte) []byte {
+	b = appendJSONString(append(b, `{"eventId":`...), m.EventID)
+	b = appendJSONString(append(b, `,"commandId":`...), m.CommandID)
+	for _, f := range [...]struct{ name, value string }{
+		{`,"commandHash":`, m.CommandHash}, {`,"correlationId":`, m.CorrelationID}, {`,"causationId":`, m.CausationID},
+		{`,"actor":`, m.Actor}, {`,"diagnostic":`, m.Diagnostic},
+	} {
+		if f.value != "" {
+			b = appendJSONString(append(b, f.name...), f.value)
+		}
+	}
+	b = m.OccurredAt.AppendFormat(append(b, `,"occurredAt":"`...), time.RFC3339Nano)
+	b = strconv.AppendInt(append(b, `","schemaVersion":`...), int64(m.SchemaVersion), 10)
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	b, _ = jsontext.AppendQuote(b, s) // invalid UTF-8 becomes U+FFFD, as documented
+	return b
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -151,10 +150,7 @@ func runRaw(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic, con
 		source := msg.Metadata.Get(kafka.MetadataTopic) + "/" + msg.Metadata.Get(kafka.MetadataPartition) + "/" + msg.Metadata.Get(kafka.MetadataOffset)
 		id := events.EventID(msg.Metadata.Get(kafka.MetadataKey), source, 0)
 		// Metadata of the same shape as the processor's, encoded the same way.
-		meta, err := json.Marshal(events.Metadata{EventID: id.String(), CommandID: source, OccurredAt: time.Now().UTC(), SchemaVersion: 1})
-		if err != nil {
-			return err
-		}
+		meta := events.Metadata{EventID: id.String(), CommandID: source, OccurredAt: time.Now().UTC(), SchemaVersion: 1}.AppendJSON(nil)
 		ev := esdb.EventData{EventID: id, EventType: "BenchRawAppended", ContentType: esdb.ContentTypeJson, Data: msg.Payload, Metadata: meta}
 		if _, err := client.AppendToStream(msg.Context(), "benchraw-"+msg.Metadata.Get(kafka.MetadataKey), esdb.AppendToStreamOptions{ExpectedRevision: esdb.Any{}}, ev); err != nil {
 			return err

@@ -272,11 +272,7 @@ func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []ev
 		if err != nil {
 			return 0, fmt.Errorf("event id %q: %w", e.Meta.EventID, err)
 		}
-		meta, err := json.Marshal(e.Meta)
-		if err != nil {
-			return 0, err
-		}
-		data[i] = esdb.EventData{EventID: id, EventType: e.Name, ContentType: esdb.ContentTypeJson, Data: e.Data, Metadata: meta}
+		data[i] = esdb.EventData{EventID: id, EventType: e.Name, ContentType: esdb.ContentTypeJson, Data: e.Data, Metadata: e.Meta.AppendJSON(nil)}
 	}
 	var rev esdb.ExpectedRevision = esdb.NoStream{}
 	if expected >= 0 {
