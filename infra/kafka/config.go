@@ -38,6 +38,16 @@ import (
 // DefaultMaxMessageBytes is the default Config.MaxMessageBytes: 1 MiB.
 const DefaultMaxMessageBytes = 1 << 20
 
+// Bounds of what a subscriber fetches ahead of its handlers; see
+// saramaConfig. With 64 partitions they hold a few megabytes, where
+// sarama's defaults (1 MiB per partition, 256 messages) held a
+// 200,000-command backlog whole (BENCHMARKS.md, "Memory").
+const (
+	FetchPartitionBytes = 16 << 10 // per partition and fetch
+	FetchRequestBytes   = 1 << 20  // per fetch request, all partitions of a broker
+	ChannelBuffer       = 32       // decoded messages queued per partition
+)
+
 // protocolVersion is the Kafka protocol version sarama speaks; both kfake and
 // Kafka 4.x accept it.
 var protocolVersion = sarama.V3_6_0_0
@@ -51,9 +61,10 @@ type Config struct {
 	ConsumerGroup string
 
 	// MaxMessageBytes is the largest message the publisher sends, and the
-	// max.message.bytes of topics made by EnsureTopics. Subscribers fetch this
-	// much per partition at once and still receive larger records, so that the
-	// application can dead-letter them rather than lose them.
+	// max.message.bytes of topics made by EnsureTopics. Subscribers receive
+	// larger records too (they fetch FetchPartitionBytes per partition at a
+	// time, and a larger record batch comes whole), so that the application
+	// can dead-letter them rather than lose them.
 	// Default DefaultMaxMessageBytes.
 	MaxMessageBytes int
 
@@ -140,7 +151,15 @@ func (c Config) saramaConfig() (*sarama.Config, error) {
 	// subscriber to tens of messages per second.
 	sc.Consumer.Offsets.AutoCommit.Enable = true
 	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
-	sc.Consumer.Fetch.Default = max(sc.Consumer.Fetch.Default, int32(c.MaxMessageBytes))
+	// What a subscriber holds ahead of its handlers is bounded, so that a
+	// backlog costs no more memory than a few messages per partition: each
+	// partition fetches FetchPartitionBytes at a time (a record batch larger
+	// than that still comes whole: Kafka returns the first batch of a
+	// partition whatever its size), at most FetchRequestBytes per request,
+	// and queues at most ChannelBuffer decoded messages.
+	sc.Consumer.Fetch.Default = FetchPartitionBytes
+	sc.Consumer.Fetch.MaxBytes = FetchRequestBytes
+	sc.ChannelBufferSize = ChannelBuffer
 	sc.Consumer.Group.InstanceId = c.GroupInstanceID
 	// A broker back from an outage answers joins with "coordinator loading"
 	// for a moment: retry the join every 250 ms (sarama's default, 2 s,

@@ -47,8 +47,18 @@ func TestSaramaConfig(t *testing.T) {
 		if err := sc.Validate(); err != nil {
 			t.Errorf("MaxMessageBytes %d: sarama rejects the config: %v", maxBytes, err)
 		}
-		if sc.Producer.MaxMessageBytes != cfg.MaxMessageBytes || int(sc.Consumer.Fetch.Default) < cfg.MaxMessageBytes {
-			t.Errorf("MaxMessageBytes %d: producer limit %d, fetch size %d", cfg.MaxMessageBytes, sc.Producer.MaxMessageBytes, sc.Consumer.Fetch.Default)
+		if sc.Producer.MaxMessageBytes != cfg.MaxMessageBytes {
+			t.Errorf("MaxMessageBytes %d: producer limit %d", cfg.MaxMessageBytes, sc.Producer.MaxMessageBytes)
+		}
+		// The prefetch is bounded whatever MaxMessageBytes is; larger records
+		// still arrive (bustest's testLargeMessage and
+		// testOversizedRecordIsDelivered, on kfake and real Kafka), as long as
+		// nothing caps a partition's fetch (Fetch.Max 0).
+		if sc.Consumer.Fetch.Default != FetchPartitionBytes || sc.Consumer.Fetch.MaxBytes != FetchRequestBytes ||
+			sc.ChannelBufferSize != ChannelBuffer || sc.Consumer.Fetch.Max != 0 {
+			t.Errorf("MaxMessageBytes %d: fetch %d per partition (max %d), %d per request, %d messages queued; want %d, no max, %d, %d",
+				cfg.MaxMessageBytes, sc.Consumer.Fetch.Default, sc.Consumer.Fetch.Max, sc.Consumer.Fetch.MaxBytes, sc.ChannelBufferSize,
+				FetchPartitionBytes, FetchRequestBytes, ChannelBuffer)
 		}
 		if !sc.Consumer.Offsets.AutoCommit.Enable || sc.Consumer.Offsets.Initial != sarama.OffsetOldest {
 			t.Error("subscribers must auto-commit and start at the oldest offset")
