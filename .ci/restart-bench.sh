@@ -12,13 +12,16 @@
 # The embedded EventStoreDB stand-in stores the events. Prints the bench's
 # table (BENCHMARKS.md, "Restart and resume"). Needs Java 17+, mvn and Go.
 #
-#   bash .ci/restart-bench.sh              # ports 39092 (clients), 39093 (controller)
-#   RESTART_BENCH_PORT=49092 bash .ci/restart-bench.sh
+#   bash .ci/restart-bench.sh              # ports 28092 (clients), 28093 (controller)
+#   RESTART_BENCH_PORT=27092 bash .ci/restart-bench.sh
+#
+# The ports are below Linux's ephemeral range (32768 and up), where an
+# outgoing connection could hold them when the broker restarts.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-port="${RESTART_BENCH_PORT:-39092}"
+port="${RESTART_BENCH_PORT:-28092}"
 cport="${RESTART_BENCH_CONTROLLER_PORT:-$((port + 1))}"
 run="$here/kafka/target/restart-bench-$port"
 pidfile="$run/kafka.pid"
@@ -32,8 +35,12 @@ fail() {
 
 start_broker() {
 	setsid "$java" "${jvm[@]}" kafka.Kafka "$run/server.properties" >>"$run/kafka.log" 2>&1 </dev/null &
-	echo $! >"$pidfile"
-	"$run/ready" -brokers "127.0.0.1:$port" -timeout 120s 2>>"$run/ready.err" || fail "the broker did not come up (log $run/kafka.log)"
+	local pid=$! deadline=$((SECONDS + 120))
+	echo "$pid" >"$pidfile"
+	until "$run/ready" -brokers "127.0.0.1:$port" -timeout 5s 2>>"$run/ready.err"; do
+		kill -0 "$pid" 2>/dev/null || fail "the broker exited while starting (log $run/kafka.log)"
+		((SECONDS < deadline)) || fail "the broker did not serve clients within 120 s (log $run/kafka.log)"
+	done
 }
 
 stop_broker() {
