@@ -14,21 +14,7 @@ func (w Workflow) Markdown() string {
 	var b strings.Builder
 	b.WriteString("# Prescription workflow\n\n")
 	b.WriteString("Generated from `domain.Prescriptions` by `go test ./domain -update`; do not edit.\n\n")
-	b.WriteString("```mermaid\nstateDiagram-v2\n")
-	for _, t := range w.Transitions {
-		from := "[*]"
-		if t.From != StatusNone {
-			from = string(t.From)
-		}
-		fmt.Fprintf(&b, "    %s --> %s: %s\n", from, t.To, t.On)
-	}
-	for _, f := range w.Final {
-		fmt.Fprintf(&b, "    %s --> [*]\n", f)
-	}
-	for _, d := range w.Deadlines {
-		fmt.Fprintf(&b, "    note right of %s: deadline %s after %s, then %s\n", d.In, d.Name, Days(d.After), d.Action)
-	}
-	b.WriteString("```\n\n| event | from | to | guards | records |\n|---|---|---|---|---|\n")
+	b.WriteString("```mermaid\n" + w.Mermaid() + "```\n\n| event | from | to | guards | records |\n|---|---|---|---|---|\n")
 	for _, t := range w.Transitions {
 		var guards []string
 		for _, g := range t.Guards {
@@ -70,4 +56,27 @@ func Days(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
+}
+
+// Mermaid renders the workflow table as a Mermaid state diagram
+// (stateDiagram-v2), one line per transition, final state and deadline
+// note, each ending in a newline: the diagram of docs/workflow.md and of
+// the console.
+func (w Workflow) Mermaid() string {
+	var b strings.Builder
+	b.WriteString("stateDiagram-v2\n")
+	for _, t := range w.Transitions {
+		from := "[*]"
+		if t.From != StatusNone {
+			from = string(t.From)
+		}
+		fmt.Fprintf(&b, "    %s --> %s: %s\n", from, t.To, t.On)
+	}
+	for _, f := range w.Final {
+		fmt.Fprintf(&b, "    %s --> [*]\n", f)
+	}
+	for _, d := range w.Deadlines {
+		fmt.Fprintf(&b, "    note right of %s: deadline %s after %s, then %s\n", d.In, d.Name, Days(d.After), d.Action)
+	}
+	return b.String()
 }

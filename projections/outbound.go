@@ -119,8 +119,14 @@ func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) err
 	if err != nil {
 		return err
 	}
+	return o.publisher.Publish(ctx, outboundOf(c, o.topics)...)
+}
+
+// outboundOf is what the outbound projector publishes for change c.
+func outboundOf(c Change, topics OutboundTopics) []Outbound {
+	rec := c.Event
 	at := rec.Event.OccurredAt()
-	msgs := []Outbound{o.message(o.topics.StatusChanged, TypeStatusChanged, c, StatusChanged{
+	msgs := []Outbound{message(topics.StatusChanged, TypeStatusChanged, c, StatusChanged{
 		URN: rec.URN, EventID: rec.Meta.EventID, EventType: rec.Name, Event: string(rec.Event.Cause()),
 		From: c.Before.Status, To: c.After.Status, Revision: rec.Revision, Position: rec.Position,
 		CorrelationID: rec.Meta.CorrelationID, Timestamp: at,
@@ -130,21 +136,41 @@ func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) err
 		topic, kind string
 		payload     any
 	}{
-		{Trigger{From: domain.StatusProcessing, To: domain.StatusDispensed}, o.topics.Dispensed, TypeDispensed,
+		{Trigger{From: domain.StatusProcessing, To: domain.StatusDispensed}, topics.Dispensed, TypeDispensed,
 			Dispensed{URN: rec.URN, PatientID: c.After.PatientID, PharmacyID: c.After.PharmacyID, Timestamp: at}},
-		{Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, o.topics.Failed, TypeFailed,
+		{Trigger{From: domain.StatusProcessing, To: domain.StatusFailed}, topics.Failed, TypeFailed,
 			failedPayload(rec)},
 	}
 	for _, e := range seedEvents {
 		if e.when.matches(c) {
-			msgs = append(msgs, o.message(e.topic, e.kind, c, e.payload))
+			msgs = append(msgs, message(e.topic, e.kind, c, e.payload))
 		}
 	}
-	return o.publisher.Publish(ctx, msgs...)
+	return msgs
 }
 
-func (o *OutboundProjector) message(topic, kind string, c Change, payload any) Outbound {
+func message(topic, kind string, c Change, payload any) Outbound {
 	body, _ := json.Marshal(payload) // plain structs of strings, numbers and times
 	return Outbound{Topic: topic, Key: c.Event.URN, ID: c.Event.Meta.EventID, Type: kind, Time: c.Event.Event.OccurredAt(), Payload: body,
 		Headers: map[string]string{"correlation-id": c.Event.Meta.CorrelationID}}
+}
+
+// OutboundOf returns what the outbound projector publishes for urn's
+// stored events, oldest first, to topics (empty names take the defaults):
+// each message's ID is its dedupe key. ErrNotFound if the stream is empty.
+func OutboundOf(ctx context.Context, h History, topics OutboundTopics, urn string) ([]Outbound, error) {
+	recs, err := load(ctx, h, urn)
+	if err != nil {
+		return nil, err
+	}
+	var out []Outbound
+	var before domain.Prescription
+	for _, rec := range recs {
+		after := domain.Evolve(before, rec.Event)
+		if _, refused := rec.Event.(domain.Refused); !refused {
+			out = append(out, outboundOf(Change{Event: rec, Before: before, After: after}, topics.WithDefaults())...)
+		}
+		before = after
+	}
+	return out, nil
 }

@@ -127,9 +127,11 @@ type Alert struct {
 // Partners calls the external partners.
 type Partners interface {
 	// Call posts body, as JSON, to p with the idempotency key key: the same
-	// key is the same call. A failure is ErrPartnerRefused or
-	// ErrPartnerUnavailable; any other error (a cancelled ctx) is transient.
-	Call(ctx context.Context, p Partner, key string, body any) error
+	// key is the same call. It returns how many requests it sent (the
+	// adapter retries transient failures), 0 if none. A failure is
+	// ErrPartnerRefused or ErrPartnerUnavailable; any other error (a
+	// cancelled ctx) is transient.
+	Call(ctx context.Context, p Partner, key string, body any) (attempts int, err error)
 }
 
 // Outbound is a message for a Kafka topic.
@@ -166,7 +168,8 @@ type Effect struct {
 	EventID   string       `json:"eventId"`
 	EventName string       `json:"eventName"`
 	Status    EffectStatus `json:"status"`
-	Error     string       `json:"error,omitempty"` // the partner's failure, internal detail included
+	Error     string       `json:"error,omitempty"`    // the partner's failure, internal detail included
+	Attempts  int          `json:"attempts,omitempty"` // requests sent to the partner for it, operators' retries included
 	Refusal   *Refusal     `json:"refusal,omitempty"`
 	At        time.Time    `json:"at"`
 }
@@ -192,6 +195,8 @@ type Ledger interface {
 	SaveCheckpoint(ctx context.Context, projector string, position uint64) error
 	// Effect returns the recorded outcome of effect id, if any.
 	Effect(ctx context.Context, id string) (Effect, bool, error)
-	// Record stores e and moves projector's checkpoint to position, atomically.
+	// Record stores e and moves projector's checkpoint to position, if
+	// further, atomically. e is listed by Parked while its Status is
+	// EffectParked, and no longer once recorded with another.
 	Record(ctx context.Context, e Effect, position uint64) error
 }

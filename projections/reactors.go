@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -234,7 +235,7 @@ func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
 		return err
 	}
 	effect := Effect{ID: id, Projector: x.r.Name, URN: rec.URN, EventID: rec.Meta.EventID, EventName: rec.Name, Status: EffectDone}
-	err = x.deps.Partners.Call(ctx, x.r.Partner, rec.Meta.EventID, x.r.Body(c))
+	effect.Attempts, err = x.deps.Partners.Call(ctx, x.r.Partner, rec.Meta.EventID, x.r.Body(c))
 	switch {
 	case err == nil:
 	case !errors.Is(err, ErrPartnerFailed):
@@ -316,10 +317,77 @@ func (x *Reactor) failPrescription(ctx context.Context, c Change, cause error) e
 // error (a cancelled ctx) is returned, so that the event is handled again.
 // Alerts are built from stored facts alone, so that a retry is the same call.
 func (x *Reactor) alert(ctx context.Context, key string, a Alert) error {
-	err := x.deps.Partners.Call(ctx, Support, key, a)
+	_, err := x.deps.Partners.Call(ctx, Support, key, a)
 	if errors.Is(err, ErrPartnerFailed) {
 		x.deps.Logger.Error("support alert failed", "projector", x.r.Name, "urn", a.URN, "key", key, "err", err)
 		return nil
 	}
 	return err
+}
+
+// Errors of RetryParked.
+var (
+	// ErrNoSuchEffect: no effect has that id.
+	ErrNoSuchEffect = errors.New("no such effect")
+	// ErrNotParked: the effect is not parked (already retried, or never parked).
+	ErrNotParked = errors.New("effect is not parked")
+)
+
+// RetryParked calls the partner of the parked effect id ("<reaction>/<event
+// id>") again, with the same request (rebuilt from the stored change) and
+// the same idempotency key (the event id), so a partner that took the first
+// call answers it once. On success the effect is recorded EffectDone, which
+// takes it off the parked list, and returned; its Error stays as the record
+// of what had failed, and Attempts counts this retry's requests too.
+// Errors: ErrNoSuchEffect, ErrNotParked, an error wrapping ErrPartnerFailed
+// (the effect stays parked, with this failure as its Error), or a store
+// error.
+func RetryParked(ctx context.Context, deps ReactorDeps, id string) (Effect, error) {
+	e, found, err := deps.Ledger.Effect(ctx, id)
+	switch {
+	case err != nil:
+		return Effect{}, err
+	case !found:
+		return Effect{}, fmt.Errorf("effect %q: %w", id, ErrNoSuchEffect)
+	case e.Status != EffectParked:
+		return e, fmt.Errorf("effect %q is %s: %w", id, e.Status, ErrNotParked)
+	}
+	i := slices.IndexFunc(Reactions, func(r Reaction) bool { return r.Name == e.Projector })
+	if i < 0 {
+		return e, fmt.Errorf("effect %q: no reaction %q", id, e.Projector)
+	}
+	r := Reactions[i]
+	recs, err := load(ctx, deps.History, e.URN)
+	if err != nil {
+		return e, err
+	}
+	j := slices.IndexFunc(recs, func(rec events.Recorded) bool { return rec.Meta.EventID == e.EventID })
+	if j < 0 {
+		return e, fmt.Errorf("effect %q: event %s is not in %s's stream", id, e.EventID, e.URN)
+	}
+	c, err := loadChange(ctx, deps.History, recs[j])
+	if err != nil {
+		return e, err
+	}
+	n, err := deps.Partners.Call(ctx, r.Partner, e.EventID, r.Body(c))
+	e.Attempts += n
+	switch {
+	case errors.Is(err, ErrPartnerFailed):
+		e.Error = err.Error()
+		if rerr := deps.Ledger.Record(ctx, e, 0); rerr != nil { // still parked: its latest failure and attempts
+			return e, errors.Join(err, rerr)
+		}
+		return e, fmt.Errorf("retry %s: %w", id, err)
+	case err != nil:
+		return e, fmt.Errorf("retry %s: %w", id, err)
+	}
+	clock := deps.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	e.Status, e.At = EffectDone, clock().UTC()
+	if err := deps.Ledger.Record(ctx, e, 0); err != nil {
+		return e, err
+	}
+	return e, nil
 }

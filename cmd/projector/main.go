@@ -48,14 +48,17 @@ func run(ctx context.Context, args []string) error {
 	f := config.NewFlags("projector")
 	f.Synopsis = synopsis
 	brokers := f.String("brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	commandTopic := f.String("command-topic", "COMMAND_TOPIC", commands.TopicCommands, "command topic, for the pharmacy's failure command")
+	commandTopic := f.String("command-topic", "COMMAND_TOPIC", commands.TopicCommands, "command topic, for the pharmacy's failure command and redrives")
+	rejectionTopic := f.String("rejection-topic", "REJECTION_TOPIC", commands.TopicRejections, "topic of refused commands, consumed for the console")
+	dlqTopic := f.String("dlq-topic", "DLQ_TOPIC", commands.TopicDeadLetters, "topic of dead letters, consumed for the console and redrive")
+	group := f.String("group", "PROJECTOR_GROUP", "rxflow-projector-operations", "Kafka consumer group reading the dead-letter and refusals topics")
 	dispensed := f.String("dispensed-topic", "DISPENSED_TOPIC", projections.TopicDispensed, "topic of prescription.dispensed")
 	failed := f.String("failed-topic", "FAILED_TOPIC", projections.TopicFailed, "topic of prescription.failed")
 	changed := f.String("status-changed-topic", "STATUS_CHANGED_TOPIC", projections.TopicStatusChanged, "topic of every status change")
 	partitions := f.IntRange("partitions", "KAFKA_PARTITIONS", 8, 1, math.MaxInt32, "partitions of topics created at start-up")
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
-	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
-	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, /healthz, /readyz and /metrics")
+	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model, the operations store and the side-effect ledger")
+	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, the console (/console/), /healthz, /readyz and /metrics")
 	auth := httpapi.AuthFlags(f)
 	partnerURLs := map[string]*string{} // -<name>-url, <NAME>_URL: one per partner of the reactor table
 	for _, p := range projections.PartnersOf(projections.Reactions) {
@@ -83,13 +86,13 @@ func run(ctx context.Context, args []string) error {
 	}
 	svc, err := projector.New(projector.Config{
 		Kafka:        kafka.Config{Brokers: config.List(*brokers), Security: security},
-		CommandTopic: *commandTopic,
-		Outbound:     projections.OutboundTopics{Dispensed: *dispensed, Failed: *failed, StatusChanged: *changed},
-		Partitions:   int32(*partitions),
-		EventStore:   eventstore.Config{ConnectionString: *esdbURL, Logger: log},
-		DataDir:      *dataDir,
-		Partners:     endpoints,
-		HTTPAddr:     *httpAddr, Auth: authCfg, Logger: log,
+		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic, ConsumerGroup: *group,
+		Outbound:   projections.OutboundTopics{Dispensed: *dispensed, Failed: *failed, StatusChanged: *changed},
+		Partitions: int32(*partitions),
+		EventStore: eventstore.Config{ConnectionString: *esdbURL, Logger: log},
+		DataDir:    *dataDir,
+		Partners:   endpoints,
+		HTTPAddr:   *httpAddr, Auth: authCfg, Logger: log,
 		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
 	})
 	if err != nil {

@@ -84,6 +84,7 @@ func printBanner(s *stack.Stack, token string) {
   Kafka (embedded)         %s
   EventStoreDB (embedded)  %s
   query API                http://%s   (Authorization: Bearer %s)
+  console                  http://%s/console/   (sign in with the same token)
   processor ops            http://%s/metrics
   partner simulators       %s   (stand-ins for the real partners)
 
@@ -91,6 +92,6 @@ Send a command (seed format, key = urn):
   echo 'urn:rx:1|{"urn":"urn:rx:1","event":"prescription.request","payload":{"patientId":"p1","prescriberId":"d1","medication":{"name":"Amoxicillin","quantity":20}}}' \
     | kcat -P -b %s -t %s -K '|'
   curl -H 'Authorization: Bearer %s' http://%s/prescriptions/urn:rx:1
-`, brokers, s.ESDB.ConnectionString(), s.Projector.HTTPAddr(), token, s.Processor.HTTPAddr(), strings.TrimSuffix(s.Sim.URL("insurance"), "/insurance"),
+`, brokers, s.ESDB.ConnectionString(), s.Projector.HTTPAddr(), token, s.Projector.HTTPAddr(), s.Processor.HTTPAddr(), strings.TrimSuffix(s.Sim.URL("insurance"), "/insurance"),
 		brokers, s.Topics.Commands, token, s.Projector.HTTPAddr())
 }

@@ -62,6 +62,7 @@ import (
 
 	"rxflow/domain"
 	"rxflow/events"
+	"rxflow/infra/operator"
 	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
@@ -85,6 +86,10 @@ type Config struct {
 	WaitTimeout time.Duration
 	Logger      *slog.Logger     // default slog.Default()
 	Now         func() time.Time // the access records' clock; default time.Now
+	// Operator serves the operator routes (retry, redrive, dead letters,
+	// operator actions) and adds operatorActions to the history; without
+	// it those routes are 404s.
+	Operator *operator.Actions
 }
 
 // ReadModel is what the API reads: the read model's queries, the checkpoint
@@ -115,6 +120,7 @@ type api struct {
 	history projections.History
 	parked  projections.ParkedEffects
 	access  AccessLog
+	ops     *operator.Actions
 }
 
 // NewHandler returns the query API's handler (routes and answers in
@@ -143,7 +149,7 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 		return nil, err
 	}
 	a := &api{timeout: cmp.Or(cfg.WaitTimeout, DefaultWaitTimeout), log: cmp.Or(cfg.Logger, slog.Default()), rm: rm, history: h, parked: parked,
-		access: cfg.AccessLog}
+		access: cfg.AccessLog, ops: cfg.Operator}
 	guard, err := NewGuard(cfg.Auth, cfg.AccessLog, a.log, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -160,6 +166,12 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	mux.HandleFunc("/prescriptions/{urn}/history", a.get(a.withURN(a.historyOf)))
 	mux.HandleFunc("/effects/parked", a.get(a.readsAll(a.parkedEffects)))
 	mux.HandleFunc("/audit/access", a.get(a.readsAll(a.accessLog)))
+	if a.ops != nil {
+		mux.HandleFunc("/effects/{projector}/{eventId}/retry", a.post(a.retry))
+		mux.HandleFunc("/dead-letters", a.get(a.readsAll(a.deadLetters)))
+		mux.HandleFunc("/dead-letters/{id}/redrive", a.post(a.redrive))
+		mux.HandleFunc("/operator-actions", a.get(a.readsAll(a.operatorActions)))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", "no such route")
 	})
@@ -448,6 +460,9 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 type historyBody struct {
 	URN    string                     `json:"urn"`
 	Events []projections.HistoryEntry `json:"events"`
+	// OperatorActions concerning the prescription, oldest first; present
+	// when the API serves operator routes.
+	OperatorActions []readmodel.OperatorAction `json:"operatorActions,omitempty"`
 }
 
 // historyOf answers from the event store: the whole history, or with
@@ -471,7 +486,14 @@ func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
 			a.queryFailed(w, r, err)
 			return
 		}
-		a.reply(w, r, historyBody{URN: urn, Events: entries})
+		body := historyBody{URN: urn, Events: entries}
+		if a.ops != nil {
+			if body.OperatorActions, err = a.ops.Store().Actions(r.Context(), urn, readmodel.MaxLimit); err != nil {
+				a.internal(w, r, err)
+				return
+			}
+		}
+		a.reply(w, r, body)
 		return
 	}
 	at, err := parseAsOf(q.Get("asOf"))
@@ -594,12 +616,16 @@ func (a *api) internal(w http.ResponseWriter, r *http.Request, err error) {
 // reply encodes v before writing anything, so that an encoding error still
 // gets a clean 500.
 func (a *api) reply(w http.ResponseWriter, r *http.Request, v any) {
+	a.replyStatus(w, r, http.StatusOK, v)
+}
+
+func (a *api) replyStatus(w http.ResponseWriter, r *http.Request, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		a.internal(w, r, fmt.Errorf("encode answer: %w", err))
 		return
 	}
-	write(w, http.StatusOK, b)
+	write(w, status, b)
 }
 
 func write(w http.ResponseWriter, status int, body []byte) {

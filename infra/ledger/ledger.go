@@ -102,7 +102,8 @@ func (l *Ledger) Effect(_ context.Context, id string) (e projections.Effect, fou
 }
 
 // Record implements projections.Ledger: the effect, its parked entry if
-// parked, and the checkpoint are written in one synced batch.
+// parked (removed otherwise), and the checkpoint are written in one synced
+// batch.
 func (l *Ledger) Record(_ context.Context, e projections.Effect, position uint64) error {
 	v, err := json.Marshal(e)
 	if err != nil {
@@ -115,7 +116,7 @@ func (l *Ledger) Record(_ context.Context, e projections.Effect, position uint64
 		if e.Status == projections.EffectParked {
 			return b.Set([]byte(parkedPrefix+e.ID), v, nil)
 		}
-		return nil
+		return b.Delete([]byte(parkedPrefix+e.ID), nil) // a retried effect leaves the parked list
 	})
 }
 

@@ -91,8 +91,9 @@ func TestRefusesLegacyLedger(t *testing.T) {
 	}
 }
 
-// TestParkedThenDone: a later Record of the same id replaces the effect, but
-// the parked list keeps the parked entry (Record never removes one).
+// TestParkedThenDone: a later Record of the same id with another status (an
+// operator's successful retry) replaces the effect and takes it off the
+// parked list.
 func TestParkedThenDone(t *testing.T) {
 	ctx := context.Background()
 	l, err := ledger.Open(filepath.Join(t.TempDir(), "ledger"))
@@ -107,14 +108,17 @@ func TestParkedThenDone(t *testing.T) {
 	if err := l.Record(ctx, park, 40); err != nil {
 		t.Fatal(err)
 	}
+	if list, err := l.Parked(ctx); err != nil || len(list) != 1 || list[0] != park {
+		t.Fatalf("parked = %+v %v; want the parked entry", list, err)
+	}
 	if err := l.Record(ctx, done, 50); err != nil {
 		t.Fatal(err)
 	}
 	if got, found, err := l.Effect(ctx, done.ID); err != nil || !found || got != done {
 		t.Fatalf("effect = %+v %v %v; want %+v", got, found, err, done)
 	}
-	if list, err := l.Parked(ctx); err != nil || len(list) != 1 || list[0] != park {
-		t.Fatalf("parked = %+v %v; want the parked entry kept", list, err)
+	if list, err := l.Parked(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("parked = %+v %v; want none once done", list, err)
 	}
 	if pos, err := l.Checkpoint(ctx, "pharmacy"); err != nil || pos != 50 {
 		t.Fatalf("checkpoint = %d, %v; want 50", pos, err)

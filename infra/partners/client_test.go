@@ -129,8 +129,8 @@ func TestReactionsReachTheirPartners(t *testing.T) {
 		if r.When.Deadline != "" {
 			c.Event = passed
 		}
-		if err := set.Call(ctx, r.Partner, "evt-"+r.Name, r.Body(c)); err != nil {
-			t.Fatalf("%s: %v", r.Name, err)
+		if n, err := set.Call(ctx, r.Partner, "evt-"+r.Name, r.Body(c)); err != nil || n != 1 {
+			t.Fatalf("%s: %d attempt(s), %v; want 1, nil", r.Name, n, err)
 		}
 	}
 

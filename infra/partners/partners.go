@@ -35,22 +35,22 @@ func NewSet(ps []projections.Partner, e Endpoints, httpClient *http.Client) (*Se
 }
 
 // Call implements projections.Partners: it posts body to p.Path with
-// Client.Post. A call refused by the partner (ErrPermanent) is
+// Client.Post, and returns its Result.Attempts. A call refused by the partner (ErrPermanent) is
 // projections.ErrPartnerRefused, one still failing after every attempt
 // (ErrExhausted) is projections.ErrPartnerUnavailable, both wrapping the
 // *CallError; a cancelled context stays a plain, transient error. A partner
 // NewSet was not given is an error of neither class.
-func (s *Set) Call(ctx context.Context, p projections.Partner, key string, body any) error {
+func (s *Set) Call(ctx context.Context, p projections.Partner, key string, body any) (attempts int, err error) {
 	c := s.clients[p.Name]
 	if c == nil {
-		return fmt.Errorf("partners: no client for partner %q", p.Name)
+		return 0, fmt.Errorf("partners: no client for partner %q", p.Name)
 	}
-	_, err := c.Post(ctx, p.Path, key, body)
+	res, err := c.Post(ctx, p.Path, key, body)
 	switch {
 	case errors.Is(err, ErrPermanent):
-		return fmt.Errorf("%w: %w", projections.ErrPartnerRefused, err)
+		return res.Attempts, fmt.Errorf("%w: %w", projections.ErrPartnerRefused, err)
 	case errors.Is(err, ErrExhausted):
-		return fmt.Errorf("%w: %w", projections.ErrPartnerUnavailable, err)
+		return res.Attempts, fmt.Errorf("%w: %w", projections.ErrPartnerUnavailable, err)
 	}
-	return err
+	return res.Attempts, err
 }

@@ -58,7 +58,7 @@ func TestSetClassifiesFailures(t *testing.T) {
 			}
 			defer cancel()
 			r := reactionOf(t, tc.partner)
-			err := set.Call(ctx, r.Partner, "evt-"+string(rune('a'+i)), r.Body(projections.Change{After: rx}))
+			_, err := set.Call(ctx, r.Partner, "evt-"+string(rune('a'+i)), r.Body(projections.Change{After: rx}))
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("err = %v, want success", err)
@@ -107,7 +107,7 @@ func TestNewSetNamesEveryMisconfiguredPartner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = set.Call(context.Background(), projections.Support, "k", projections.Alert{})
+	_, err = set.Call(context.Background(), projections.Support, "k", projections.Alert{})
 	if err == nil || errors.Is(err, projections.ErrPartnerFailed) || !strings.Contains(err.Error(), `"alerting"`) {
 		t.Fatalf("Call of a partner not configured: %v", err)
 	}

@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,10 +31,12 @@ import (
 	"rxflow/commands"
 	"rxflow/domain"
 	"rxflow/events"
+	"rxflow/infra/console"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
 	"rxflow/infra/ledger"
+	"rxflow/infra/operator"
 	"rxflow/infra/ops"
 	"rxflow/infra/partners"
 	"rxflow/infra/readmodel"
@@ -43,15 +47,20 @@ import (
 type Config struct {
 	Kafka        kafka.Config // only publishes: no consumer group needed
 	CommandTopic string       // where the pharmacy's failure command goes; default commands.TopicCommands
-	Outbound     projections.OutboundTopics
-	Partitions   int32 // partitions of the topics it creates; default 8
-	EventStore   eventstore.Config
-	DataDir      string             // read model file and ledger directory; default ./data/projector
-	Partners     partners.Endpoints // one entry per partner of projections.Reactions, by name
-	HTTPAddr     string             // query API and ops endpoints; default 127.0.0.1:8080
-	Auth         httpapi.AuthConfig // the query API's callers: JWTs, the static token, or both; required
-	Logger       *slog.Logger
-	Deadlines    Deadlines
+	// DeadLetterTopic and RejectionTopic are consumed into the operations
+	// store (dead letters, refusals) by ConsumerGroup; defaults
+	// commands.TopicDeadLetters, commands.TopicRejections and
+	// "rxflow-projector-operations".
+	DeadLetterTopic, RejectionTopic, ConsumerGroup string
+	Outbound                                       projections.OutboundTopics
+	Partitions                                     int32 // partitions of the topics it creates; default 8
+	EventStore                                     eventstore.Config
+	DataDir                                        string             // read model file and ledger directory; default ./data/projector
+	Partners                                       partners.Endpoints // one entry per partner of projections.Reactions, by name
+	HTTPAddr                                       string             // query API and ops endpoints; default 127.0.0.1:8080
+	Auth                                           httpapi.AuthConfig // the query API's callers: JWTs, the static token, or both; required
+	Logger                                         *slog.Logger
+	Deadlines                                      Deadlines
 }
 
 // Deadlines configures the deadline scheduler. Zero values take the
@@ -66,6 +75,9 @@ type Deadlines struct {
 
 func (c *Config) setDefaults() {
 	c.CommandTopic = cmp.Or(c.CommandTopic, commands.TopicCommands)
+	c.DeadLetterTopic = cmp.Or(c.DeadLetterTopic, commands.TopicDeadLetters)
+	c.RejectionTopic = cmp.Or(c.RejectionTopic, commands.TopicRejections)
+	c.ConsumerGroup = cmp.Or(c.ConsumerGroup, "rxflow-projector-operations")
 	c.Outbound = c.Outbound.WithDefaults()
 	c.Partitions = cmp.Or(c.Partitions, 8)
 	c.DataDir = cmp.Or(c.DataDir, filepath.Join("data", "projector"))
@@ -96,6 +108,8 @@ type Service struct {
 	log       *slog.Logger
 	store     *eventstore.Store
 	readModel *readmodel.Store
+	ops       *readmodel.Operations
+	sub       message.Subscriber
 	accessLog *readmodel.AccessLog
 	auth      *httpapi.Authenticator
 	ledger    *ledger.Ledger
@@ -145,10 +159,18 @@ func New(cfg Config) (*Service, error) {
 	if s.accessLog, err = readmodel.OpenAccessLog(filepath.Join(cfg.DataDir, readmodel.AccessLogFile)); err != nil {
 		return nil, err
 	}
+	if s.ops, err = readmodel.OpenOperations(filepath.Join(cfg.DataDir, "operations.db")); err != nil {
+		return nil, err
+	}
 	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
 		return nil, err
 	}
 	if s.pub, err = kafka.NewPublisher(cfg.Kafka, watermill.NewSlogLogger(cfg.Logger)); err != nil {
+		return nil, err
+	}
+	subCfg := cfg.Kafka
+	subCfg.ConsumerGroup = cfg.ConsumerGroup
+	if s.sub, err = kafka.NewSubscriber(subCfg, watermill.NewSlogLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
 	partnerSet, err := partners.NewSet(projections.PartnersOf(projections.Reactions), cfg.Partners, nil)
@@ -191,11 +213,17 @@ func New(cfg Config) (*Service, error) {
 	if s.auth, err = httpapi.NewAuthenticator(authCfg); err != nil {
 		return nil, fmt.Errorf("projector: query API: %w", err)
 	}
-	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.accessLog, Logger: cfg.Logger}, s.readModel, s.store, s.ledger)
+	actions := operator.New(operator.Config{Store: s.ops, Reactors: deps, Publisher: publisher{s.pub}, CommandTopic: cfg.CommandTopic, Logger: cfg.Logger})
+	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.accessLog, Logger: cfg.Logger, Operator: actions}, s.readModel, s.store, s.ledger)
 	if err != nil {
 		return nil, err
 	}
-	if s.http, err = ops.Listen(cfg.HTTPAddr, ops.Beside(api, reg, s.ready)); err != nil {
+	ui, err := console.NewHandler(console.Config{Verify: consoleVerifier(s.auth), ReadModel: s.readModel, History: s.store,
+		Ledger: s.ledger, Operator: actions, Outbound: cfg.Outbound, Lag: s.lagReport, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	if s.http, err = ops.Listen(cfg.HTTPAddr, ops.Beside(withConsole(ui, api), reg, s.ready)); err != nil {
 		return nil, fmt.Errorf("projector: http: %w", err)
 	}
 	ok = true
@@ -211,7 +239,8 @@ func (s *Service) HTTPAddr() string { return s.http.Addr() }
 // does (see eventstore.Store.WaitForServer), and /readyz fails.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
-	topics := []string{s.cfg.CommandTopic, s.cfg.Outbound.Dispensed, s.cfg.Outbound.Failed, s.cfg.Outbound.StatusChanged}
+	topics := []string{s.cfg.CommandTopic, s.cfg.Outbound.Dispensed, s.cfg.Outbound.Failed, s.cfg.Outbound.StatusChanged,
+		s.cfg.DeadLetterTopic, s.cfg.RejectionTopic}
 	if err := kafka.EnsureTopics(ctx, s.cfg.Kafka, s.cfg.Partitions, topics...); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: not a failure
@@ -231,6 +260,9 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	run(func(ctx context.Context) error { return s.http.Serve(ctx, s.log) })
+	run(func(ctx context.Context) error {
+		return operator.Consume(ctx, s.sub, s.cfg.DeadLetterTopic, s.cfg.RejectionTopic, s.ops, s.log)
+	})
 	run(func(ctx context.Context) error {
 		if err := s.store.WaitForServer(ctx, s.log); err != nil {
 			if ctx.Err() != nil {
@@ -307,6 +339,9 @@ func (s *Service) close() {
 	if s.pub != nil {
 		errs = append(errs, s.pub.Close())
 	}
+	if s.sub != nil {
+		errs = append(errs, s.sub.Close())
+	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
@@ -315,6 +350,9 @@ func (s *Service) close() {
 	}
 	if s.readModel != nil {
 		errs = append(errs, s.readModel.Close())
+	}
+	if s.ops != nil {
+		errs = append(errs, s.ops.Close())
 	}
 	if s.accessLog != nil {
 		errs = append(errs, s.accessLog.Close())
@@ -325,4 +363,54 @@ func (s *Service) close() {
 	if err := errors.Join(errs...); err != nil {
 		s.log.Warn("projector: close", "err", err)
 	}
+}
+
+// consoleVerifier is the console's sign-in check: the credential must be one
+// the query API accepts (auth, a JWT or the static token) from a caller who
+// reads every prescription (auditor, operator); it names the caller's
+// subject, and whether it may act (operator).
+func consoleVerifier(auth *httpapi.Authenticator) func(ctx context.Context, credential string) (string, bool, error) {
+	return func(ctx context.Context, credential string) (string, bool, error) {
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/console/", nil)
+		r.Header.Set("Authorization", "Bearer "+credential)
+		caller, err := auth.Authenticate(r)
+		if err != nil {
+			return "", false, err
+		}
+		if !caller.ReadsAll() {
+			return "", false, errors.New("the console is for auditors and operators")
+		}
+		return caller.Subject, caller.MayAct(), nil
+	}
+}
+
+// withConsole serves the console under console.Prefix (and sends /console
+// there), and everything else to the query API.
+func withConsole(ui, api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/console":
+			http.Redirect(w, r, console.Prefix, http.StatusSeeOther)
+		case strings.HasPrefix(r.URL.Path, console.Prefix):
+			ui.ServeHTTP(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
+}
+
+// lagReport is every projector's lag, for the console.
+func (s *Service) lagReport() []console.Lag {
+	out := make([]console.Lag, 0, len(s.runners))
+	for _, r := range s.runners {
+		l := console.Lag{Projector: r.Name()}
+		l.Behind, l.Age = s.lag.Lag(r.Name())
+		up, err := r.CaughtUp()
+		l.CaughtUp = up
+		if err != nil {
+			l.Err = err.Error()
+		}
+		out = append(out, l)
+	}
+	return out
 }

@@ -32,7 +32,7 @@ func startStackWith(t *testing.T, brokers []string, tune func(*stack.Config)) *s
 		KafkaAddr: "127.0.0.1:0", ESDBAddr: "127.0.0.1:0", PartnersAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", ProcessorAddr: "127.0.0.1:0",
 		Topics: stack.Topics{
 			Commands: kafkatest.UniqueTopic(t, "cmd"), Rejections: kafkatest.UniqueTopic(t, "rej"), DeadLetters: kafkatest.UniqueTopic(t, "dlq"),
-			ConsumerGroup: kafkatest.UniqueGroup(t, "proc"),
+			ConsumerGroup: kafkatest.UniqueGroup(t, "proc"), OperationsGroup: kafkatest.UniqueGroup(t, "ops"),
 			Outbound: projections.OutboundTopics{Dispensed: kafkatest.UniqueTopic(t, "dispensed"), Failed: kafkatest.UniqueTopic(t, "failed"),
 				StatusChanged: kafkatest.UniqueTopic(t, "changed")},
 		},

@@ -53,7 +53,10 @@ type Config struct {
 type Topics struct {
 	Commands, Rejections, DeadLetters string
 	Outbound                          projections.OutboundTopics
-	ConsumerGroup                     string
+	ConsumerGroup                     string // the processor's; default rxflow-processor
+	// OperationsGroup is the projector's consumer group for the dead-letter
+	// and refusals topics; default rxflow-projector-operations.
+	OperationsGroup string
 }
 
 // Stack is a running system.
@@ -87,6 +90,7 @@ func Start(cfg Config) (*Stack, error) {
 	cfg.Topics.Rejections = cmp.Or(cfg.Topics.Rejections, commands.TopicRejections)
 	cfg.Topics.DeadLetters = cmp.Or(cfg.Topics.DeadLetters, commands.TopicDeadLetters)
 	cfg.Topics.ConsumerGroup = cmp.Or(cfg.Topics.ConsumerGroup, "rxflow-processor")
+	cfg.Topics.OperationsGroup = cmp.Or(cfg.Topics.OperationsGroup, "rxflow-projector-operations")
 	cfg.Topics.Outbound = cfg.Topics.Outbound.WithDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -162,6 +166,7 @@ func (s *Stack) StartProjector() error {
 	svc, err := projector.New(projector.Config{
 		Kafka:        kafka.Config{Brokers: s.Brokers, Security: s.cfg.KafkaSecurity},
 		CommandTopic: s.Topics.Commands, Outbound: s.Topics.Outbound,
+		DeadLetterTopic: s.Topics.DeadLetters, RejectionTopic: s.Topics.Rejections, ConsumerGroup: s.Topics.OperationsGroup,
 		EventStore: s.EventStoreConfig(), DataDir: s.ProjectorDir(),
 		Partners: endpoints,
 		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Logger: s.cfg.Logger,
