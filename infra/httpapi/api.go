@@ -133,7 +133,9 @@ type api struct {
 // not in canonical form); 405 method_not_allowed (Allow: GET); 500
 // internal (also for a handler's panic; the cause is only logged); 503
 // audit_unavailable (the access record could not be written); 504 timeout
-// (with "checkpoint").
+// (with "checkpoint"). With Config.Operator, the action routes (POST, the
+// operator role only: 405 with Allow: POST, 403) also answer 409, 413, 422
+// and 502 with the recorded action (openapi.yaml).
 func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projections.ParkedEffects) (http.Handler, error) {
 	var errs []error
 	if cfg.Auth == nil || cfg.AccessLog == nil {
