@@ -48,11 +48,14 @@ func prettyJSON(b []byte) string {
 	if json.Unmarshal(b, &v) != nil {
 		return string(b)
 	}
-	out, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var out strings.Builder
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false) // shown as text: html/template escapes it, and \u003c would hide what was sent
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return string(b)
 	}
-	return string(out)
+	return strings.TrimSuffix(out.String(), "\n")
 }
 
 type stateCount struct {

@@ -315,7 +315,7 @@ func TestConsoleEscapes(t *testing.T) {
 	eventually(t, 30*time.Second, "the prescription page", func() bool {
 		code, b := call(t, s, http.MethodGet, "/console/prescription?urn="+url.QueryEscape(urn), "", false, session)
 		body = string(b)
-		return code == http.StatusOK && strings.Contains(body, "PrescriptionRequested")
+		return code == http.StatusOK && strings.Contains(body, "PrescriptionRequested") && strings.Contains(body, `id="status"`) // the read model's row too
 	})
 	for _, bad := range []string{"<script>alert", "<img src=x"} {
 		if strings.Contains(body, bad) {
