@@ -177,8 +177,20 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusNotFound, "not_found", "no such route")
 	})
+	// urnRoutes has the routes naming a {urn}, each noting the urn the
+	// router matched (r.PathValue), if valid: the path is never parsed
+	// again here, so whatever its encoding, the record names what is
+	// served.
+	urnRoutes := http.NewServeMux()
+	noteURN := func(_ http.ResponseWriter, r *http.Request) {
+		if urn := r.PathValue("urn"); domain.ValidateURN(urn) == nil {
+			NoteURNs(r.Context(), urn)
+		}
+	}
+	urnRoutes.HandleFunc("/prescriptions/{urn}", noteURN)
+	urnRoutes.HandleFunc("/prescriptions/{urn}/history", noteURN)
 	// audited is the route of a request to record, noting the urn its
-	// path names, if valid, so that a refused request's record has it too.
+	// path names, so that a refused request's record has it too.
 	audited := func(r *http.Request) string {
 		if !isCanonical(r) {
 			return ""
@@ -187,12 +199,9 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 		if pattern == "/" {
 			return ""
 		}
-		if strings.HasPrefix(pattern, "/prescriptions/{urn}") {
-			// The segment after /prescriptions/, unescaped as ServeMux does.
-			seg, _, _ := strings.Cut(strings.TrimPrefix(r.URL.EscapedPath(), "/prescriptions/"), "/")
-			if urn, err := url.PathUnescape(seg); err == nil && domain.ValidateURN(urn) == nil {
-				NoteURNs(r.Context(), urn)
-			}
+		if _, p := urnRoutes.Handler(r); p == pattern {
+			// A copy: the router sets its path values on the request.
+			urnRoutes.ServeHTTP(discard{}, r.Clone(r.Context()))
 		}
 		return pattern
 	}
@@ -200,6 +209,13 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	// a route's, so that its 500 is recorded.
 	return a.recoverPanics(guard.Handler(a.recoverPanics(a.canonical(mux)), audited)), nil
 }
+
+// discard is a ResponseWriter dropping what is written to it.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) WriteHeader(int)             {}
 
 // readsAll serves h to auditors and operators; a pharmacy gets 403.
 func (a *api) readsAll(h http.HandlerFunc) http.HandlerFunc {

@@ -12,9 +12,12 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
@@ -53,8 +56,10 @@ type JWTConfig struct {
 	// Only asymmetric algorithms are allowed.
 	Algorithms []string
 	// RolesClaim names the claim holding the caller's roles: a string (roles
-	// separated by spaces) or an array of strings; a dotted name reaches
-	// into objects (realm_access.roles). Default DefaultRolesClaim.
+	// separated by spaces) or an array of strings. A name that is a
+	// top-level claim of the token is that claim (https://rx.example.com/roles);
+	// otherwise a dotted name reaches into objects (realm_access.roles).
+	// Default DefaultRolesClaim.
 	RolesClaim string
 	// PharmacyClaim names the string claim holding a pharmacy caller's
 	// pharmacy id, dotted like RolesClaim; default DefaultPharmacyClaim.
@@ -101,8 +106,8 @@ type Authenticator struct {
 	staticRole Role
 	parser     *jwt.Parser
 	keys       keyfunc.Keyfunc // nil without JWT
-	roles      []string        // RolesClaim, split at dots
-	pharmacy   []string        // PharmacyClaim, split at dots
+	roles      string          // RolesClaim
+	pharmacy   string          // PharmacyClaim
 	stop       context.CancelFunc
 	log        *slog.Logger
 }
@@ -128,7 +133,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	}
 	a.parser = jwt.NewParser(jwt.WithValidMethods(j.Algorithms), jwt.WithIssuer(j.Issuer), jwt.WithAudience(j.Audience),
 		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(j.Leeway), jwt.WithTimeFunc(now))
-	a.roles, a.pharmacy = strings.Split(j.RolesClaim, "."), strings.Split(j.PharmacyClaim, ".")
+	a.roles, a.pharmacy = j.RolesClaim, j.PharmacyClaim
 	var err error
 	if j.JWKSFile != "" {
 		raw, rerr := os.ReadFile(j.JWKSFile)
@@ -138,8 +143,10 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 		if a.keys, err = keyfunc.NewJWKSetJSON(raw); err != nil {
 			return nil, fmt.Errorf("httpapi: JWKS file %s: %w", j.JWKSFile, err)
 		}
-		if keys, err := a.keys.Storage().KeyReadAll(context.Background()); err != nil || len(keys) == 0 {
-			return nil, fmt.Errorf("httpapi: JWKS file %s holds no usable key", j.JWKSFile)
+		keys, err := a.keys.Storage().KeyReadAll(context.Background())
+		if err != nil || !slices.ContainsFunc(keys, func(k jwkset.JWK) bool { return usable(k, j.Algorithms) }) {
+			return nil, fmt.Errorf("httpapi: JWKS file %s holds no usable key: none is a signing key (RSA, EC or OKP) for one of the algorithms %s",
+				j.JWKSFile, strings.Join(j.Algorithms, ", "))
 		}
 		return a, nil
 	}
@@ -171,6 +178,21 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	return a, nil
 }
 
+// usable says whether k can verify a token signed with one of algs: a
+// public key of a type those algorithms use, not marked for encryption, its
+// alg (if set) among them. A symmetric (oct) key never is.
+func usable(k jwkset.JWK, algs []string) bool {
+	m := k.Marshal()
+	if m.USE == jwkset.UseEnc {
+		return false
+	}
+	prefixes := map[jwkset.KTY][]string{jwkset.KtyRSA: {"RS", "PS"}, jwkset.KtyEC: {"ES"}, jwkset.KtyOKP: {"EdDSA"}}[m.KTY]
+	return slices.ContainsFunc(algs, func(alg string) bool {
+		fits := slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(alg, p) })
+		return fits && (m.ALG == "" || string(m.ALG) == alg)
+	})
+}
+
 // Validate reports every problem of cfg at once, reading and fetching
 // nothing.
 func (cfg AuthConfig) Validate() error {
@@ -178,6 +200,9 @@ func (cfg AuthConfig) Validate() error {
 		return errors.New("httpapi: no way to authenticate callers: configure a JWKS (URL or file) with its issuer and audience, or enable the static token")
 	}
 	var errs []error
+	if cfg.StaticToken != "" && strings.IndexFunc(cfg.StaticToken, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		errs = append(errs, errors.New("httpapi: the static token holds white space or control characters: a bearer token cannot carry them"))
+	}
 	if r := cmp.Or(cfg.StaticRole, RoleOperator); r != RoleAuditor && r != RoleOperator {
 		errs = append(errs, fmt.Errorf("httpapi: static token role %q is not auditor or operator", r))
 	}
@@ -268,8 +293,16 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 		return Caller{}, fmt.Errorf("%w: not the static token", ErrUnauthenticated)
 	}
 	claims := jwt.MapClaims{}
-	if _, err := a.parser.ParseWithClaims(token, claims, a.keys.KeyfuncCtx(r.Context())); err != nil {
-		return Caller{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	keyOf := a.keys.KeyfuncCtx(r.Context())
+	if _, err := a.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		// RFC 7515 §4.1.11: we understand no extension, so a token
+		// naming any as critical is refused.
+		if crit, ok := t.Header["crit"]; ok {
+			return nil, fmt.Errorf("the header's crit %s names extensions this API does not understand", clip(fmt.Sprint(crit)))
+		}
+		return keyOf(t)
+	}); err != nil {
+		return Caller{}, fmt.Errorf("%w: %s", ErrUnauthenticated, clipText(err.Error()))
 	}
 	sub, err := claims.GetSubject()
 	if err != nil || sub == "" {
@@ -285,7 +318,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 // one with none of the three: roles the API does not know are ignored.
 func (a *Authenticator) callerOf(sub string, claims jwt.MapClaims) (Caller, error) {
 	var roles []string
-	switch v := claimAt(claims, a.roles).(type) {
+	switch v := claim(claims, a.roles).(type) {
 	case string:
 		roles = strings.Fields(v)
 	case []any:
@@ -305,26 +338,55 @@ func (a *Authenticator) callerOf(sub string, claims jwt.MapClaims) (Caller, erro
 	case has(RoleAuditor):
 		c.Role = RoleAuditor
 	case has(RolePharmacy):
-		ph, _ := claimAt(claims, a.pharmacy).(string)
+		ph, _ := claim(claims, a.pharmacy).(string)
 		if ph == "" {
-			return c, fmt.Errorf("%w: the pharmacy role without a pharmacy claim %q", ErrNoRole, strings.Join(a.pharmacy, "."))
+			return c, fmt.Errorf("%w: the pharmacy role without a pharmacy claim %q", ErrNoRole, a.pharmacy)
 		}
 		c.Role, c.PharmacyID = RolePharmacy, ph
 	default:
-		return c, fmt.Errorf("%w: claim %q holds none of pharmacy, auditor, operator", ErrNoRole, strings.Join(a.roles, "."))
+		return c, fmt.Errorf("%w: claim %q holds none of pharmacy, auditor, operator", ErrNoRole, a.roles)
 	}
 	return c, nil
 }
 
-// claimAt follows path through nested objects of claims; nil if absent.
-func claimAt(claims map[string]any, path []string) any {
+// claim is the claim named name: the top-level claim of that exact name
+// if there is one (https://rx.example.com/roles), else the dotted path
+// followed through nested objects (realm_access.roles); nil if absent.
+func claim(claims map[string]any, name string) any {
+	if v, ok := claims[name]; ok {
+		return v
+	}
 	var v any = claims
-	for _, name := range path {
+	for _, part := range strings.Split(name, ".") {
 		obj, ok := v.(map[string]any)
 		if !ok {
 			return nil
 		}
-		v = obj[name]
+		v = obj[part]
 	}
 	return v
+}
+
+// Bounds of attacker-controlled text in logs and errors, in bytes.
+const (
+	clipValue = 64  // one value: a kid, an alg, a subject
+	clipError = 256 // an error's text, which may quote such values
+)
+
+// clip is s %q-quoted, cut to its first clipValue bytes with
+// "…(N bytes)" when longer: for a value a caller chose.
+func clip(s string) string {
+	if len(s) <= clipValue {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(strings.ToValidUTF8(s[:clipValue], "")) + fmt.Sprintf("…(%d bytes)", len(s))
+}
+
+// clipText is s cut to its first clipError bytes with "…(N bytes)" when
+// longer: for a library's error text, which may quote a caller's values.
+func clipText(s string) string {
+	if len(s) <= clipError {
+		return s
+	}
+	return strings.ToValidUTF8(s[:clipError], "") + fmt.Sprintf("…(%d bytes)", len(s))
 }

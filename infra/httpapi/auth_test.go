@@ -191,6 +191,15 @@ func TestJWTRefusals(t *testing.T) {
 		"RS256 by another key": rsaSigned,
 		"HS256 with the JWKS":  hmacSigned,
 		"garbage":              "not.a.jwt",
+		"a critical extension": func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims("u", "auditor"))
+			tok.Header["kid"], tok.Header["crit"], tok.Header["foo"] = "k1", []string{"foo"}, true
+			s, err := tok.SignedString(key.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}(),
 	}
 	for name, tok := range refused {
 		r := c.send(http.MethodGet, "/prescriptions/urn:rx:1", "Bearer "+tok)
@@ -229,6 +238,9 @@ func TestJWTRoles(t *testing.T) {
 	key := newSigner(t, "k1")
 	c, log := f.jwtAPI(httpapi.JWTConfig{JWKSFile: jwksFile(t, key)})
 	nested, nestedLog := f.jwtAPI(httpapi.JWTConfig{JWKSFile: jwksFile(t, key), RolesClaim: "realm_access.roles", PharmacyClaim: "ext.pharmacy"})
+	// Auth0 style: namespaced claim names, dots and all, at the top level.
+	const ns = "https://rx.example.com/"
+	namespaced, namespacedLog := f.jwtAPI(httpapi.JWTConfig{JWKSFile: jwksFile(t, key), RolesClaim: ns + "roles", PharmacyClaim: ns + "pharmacy"})
 
 	for _, tc := range []struct {
 		name   string
@@ -249,15 +261,16 @@ func TestJWTRoles(t *testing.T) {
 		{"nested claims", nested, claims("ph", nil, "realm_access", map[string]any{"roles": []string{"pharmacy"}},
 			"ext", map[string]any{"pharmacy": "ph-9"}), http.StatusOK, "pharmacy"},
 		{"top-level roles ignored when nested configured", nested, claims("aud2", "auditor"), http.StatusForbidden, ""},
+		{"a top-level claim named with dots", nested, claims("aud3", nil, "realm_access.roles", "auditor"), http.StatusOK, "auditor"},
+		{"namespaced auditor", namespaced, claims("aud4", nil, ns+"roles", "auditor"), http.StatusOK, "auditor"},
+		{"namespaced pharmacy", namespaced, claims("ph", nil, ns+"roles", []string{"pharmacy"}, ns+"pharmacy", "ph-9"), http.StatusOK, "pharmacy"},
+		{"namespaced pharmacy without its claim", namespaced, claims("ph", nil, ns+"roles", "pharmacy", "pharmacy_id", "ph-9"), http.StatusForbidden, ""},
 	} {
 		r := tc.c.send(http.MethodGet, "/prescriptions/urn:rx:1", "Bearer "+key.sign(t, tc.claims))
 		if r.status != tc.status {
 			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.status)
 		}
-		l := log
-		if tc.c == nested {
-			l = nestedLog
-		}
+		l := map[*client]*readmodel.AccessLog{c: log, nested: nestedLog, namespaced: namespacedLog}[tc.c]
 		got := accesses(t, l)
 		last := got[len(got)-1]
 		if last.Subject != tc.claims["sub"] || last.Role != tc.role || last.Status != tc.status {
@@ -388,6 +401,10 @@ func TestAuthConfigRefusals(t *testing.T) {
 	if err := os.WriteFile(empty, []byte(`{"keys":[]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	octOnly := filepath.Join(t.TempDir(), "oct.json")
+	if err := os.WriteFile(octOnly, []byte(`{"keys":[{"kty":"oct","kid":"s1","alg":"HS256","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, c := range map[string]struct {
 		cfg  httpapi.AuthConfig
 		want string
@@ -396,15 +413,20 @@ func TestAuthConfigRefusals(t *testing.T) {
 		"static as pharmacy": {httpapi.AuthConfig{StaticToken: "t", StaticRole: httpapi.RolePharmacy}, "not auditor or operator"},
 		"URL and file": {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSURL: "https://idp/jwks", JWKSFile: file, Issuer: issuer, Audience: audience}},
 			"exactly one of the JWKS URL and the JWKS file"},
-		"neither URL nor file": {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{Issuer: issuer, Audience: audience}}, "exactly one"},
-		"not an http URL":      {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSURL: "file:///etc/jwks", Issuer: issuer, Audience: audience}}, "not an http(s) URL"},
-		"no issuer":            {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Audience: audience}}, "issuer is required"},
-		"no audience":          {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer}}, "audience is required"},
-		"HS256":                {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, Algorithms: []string{"HS256"}}}, `"HS256" is not allowed`},
-		"none":                 {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, Algorithms: []string{"none"}}}, `"none" is not allowed`},
-		"empty claim part":     {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, RolesClaim: "a..b"}}, "empty part"},
-		"file missing":         {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file + ".gone", Issuer: issuer, Audience: audience}}, "no such file"},
-		"file without keys":    {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: empty, Issuer: issuer, Audience: audience}}, "no usable key"},
+		"neither URL nor file":           {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{Issuer: issuer, Audience: audience}}, "exactly one"},
+		"not an http URL":                {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSURL: "file:///etc/jwks", Issuer: issuer, Audience: audience}}, "not an http(s) URL"},
+		"no issuer":                      {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Audience: audience}}, "issuer is required"},
+		"no audience":                    {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer}}, "audience is required"},
+		"HS256":                          {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, Algorithms: []string{"HS256"}}}, `"HS256" is not allowed`},
+		"none":                           {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, Algorithms: []string{"none"}}}, `"none" is not allowed`},
+		"empty claim part":               {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, RolesClaim: "a..b"}}, "empty part"},
+		"file missing":                   {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file + ".gone", Issuer: issuer, Audience: audience}}, "no such file"},
+		"file without keys":              {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: empty, Issuer: issuer, Audience: audience}}, "no usable key"},
+		"file with a symmetric key only": {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: octOnly, Issuer: issuer, Audience: audience}}, "no usable key"},
+		"no key for the algorithms": {httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: file, Issuer: issuer, Audience: audience, Algorithms: []string{"RS256", "EdDSA"}}},
+			"no usable key"},
+		"static token with a space":        {httpapi.AuthConfig{StaticToken: "two words"}, "white space or control characters"},
+		"static token with a control char": {httpapi.AuthConfig{StaticToken: "tok\x00en"}, "white space or control characters"},
 	} {
 		a, err := httpapi.NewAuthenticator(c.cfg)
 		if err == nil || a != nil || !strings.Contains(err.Error(), c.want) {

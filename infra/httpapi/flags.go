@@ -48,8 +48,8 @@ func AuthFlags(f *config.Flags) func() (AuthConfig, error) {
 		var cfg AuthConfig
 		var errs []error
 		switch {
-		case *staticOn && *static == "":
-			errs = append(errs, errors.New("the static token is enabled ("+EnvStaticTokenEnabled+") but "+EnvStaticToken+" is empty"))
+		case *staticOn && strings.TrimSpace(*static) == "":
+			errs = append(errs, errors.New("the static token is enabled ("+EnvStaticTokenEnabled+") but "+EnvStaticToken+" is empty or white space"))
 		case !*staticOn && *static != "":
 			errs = append(errs, errors.New(EnvStaticToken+" is set but the static token is not enabled: set "+EnvStaticTokenEnabled+
 				"=true for a local run, or unset it and configure a JWKS"))

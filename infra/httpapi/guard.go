@@ -81,7 +81,7 @@ func (g *Guard) Handler(next http.Handler, route func(*http.Request) string) htt
 		switch {
 		case errors.Is(err, ErrNoRole):
 			n.subject = caller.Subject
-			g.slog.Info("query api: token refused", "subject", caller.Subject, "reason", err)
+			g.slog.Info("query api: token refused", "subject", clip(caller.Subject), "reason", err)
 			writeError(out, http.StatusForbidden, "forbidden", "the token holds no role this API serves (pharmacy with a pharmacy claim, auditor or operator)")
 		case err != nil:
 			if r.Header.Get("Authorization") != "" {
