@@ -304,6 +304,11 @@ func TestStartupFailuresProjector(t *testing.T) {
 		{name: "kafka unreachable", bin: p, env: f.projectorEnv("KAFKA_BROKERS=" + f.closed), want: []string{"kafka", f.closed}},
 		{name: "port in use", bin: p, env: f.projectorEnv("PROJECTOR_HTTP_ADDR=" + f.taken), want: []string{f.taken, "address already in use"}},
 		{name: "static token enabled but empty", bin: p, env: f.projectorEnv("QUERY_API_TOKEN="), want: []string{"QUERY_API_TOKEN is empty"}},
+		{name: "static token only white space", bin: p, env: f.projectorEnv("QUERY_API_TOKEN= \t"), want: []string{"QUERY_API_TOKEN is empty or white space"}},
+		{name: "static token with white space", bin: p, env: f.projectorEnv("QUERY_API_TOKEN=two words"),
+			want: []string{"static token holds white space or control characters"}, notWant: []string{"two words"}},
+		{name: "JWKS file with a symmetric key only", bin: p, env: f.projectorEnv("QUERY_API_JWKS_FILE="+octJWKS(t),
+			"QUERY_API_JWT_ISSUER=https://idp.example", "QUERY_API_JWT_AUDIENCE=rxflow"), want: []string{"JWKS file", "no usable key"}},
 		{name: "static token not enabled", bin: p, env: f.projectorEnv("QUERY_API_STATIC_TOKEN_ENABLED=false"),
 			want: []string{"QUERY_API_TOKEN is set but the static token is not enabled"}, notWant: []string{token}},
 		{name: "no way to authenticate callers", bin: p, env: f.projectorEnv("QUERY_API_STATIC_TOKEN_ENABLED=false", "QUERY_API_TOKEN="),
@@ -329,6 +334,16 @@ func TestStartupFailuresProjector(t *testing.T) {
 		{name: "rebuild data dir is a file", bin: p, args: []string{"rebuild", "-data", f.file, "-esdb", f.esdbURL()},
 			want: []string{f.file, "not a directory"}},
 	})
+}
+
+// octJWKS writes a JWKS file holding only a symmetric key, which no
+// allowed algorithm can use.
+func octJWKS(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "oct.json")
+	if err := os.WriteFile(path, []byte(`{"keys":[{"kty":"oct","kid":"s1","alg":"HS256","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestStartupFailuresESDB(t *testing.T) {
