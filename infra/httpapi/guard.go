@@ -118,7 +118,7 @@ func (g *Guard) record(r *http.Request, pattern string, n *note, held *heldAnswe
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditTimeout)
 	defer cancel()
 	if _, err := g.log.Record(ctx, a); err != nil {
-		return fmt.Errorf("record %s %s of %q: %w", a.Method, a.Route, a.Subject, err)
+		return fmt.Errorf("record %s %s of %s: %w", clip(a.Method), a.Route, clip(a.Subject), err)
 	}
 	return nil
 }

@@ -113,3 +113,38 @@ func mustSign(t testing.TB, tok *jwt.Token, s signer) string {
 	}
 	return raw
 }
+
+// When the access record cannot be written, the error logged names the
+// caller and method bounded too.
+func TestUnrecordedAccessLogIsBounded(t *testing.T) {
+	f := newFixture(t)
+	key := newSigner(t, "k1")
+	auth, err := httpapi.NewAuthenticator(httpapi.AuthConfig{JWT: &httpapi.JWTConfig{JWKSFile: jwksFile(t, key), Issuer: issuer, Audience: audience},
+		Now: clock, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(auth.Close)
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	c := f.serve(httpapi.Config{Auth: auth, AccessLog: failingLog{memAccessLog(t)},
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))})
+	huge := strings.Repeat("s", 300<<10)
+	for name, req := range map[string]struct{ method, sub string }{
+		"huge subject": {http.MethodGet, huge},
+		"huge method":  {strings.Repeat("M", 300<<10), "u"},
+	} {
+		mu.Lock()
+		logs.Reset()
+		mu.Unlock()
+		if r := c.send(req.method, "/prescriptions/urn:rx:1", "Bearer "+key.sign(t, claims(req.sub, "auditor"))); r.status != http.StatusServiceUnavailable {
+			t.Errorf("%s: %d %s, want 503", name, r.status, r.body)
+		}
+		mu.Lock()
+		line := logs.String()
+		mu.Unlock()
+		if !strings.Contains(line, "access record not written") || len(line) > 1024 {
+			t.Errorf("%s: the log holds %d bytes, want one line under 1 KiB: %.300s", name, len(line), line)
+		}
+	}
+}
