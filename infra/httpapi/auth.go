@@ -62,7 +62,7 @@ type JWTConfig struct {
 	// Default DefaultRolesClaim.
 	RolesClaim string
 	// PharmacyClaim names the string claim holding a pharmacy caller's
-	// pharmacy id, dotted like RolesClaim; default DefaultPharmacyClaim.
+	// pharmacy id, found as RolesClaim is; default DefaultPharmacyClaim.
 	PharmacyClaim string
 	// Leeway is the clock skew allowed on exp, nbf and iat; default
 	// DefaultLeeway.

@@ -38,8 +38,8 @@ func AuthFlags(f *config.Flags) func() (AuthConfig, error) {
 	issuer := f.String("jwt-issuer", EnvJWTIssuer, "", "the iss every JWT must carry (required with a JWKS)")
 	audience := f.String("jwt-audience", EnvJWTAudience, "", "an aud every JWT must carry (required with a JWKS)")
 	algorithms := f.String("jwt-algorithms", EnvJWTAlgorithms, strings.Join(DefaultAlgorithms, ","), "comma-separated JWS algorithms accepted (asymmetric only)")
-	roles := f.String("roles-claim", EnvRolesClaim, DefaultRolesClaim, "JWT claim of the caller's roles (pharmacy, auditor, operator); dotted for a nested claim")
-	pharmacy := f.String("pharmacy-claim", EnvPharmacyClaim, DefaultPharmacyClaim, "JWT claim of a pharmacy caller's pharmacy id; dotted for a nested claim")
+	roles := f.String("roles-claim", EnvRolesClaim, DefaultRolesClaim, "JWT claim of the caller's roles (pharmacy, auditor, operator): the top-level claim of this name if any, else dotted for a nested claim")
+	pharmacy := f.String("pharmacy-claim", EnvPharmacyClaim, DefaultPharmacyClaim, "JWT claim of a pharmacy caller's pharmacy id, found as -roles-claim")
 	refresh := f.EnvDuration("jwks-refresh", EnvJWKSRefresh, DefaultJWKSRefresh, "how often the JWKS URL is fetched again")
 	staticOn := f.EnvBool("static-token-enabled", EnvStaticTokenEnabled, false,
 		"accept the static token -token as one caller with the operator role: for local runs and demos, never in production")

@@ -50,6 +50,24 @@ func TestAccessRecordURNWhateverTheEncoding(t *testing.T) {
 	}
 }
 
+// An encoded slash stays inside the {urn} segment the router matches; no
+// urn holds one, so the answer is 400 and the record names no urn.
+func TestAccessRecordEncodedSlash(t *testing.T) {
+	f := newFixture(t)
+	f.lifecycle("urn:rx:1")
+	log := memAccessLog(t)
+	c := f.serve(httpapi.Config{AccessLog: log})
+	for _, p := range []string{"/prescriptions/urn:rx%2F1", "/prescriptions/urn%3Arx%2f1/history"} {
+		if e, _ := c.expectError(p, http.StatusBadRequest, "invalid_urn"); e.Error != "invalid_urn" {
+			continue
+		}
+		got := accesses(t, log)
+		if last := got[len(got)-1]; len(last.URNs) != 0 || last.Status != http.StatusBadRequest {
+			t.Errorf("GET %s: recorded %+v, want status 400 and no urn", p, last)
+		}
+	}
+}
+
 // What a caller puts in a token reaches the log bounded.
 func TestTokenValuesInTheLogAreBounded(t *testing.T) {
 	f := newFixture(t)
