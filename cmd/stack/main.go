@@ -78,6 +78,10 @@ func run(args []string) error {
 	return s.Close()
 }
 
+// requestExample is the banner's sample command (key|value, seed format),
+// the same as the README's "With kcat".
+const requestExample = `urn:rx:1|{"urn":"urn:rx:1","event":"prescription.request","payload":{"patientId":"p1","prescriberId":"d1","pharmacyId":"ph1","medication":{"name":"Amoxicillin","quantity":20}}}`
+
 func printBanner(s *stack.Stack, token string) {
 	brokers := strings.Join(s.Brokers, ",")
 	fmt.Printf(`rxflow local stack
@@ -89,9 +93,9 @@ func printBanner(s *stack.Stack, token string) {
   partner simulators       %s   (stand-ins for the real partners)
 
 Send a command (seed format, key = urn):
-  echo 'urn:rx:1|{"urn":"urn:rx:1","event":"prescription.request","payload":{"patientId":"p1","prescriberId":"d1","medication":{"name":"Amoxicillin","quantity":20}}}' \
+  echo '%s' \
     | kcat -P -b %s -t %s -K '|'
   curl -H 'Authorization: Bearer %s' http://%s/prescriptions/urn:rx:1
 `, brokers, s.ESDB.ConnectionString(), s.Projector.HTTPAddr(), token, s.Projector.HTTPAddr(), s.Processor.HTTPAddr(), strings.TrimSuffix(s.Sim.URL("insurance"), "/insurance"),
-		brokers, s.Topics.Commands, token, s.Projector.HTTPAddr())
+		requestExample, brokers, s.Topics.Commands, token, s.Projector.HTTPAddr())
 }
