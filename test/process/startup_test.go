@@ -329,6 +329,8 @@ func TestStartupFailuresProjector(t *testing.T) {
 		{name: "bad flag value", bin: p, args: []string{"-partitions=many"}, env: f.projectorEnv(), want: []string{"-partitions"}},
 		{name: "bad deadline", bin: p, env: f.projectorEnv("DEADLINE_PICKUP_OVERDUE=soon", "DEADLINE_EVERY=0s"),
 			want: []string{"-deadline-pickup-overdue", `"soon"`, "-deadline-every", "; "}},
+		{name: "deadline overflow and tiny passes", bin: p, env: f.projectorEnv("DEADLINE_PICKUP_OVERDUE=213504d", "DEADLINE_EVERY=1ns", "DEADLINE_RESEND=1ns"),
+			want: []string{"-deadline-pickup-overdue", `"213504d"`, "-deadline-every", `"1ns"`, "-deadline-resend", "; "}},
 		{name: "several problems", bin: p, env: f.projectorEnv("QUERY_API_JWKS_URL=https://idp.example/jwks", "KAFKA_BROKERS=no-port",
 			"ESDB_CONNECTION_STRING=bogus://x"), want: []string{"the issuer is required", `"no-port"`, "connection string", "; "}},
 		{name: "rebuild data dir is a file", bin: p, args: []string{"rebuild", "-data", f.file, "-esdb", f.esdbURL()},
