@@ -34,7 +34,41 @@ const (
 	ReasonDeadlineCancelled ReasonCode = "deadline_cancelled"
 	// ReasonUnknownDeadline: the command names no deadline of the table.
 	ReasonUnknownDeadline ReasonCode = "unknown_deadline"
+	// ReasonDeadlineAlreadyPassed: this deadline already passed for this
+	// entry into its state (the same deadline and since); it passes once.
+	ReasonDeadlineAlreadyPassed ReasonCode = "deadline_already_passed"
+	// ReasonDeadlineNotDue: the command's dueAt is later than the
+	// processor's clock plus DeadlineClockSkew, or earlier than the time
+	// the prescription entered the deadline's state.
+	ReasonDeadlineNotDue ReasonCode = "deadline_not_due"
 )
+
+// DeadlineClockSkew is how far a deadline command's dueAt may lie ahead of
+// the processor's clock (the scheduler's clock may run a little ahead).
+const DeadlineClockSkew = time.Minute
+
+// DeadlineSet is a set of deadlines of Prescriptions.Deadlines, by their
+// place in the table (at most 64, which Validate checks). Its zero value is
+// empty. It is a value, so Prescription stays comparable.
+type DeadlineSet uint64
+
+// With returns s with deadline name; an unknown name leaves s unchanged.
+func (s DeadlineSet) With(name string) DeadlineSet {
+	if i := Prescriptions.deadlineIndex(name); i >= 0 {
+		s |= 1 << i
+	}
+	return s
+}
+
+// Has reports whether deadline name is in s.
+func (s DeadlineSet) Has(name string) bool {
+	i := Prescriptions.deadlineIndex(name)
+	return i >= 0 && s&(1<<i) != 0
+}
+
+func (w Workflow) deadlineIndex(name string) int {
+	return slices.IndexFunc(w.Deadlines, func(d Deadline) bool { return d.Name == name })
+}
 
 // DeadlinePassed records that a prescription stayed in a state past one of
 // its deadlines. It changes no state: the prescription may still take the
@@ -80,8 +114,11 @@ func IsCommand(c CommandType) bool {
 }
 
 // decideDeadline records deadline c.Deadline when the prescription is still
-// in its state, entered at revision c.Since. Otherwise the transition that
-// left the state won the race: ReasonDeadlineCancelled.
+// in its state, entered at revision c.Since, the deadline has not passed
+// yet for that entry (else ReasonDeadlineAlreadyPassed) and c.DueAt lies
+// between the entry's time and now plus DeadlineClockSkew (else
+// ReasonDeadlineNotDue). When the prescription has left the state, the
+// transition won the race: ReasonDeadlineCancelled.
 func decideDeadline(p Prescription, c Command, now time.Time) ([]Event, error) {
 	refuse := func(code ReasonCode, format string, args ...any) ([]Event, error) {
 		return nil, &Refusal{Code: code, Reason: fmt.Sprintf(format, args...), Status: p.Status, Command: c.Type}
@@ -95,6 +132,14 @@ func decideDeadline(p Prescription, c Command, now time.Time) ([]Event, error) {
 	case p.Status != d.In || p.StatusSince != c.Since:
 		return refuse(ReasonDeadlineCancelled, "deadline %s watched %s entered at revision %d; the prescription is %s since revision %d",
 			d.Name, d.In, c.Since, p.Status, p.StatusSince)
+	case p.PassedDeadlines.Has(d.Name):
+		return refuse(ReasonDeadlineAlreadyPassed, "deadline %s already passed for %s entered at revision %d", d.Name, d.In, c.Since)
+	case c.DueAt.After(now.Add(DeadlineClockSkew)):
+		return refuse(ReasonDeadlineNotDue, "deadline %s is due at %s, after now (%s) plus %v",
+			d.Name, c.DueAt.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano), DeadlineClockSkew)
+	case c.DueAt.Before(p.StatusAt):
+		return refuse(ReasonDeadlineNotDue, "deadline %s is due at %s, before the prescription became %s at %s",
+			d.Name, c.DueAt.Format(time.RFC3339Nano), d.In, p.StatusAt.Format(time.RFC3339Nano))
 	}
 	return []Event{DeadlinePassed{Deadline: d.Name, Status: d.In, Since: c.Since, DueAt: c.DueAt, At: now}}, nil
 }
@@ -105,6 +150,9 @@ func (w Workflow) validateDeadlines() error {
 	var errs []error
 	seen := map[string]bool{}
 	reachable := w.reachableFrom(StatusNone)
+	if len(w.Deadlines) > 64 {
+		errs = append(errs, fmt.Errorf("%d deadlines, more than a DeadlineSet holds (64)", len(w.Deadlines)))
+	}
 	for _, d := range w.Deadlines {
 		switch {
 		case d.Name == "" || strings.ContainsAny(d.Name, "@: \t"):

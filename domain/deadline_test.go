@@ -14,7 +14,8 @@ func deadlineCommand(name string, since int) domain.Command {
 }
 
 // A prescription still in the deadline's state, entered at the named
-// revision, records DeadlinePassed, which changes nothing but the revision.
+// revision, records DeadlinePassed, which changes nothing but the revision
+// and the deadlines passed in that state.
 func TestDeadlinePassesInItsState(t *testing.T) {
 	for _, d := range domain.Prescriptions.Deadlines {
 		p := domain.Fold(historyTo(t, d.In))
@@ -25,6 +26,7 @@ func TestDeadlinePassesInItsState(t *testing.T) {
 		}
 		after := domain.Evolve(p, got)
 		p.Revision++
+		p.PassedDeadlines = p.PassedDeadlines.With(d.Name)
 		if after != p {
 			t.Fatalf("%s: DeadlinePassed changed the state:\n got %+v\nwant %+v", d.Name, after, p)
 		}
@@ -50,6 +52,60 @@ func TestDeadlineCancelledByTransition(t *testing.T) {
 		r, ok := errors.AsType[*domain.Refusal](err)
 		if !ok || r.Code != c.code {
 			t.Errorf("%s since %d in %s: %v, want %s", c.cmd.Deadline, c.cmd.Since, c.p.Status, err, c.code)
+		}
+	}
+}
+
+// A deadline passes once per entry into its state: the same (deadline,
+// since) again, whatever its command id, is refused, and so it appends
+// nothing the reactions could follow. A later entry into the state starts
+// afresh.
+func TestDeadlinePassesOncePerEntry(t *testing.T) {
+	h := historyTo(t, domain.StatusRequested)
+	p := domain.Fold(h)
+	evs := mustDecide(t, p, deadlineCommand("approval-overdue", 0))
+	p = domain.Evolve(p, evs[0])
+	if !p.PassedDeadlines.Has("approval-overdue") || p.PassedDeadlines.Has("pickup-overdue") {
+		t.Fatalf("passed deadlines %b", p.PassedDeadlines)
+	}
+	p = domain.Evolve(p, domain.Refused{At: now}) // a refusal in between changes nothing
+	_, err := domain.Decide(p, deadlineCommand("approval-overdue", 0), now)
+	if r, ok := errors.AsType[*domain.Refusal](err); !ok || r.Code != domain.ReasonDeadlineAlreadyPassed {
+		t.Fatalf("repeat: %v, want %s", err, domain.ReasonDeadlineAlreadyPassed)
+	}
+	// Dispensed, then the pickup deadline: entering dispensed cleared the set.
+	d := domain.Fold(historyTo(t, domain.StatusDispensed))
+	if d.PassedDeadlines != 0 {
+		t.Fatalf("a new state kept passed deadlines %b", d.PassedDeadlines)
+	}
+	mustDecide(t, d, deadlineCommand("pickup-overdue", d.StatusSince))
+}
+
+// A deadline command whose dueAt is later than now plus the allowed skew
+// (a forged early deadline), or earlier than the entry into its state, is
+// refused as not due; within the skew it is accepted.
+func TestDeadlineNotDue(t *testing.T) {
+	p := domain.Fold(historyTo(t, domain.StatusDispensed)) // entered at now
+	for _, c := range []struct {
+		dueAt time.Time
+		ok    bool
+	}{
+		{now, true},
+		{now.Add(domain.DeadlineClockSkew), true},
+		{now.Add(domain.DeadlineClockSkew + time.Nanosecond), false},
+		{now.Add(10 * 24 * time.Hour), false},
+		{now.Add(-time.Nanosecond), false},
+		{time.Time{}, false},
+	} {
+		cmd := deadlineCommand("pickup-overdue", p.StatusSince)
+		cmd.DueAt = c.dueAt
+		_, err := domain.Decide(p, cmd, now)
+		r, refused := errors.AsType[*domain.Refusal](err)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("dueAt %v: %v", c.dueAt, err)
+		case !c.ok && (!refused || r.Code != domain.ReasonDeadlineNotDue):
+			t.Errorf("dueAt %v: %v, want %s", c.dueAt, err, domain.ReasonDeadlineNotDue)
 		}
 	}
 }

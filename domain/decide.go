@@ -48,9 +48,13 @@ func Evolve(p Prescription, e Event) Prescription {
 	revision := p.Revision
 	p.Revision++
 	if to, ok := Prescriptions.Target(e.Cause()); ok {
-		p.Status, p.StatusSince = to, revision
+		p.Status, p.StatusSince, p.StatusAt, p.PassedDeadlines = to, revision, e.OccurredAt(), 0
 	}
 	switch e := e.(type) {
+	case DeadlinePassed:
+		if e.Since == p.StatusSince {
+			p.PassedDeadlines = p.PassedDeadlines.With(e.Deadline)
+		}
 	case Requested:
 		p.URN, p.PatientID, p.PrescriberID, p.PharmacyID = e.URN, e.PatientID, e.PrescriberID, e.PharmacyID
 		p.Medication, p.RequestedAt = e.Medication, e.At

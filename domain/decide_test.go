@@ -189,7 +189,7 @@ func mustDecide(t *testing.T, p domain.Prescription, c domain.Command) []domain.
 func TestHappyPathState(t *testing.T) {
 	p := domain.Fold(historyTo(t, domain.StatusCompleted))
 	want := domain.Prescription{
-		URN: urn, Status: domain.StatusCompleted, Revision: 5, StatusSince: 4, PatientID: "pat-1", PrescriberID: "dr-1", PharmacyID: "ph-1",
+		URN: urn, Status: domain.StatusCompleted, Revision: 5, StatusSince: 4, StatusAt: now, PatientID: "pat-1", PrescriberID: "dr-1", PharmacyID: "ph-1",
 		Medication: domain.Medication{Name: "Amoxicillin", Code: "J01CA04", CodeSystem: domain.CodeSystemATC, Strength: "500mg", Quantity: 20, Refills: 1}, ApprovedBy: "dr-1",
 		RequestedAt: now, ApprovedAt: now, ProcessingAt: now, DispensedAt: now, CompletedAt: now,
 	}

@@ -72,6 +72,10 @@ type Prescription struct {
 	Status       Status
 	Revision     int // number of events folded in
 	StatusSince  int // stream revision (from 0) of the event that entered Status
+	StatusAt     time.Time // when the event that entered Status occurred
+	// PassedDeadlines are the deadlines that passed since the prescription
+	// entered Status (at StatusSince); entering a state clears it.
+	PassedDeadlines DeadlineSet
 	PatientID    string
 	PrescriberID string
 	PharmacyID   string

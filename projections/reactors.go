@@ -68,7 +68,10 @@ func (t Trigger) mayMatch(e domain.Event) bool {
 
 func (t Trigger) matches(c Change) bool {
 	if t.Deadline != "" {
-		return t.mayMatch(c.Event.Event)
+		// A deadline that already passed for this entry into its state (a
+		// repeat stored before the aggregate refused them) is not followed.
+		d, ok := c.Event.Event.(domain.DeadlinePassed)
+		return ok && t.mayMatch(d) && !(d.Since == c.Before.StatusSince && c.Before.PassedDeadlines.Has(d.Deadline))
 	}
 	if t.On != "" {
 		return c.Event.Event.Cause() == t.On

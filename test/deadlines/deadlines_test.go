@@ -524,3 +524,62 @@ func TestNoPassBeforeTheReadModelCaughtUp(t *testing.T) {
 		t.Fatalf("once caught up: %d sent, %v; want 1", n, err)
 	}
 }
+
+// A deadline that passed is not recorded again for the same entry into its
+// state, whatever the command id (none, or another): each repeat is refused
+// as deadline_already_passed, recorded and published like any refusal, and
+// the prescriber is reminded once.
+func TestRepeatedDeadlineRefused(t *testing.T) {
+	h := newHarness(t)
+	urn := "urn:rx:repeat"
+	h.to(urn, domain.StatusRequested)
+	h.project()
+	h.now = t0.Add(after("approval-overdue"))
+	if n := h.pass(); n != 1 {
+		t.Fatalf("%d commands sent, want 1", n)
+	}
+	h.deliver()
+	h.project()
+	payload := fmt.Sprintf(`{"deadline":"approval-overdue","since":0,"dueAt":%q}`, h.now.Format(time.RFC3339Nano))
+	for _, id := range []string{"", "another-id"} {
+		h.now = h.now.Add(time.Minute)
+		if res := h.send(urn, string(domain.RecordDeadline), payload, id); res.Outcome.Kind != commands.Refused {
+			t.Fatalf("repeat with id %q: %+v", id, res.Outcome)
+		}
+	}
+	h.project()
+	want := []string{"Requested", "DeadlinePassed:approval-overdue",
+		"Refused:prescription.deadline:deadline_already_passed", "Refused:prescription.deadline:deadline_already_passed"}
+	if got := h.names(urn); !slices.Equal(got, want) {
+		t.Fatalf("history %v, want %v", got, want)
+	}
+	if len(h.refused) != 2 || h.refused[0].Code != "deadline_already_passed" {
+		t.Fatalf("published refusals %+v", h.refused)
+	}
+	if n := len(h.calls(partnersim.Notifications, "", urn)); n != 1 {
+		t.Fatalf("the prescriber was reminded %d times, want once", n)
+	}
+}
+
+// A forged early deadline (the command id the scheduler would use, sent
+// right after dispensing) is refused as deadline_not_due and returns
+// nothing to stock; so is one due before the prescription was dispensed.
+func TestForgedEarlyDeadlineRefused(t *testing.T) {
+	h := newHarness(t)
+	urn := "urn:rx:forged"
+	h.to(urn, domain.StatusDispensed)
+	entered := h.now
+	for i, dueAt := range []time.Time{entered.Add(after("pickup-overdue")), entered.Add(-time.Second)} {
+		payload := fmt.Sprintf(`{"deadline":"pickup-overdue","since":3,"dueAt":%q}`, dueAt.Format(time.RFC3339Nano))
+		h.send(urn, string(domain.RecordDeadline), payload, fmt.Sprintf("deadline:pickup-overdue@3#%d", i))
+	}
+	h.project()
+	want := []string{"Requested", "Approved", "ProcessingStarted", "Dispensed",
+		"Refused:prescription.deadline:deadline_not_due", "Refused:prescription.deadline:deadline_not_due"}
+	if got := h.names(urn); !slices.Equal(got, want) {
+		t.Fatalf("history %v, want %v", got, want)
+	}
+	if n := len(h.calls(partnersim.Pharmacy, "/v1/returns", urn)); n != 0 {
+		t.Fatalf("%d returns to stock, want none", n)
+	}
+}
