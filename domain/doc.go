@@ -39,8 +39,10 @@ func (w Workflow) Markdown() string {
 	}
 	fmt.Fprintf(&b, "\nA deadline starts with the event that enters its state and is cancelled by the transition that leaves it. "+
 		"When it passes, `%s` records `DeadlinePassed` in the stream (no state change): the prescription may still take the transition it waited for. "+
-		"A `%s` that comes after the transition is refused (`%s`). The durations are defaults; a deployment sets its own (README, \"Deadlines\").\n",
-		RecordDeadline, RecordDeadline, ReasonDeadlineCancelled)
+		"A `%s` that comes after the transition is refused (`%s`); one for a deadline that already passed for that entry into the state (`%s`), "+
+		"or whose due time is more than %v ahead of the processor's clock or before the entry into the state (`%s`), is refused too. "+
+		"The durations are defaults; a deployment sets its own (README, \"Deadlines\").\n",
+		RecordDeadline, RecordDeadline, ReasonDeadlineCancelled, ReasonDeadlineAlreadyPassed, DeadlineClockSkew, ReasonDeadlineNotDue)
 	return b.String()
 }
 

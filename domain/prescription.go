@@ -68,18 +68,18 @@ type Dispensing struct {
 // Prescription is the aggregate's state, rebuilt by folding its events with
 // Evolve. It is a value: only Evolve produces a new one.
 type Prescription struct {
-	URN          string
-	Status       Status
-	Revision     int // number of events folded in
-	StatusSince  int // stream revision (from 0) of the event that entered Status
-	StatusAt     time.Time // when the event that entered Status occurred
+	URN         string
+	Status      Status
+	Revision    int       // number of events folded in
+	StatusSince int       // stream revision (from 0) of the event that entered Status
+	StatusAt    time.Time // when the event that entered Status occurred
 	// PassedDeadlines are the deadlines that passed since the prescription
 	// entered Status (at StatusSince); entering a state clears it.
 	PassedDeadlines DeadlineSet
-	PatientID    string
-	PrescriberID string
-	PharmacyID   string
-	Medication   Medication
+	PatientID       string
+	PrescriberID    string
+	PharmacyID      string
+	Medication      Medication
 
 	ApprovedBy      string
 	RejectedBy      string

@@ -45,7 +45,10 @@ type Config struct {
 	HTTPAddr        string // default 127.0.0.1:9101; "" after defaults disables it
 	MaxCommandBytes int    // default commands.DefaultMaxCommandBytes
 	CacheSize       int    // prescriptions cached in memory; default 10000
-	Logger          *slog.Logger
+	// Clock gives the time of decisions and the events' times, and what a
+	// deadline's dueAt is checked against; default time.Now.
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
 // RetryPolicy is the router's retry of a message whose handling failed. When
@@ -168,10 +171,10 @@ func New(cfg Config) (*Service, error) {
 	if s.retrySub, err = kafka.NewSubscriber(retryKafka, wlog); err != nil {
 		return nil, err
 	}
-	handler := commands.NewHandler(s.store, commands.HandlerConfig{CacheSize: cfg.CacheSize})
+	handler := commands.NewHandler(s.store, commands.HandlerConfig{CacheSize: cfg.CacheSize, Clock: cfg.Clock})
 	s.outbox = &outbox{pub: s.pub, rejectionTopic: cfg.RejectionTopic, deadLetterTopic: cfg.DeadLetterTopic, retryTopic: cfg.RetryTopic,
 		maxBytes: cfg.Kafka.MaxMessageBytes, clock: time.Now}
-	proc := commands.NewProcessor(handler, s.outbox, commands.ProcessorConfig{MaxBytes: cfg.MaxCommandBytes, DeferDelays: cfg.DeferDelays})
+	proc := commands.NewProcessor(handler, s.outbox, commands.ProcessorConfig{MaxBytes: cfg.MaxCommandBytes, DeferDelays: cfg.DeferDelays, Clock: cfg.Clock})
 
 	reg := ops.NewRegistry()
 	s.metrics = newMetrics(reg)

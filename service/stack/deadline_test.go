@@ -22,10 +22,11 @@ import (
 // that follows is accepted, and the history shows both.
 func TestDeadlineThroughTheStack(t *testing.T) {
 	kafkatest.ForEachCluster(t, func(t *testing.T, brokers []string) {
-		var skew atomic.Int64 // how far the scheduler's clock is ahead
+		var skew atomic.Int64 // how far the scheduler's and the processor's clocks are ahead
 		s := startStackWith(t, brokers, func(c *stack.Config) {
-			c.Deadlines = projector.Deadlines{After: map[string]time.Duration{"approval-overdue": 3 * time.Hour}, Every: 20 * time.Millisecond,
-				Clock: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }}
+			clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+			c.Deadlines = projector.Deadlines{After: map[string]time.Duration{"approval-overdue": 3 * time.Hour}, Every: 20 * time.Millisecond, Clock: clock}
+			c.ProcessorClock = clock // else the processor finds the deadline not yet due
 		})
 		urn := "urn:rx:deadline-stack"
 		send(t, s, urn, "prescription.request")

@@ -42,7 +42,10 @@ type Config struct {
 	Topics        Topics
 	Partner       partners.Config // retry settings for every partner client; BaseURL is ignored
 	Deadlines     projector.Deadlines
-	Logger        *slog.Logger
+	// ProcessorClock is the processor's clock (processor.Config.Clock);
+	// default time.Now. Tests move it with Deadlines.Clock.
+	ProcessorClock func() time.Time
+	Logger         *slog.Logger
 
 	// KafkaSecurity is TLS and SASL towards Brokers; the embedded broker
 	// is PLAINTEXT.
@@ -140,7 +143,7 @@ func (s *Stack) StartProcessor() error {
 	svc, err := processor.New(processor.Config{
 		Kafka:        kafka.Config{Brokers: s.Brokers, ConsumerGroup: s.Topics.ConsumerGroup, Security: s.cfg.KafkaSecurity},
 		CommandTopic: s.Topics.Commands, RejectionTopic: s.Topics.Rejections, DeadLetterTopic: s.Topics.DeadLetters,
-		EventStore: s.EventStoreConfig(), HTTPAddr: cmp.Or(s.cfg.ProcessorAddr, "127.0.0.1:9101"), Logger: s.cfg.Logger,
+		EventStore: s.EventStoreConfig(), HTTPAddr: cmp.Or(s.cfg.ProcessorAddr, "127.0.0.1:9101"), Clock: s.cfg.ProcessorClock, Logger: s.cfg.Logger,
 	})
 	if err != nil {
 		return err
