@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"rxflow/commands"
 	"rxflow/domain"
@@ -48,7 +49,9 @@ func TestReplayWaitsForTheDeadlinesOfTheStreams(t *testing.T) {
 	handle(`{"urn":"urn:rx:w1","event":"prescription.complete","commandId":"c2"}`) // refused, revision 1
 	handle(`{"urn":"urn:rx:w1","event":"prescription.approve","commandId":"c3","payload":{"approvedBy":"d"}}`)
 	request(t, h, "urn:rx:w2")
-	if out := handle(`{"urn":"urn:rx:w2","event":"prescription.deadline","commandId":"deadline:approval-overdue@0","payload":{"deadline":"approval-overdue","since":0}}`); out.Kind != commands.Appended {
+	deadline := fmt.Sprintf(`{"urn":"urn:rx:w2","event":"prescription.deadline","commandId":"deadline:approval-overdue@0","payload":{"deadline":"approval-overdue","since":0,"dueAt":%q}}`,
+		time.Now().UTC().Format(time.RFC3339Nano)) // the handler's clock is time.Now
+	if out := handle(deadline); out.Kind != commands.Appended {
 		t.Fatalf("deadline: %+v", out)
 	}
 	request(t, h, "urn:rx:w3")

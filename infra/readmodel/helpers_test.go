@@ -65,6 +65,19 @@ func history(t testing.TB, n int, to domain.Status) (string, []domain.Event) {
 		}
 		out = append(out, evs...)
 	}
+	// Every third prescription (1, 4, …) passes the deadlines of its state.
+	for _, d := range domain.Prescriptions.DeadlinesIn(to) {
+		if n%3 != 1 {
+			break
+		}
+		at := p.StatusAt.Add(d.After)
+		evs, err := domain.Decide(p, domain.Command{Type: domain.RecordDeadline, URN: urn, Deadline: d.Name, Since: p.StatusSince, DueAt: at}, at)
+		if err != nil {
+			t.Fatalf("deadline %s for %s: %v", d.Name, urn, err)
+		}
+		p = domain.Evolve(p, evs[0])
+		out = append(out, evs...)
+	}
 	return urn, out
 }
 

@@ -46,6 +46,11 @@ CREATE TABLE deadlines (
 	PRIMARY KEY (urn, deadline)
 );
 CREATE INDEX deadlines_due ON deadlines (deadline, started_at);`,
+	// 3 → 4: status_at (when the status was entered) and passed_deadlines
+	// (domain.DeadlineSet of the deadlines passed in it). Rows projected
+	// before hold NULL and 0; a rebuild fills both from the events.
+	`ALTER TABLE prescriptions ADD COLUMN status_at BIGINT;
+ALTER TABLE prescriptions ADD COLUMN passed_deadlines BIGINT NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings db's schema to len(steps), in one transaction: steps[i]
@@ -130,6 +135,8 @@ var prescriptionColumns = []column{
 	timestamp("updated_at", func(r *projections.Row) *time.Time { return &r.UpdatedAt }),
 	since(1, text("medication_code_system", func(r *projections.Row) *string { return &r.Medication.CodeSystem })),
 	since(2, integer("status_since", func(r *projections.Row) *int { return &r.StatusSince })),
+	since(3, timestamp("status_at", func(r *projections.Row) *time.Time { return &r.StatusAt })),
+	since(3, integer("passed_deadlines", func(r *projections.Row) *domain.DeadlineSet { return &r.PassedDeadlines })),
 }
 
 // text is a TEXT NOT NULL column holding *field(r).
@@ -140,7 +147,7 @@ func text[T ~string](name string, field func(*projections.Row) *T) column {
 
 // integer is a BIGINT NOT NULL column holding *field(r); appendRowArgs
 // checks that the uint64 values fit.
-func integer[T int | uint64](name string, field func(*projections.Row) *T) column {
+func integer[T ~int | ~uint64](name string, field func(*projections.Row) *T) column {
 	return column{name: name, typ: "BIGINT NOT NULL",
 		arg: func(r *projections.Row) any { return int64(*field(r)) }, dest: func(r *projections.Row) any { return field(r) }}
 }
