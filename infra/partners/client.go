@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // Defaults applied by NewClient to zero Config fields.
@@ -142,7 +144,8 @@ type Client struct {
 
 // NewClient validates cfg (after applying defaults) and returns a Client.
 // A nil httpClient gets a default one that does not follow redirects, so a
-// POST is never silently turned into a GET.
+// POST is never silently turned into a GET, and that traces each attempt
+// (otelhttp): a client span, and its traceparent sent to the partner.
 func NewClient(cfg Config, httpClient *http.Client) (*Client, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -150,6 +153,7 @@ func NewClient(cfg Config, httpClient *http.Client) (*Client, error) {
 	}
 	if httpClient == nil {
 		httpClient = &http.Client{
+			Transport:     otelhttp.NewTransport(http.DefaultTransport),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
