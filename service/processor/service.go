@@ -391,7 +391,8 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 		default:
 			s.log.DebugContext(ctx, "command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
 		}
-		span.SetAttributes(attribute.String("rxflow.outcome", outcome), attribute.String("rxflow.command_id", res.Envelope.ID))
+		span.SetAttributes(attribute.String("rxflow.outcome", outcome), attribute.String("rxflow.command_id", res.Envelope.ID),
+			attribute.String("rxflow.urn", res.Envelope.Command.URN), attribute.String("rxflow.command", string(res.Envelope.Command.Type)))
 		s.metrics.handled.WithLabelValues(outcome).Inc()
 		s.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 		return nil
