@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -196,10 +197,14 @@ func runRaw(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic, con
 
 // runOTLPSink answers every OTLP/HTTP export with success and discards it:
 // the cost of tracing measured is the exporting process's alone.
+// At exit it says on stderr how many exports and bytes it received.
 func runOTLPSink(ctx context.Context, log *slog.Logger) error {
+	var exports, bytes atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		exports.Add(1)
+		bytes.Add(n)
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse: all accepted
 	})
@@ -208,5 +213,7 @@ func runOTLPSink(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	fmt.Println("ready", srv.Addr())
-	return srv.Serve(ctx, log)
+	err = srv.Serve(ctx, log)
+	fmt.Fprintf(os.Stderr, "otlp sink: %d exports, %d bytes received\n", exports.Load(), bytes.Load())
+	return err
 }
