@@ -132,7 +132,9 @@ func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 		}
 		_, span := tracer.Start(ctx, "decide")
 		out, pending, next, err := h.decide(st, env)
-		span.SetAttributes(attribute.String("rxflow.outcome", string(out.Kind)), attribute.Bool("rxflow.cached", cached))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("rxflow.outcome", string(out.Kind)), attribute.Bool("rxflow.cached", cached))
+		}
 		endSpan(span, err)
 		if err != nil {
 			return Outcome{}, err
@@ -141,7 +143,10 @@ func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 		if len(pending) == 0 {
 			return out, nil
 		}
-		actx, span := tracer.Start(ctx, "append", trace.WithAttributes(attribute.Int("rxflow.events", len(pending)), attribute.Int("rxflow.attempt", attempt)))
+		actx, span := tracer.Start(ctx, "append")
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("rxflow.events", len(pending)), attribute.Int("rxflow.attempt", attempt))
+		}
 		pos, err := h.store.Append(actx, urn, st.last, pending)
 		endSpan(span, err)
 		switch {
@@ -162,7 +167,9 @@ func (h *Handler) load(ctx context.Context, urn string) (_ state, err error) {
 	ctx, span := tracer.Start(ctx, "load")
 	defer func() { endSpan(span, err) }()
 	recs, err := h.store.Load(ctx, urn)
-	span.SetAttributes(attribute.Int("rxflow.events", len(recs)))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("rxflow.events", len(recs)))
+	}
 	if err != nil {
 		return state{}, fmt.Errorf("load %s: %w", urn, err)
 	}

@@ -243,8 +243,11 @@ var tracer = otel.Tracer("rxflow/infra/eventstore")
 // clientSpan starts the client span of one call to the server, named as the
 // KurrentDB clients name theirs (streams.append, streams.read).
 func (s *Store) clientSpan(ctx context.Context, op, stream string) (context.Context, trace.Span) {
-	return tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		telemetry.DBSystem, telemetry.DBOperation(op), telemetry.DBStream(stream)))
+	ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.DBSystem, telemetry.DBOperation(op), telemetry.DBStream(stream))
+	}
+	return ctx, span
 }
 
 // endSpan ends span, recording err if there is one.

@@ -332,11 +332,15 @@ var tracer = otel.Tracer("rxflow/service/processor")
 
 // consumeSpan starts the span of handling one record, the child of the
 // trace context in its traceparent header, or the root of a new trace.
+// Its attributes are made only when it records.
 func consumeSpan(ctx context.Context, raw commands.Raw) (context.Context, trace.Span) {
 	ctx = telemetry.Extract(ctx, raw.Headers)
-	return tracer.Start(ctx, "consume "+raw.Topic, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-		semconv.MessagingSystemKafka, semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(raw.Topic),
-		semconv.MessagingDestinationPartitionID(strconv.Itoa(int(raw.Partition))), semconv.MessagingKafkaOffset(int(raw.Offset))))
+	ctx, span := tracer.Start(ctx, "consume "+raw.Topic, trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingSystemKafka, semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(raw.Topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(int(raw.Partition))), semconv.MessagingKafkaOffset(int(raw.Offset)))
+	}
+	return ctx, span
 }
 
 // handle adapts a Kafka message to commands.Processor and records the
@@ -391,8 +395,10 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 		default:
 			s.log.DebugContext(ctx, "command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
 		}
-		span.SetAttributes(attribute.String("rxflow.outcome", outcome), attribute.String("rxflow.command_id", res.Envelope.ID),
-			attribute.String("rxflow.urn", res.Envelope.Command.URN), attribute.String("rxflow.command", string(res.Envelope.Command.Type)))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("rxflow.outcome", outcome), attribute.String("rxflow.command_id", res.Envelope.ID),
+				attribute.String("rxflow.urn", res.Envelope.Command.URN), attribute.String("rxflow.command", string(res.Envelope.Command.Type)))
+		}
 		s.metrics.handled.WithLabelValues(outcome).Inc()
 		s.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 		return nil
