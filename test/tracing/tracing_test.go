@@ -296,10 +296,16 @@ func TestCommandJoinsItsTraceparent(t *testing.T) {
 	var tr spanTree
 	eventually(t, "the insurance call's spans", func() bool {
 		tr = traceOf(t, consume.SpanContext.TraceID())
-		return tr.has("project insurance", "HTTP POST") && len(s.Sim.Accepted(partnersim.Insurance)) == 1
+		return tr.has("project insurance", "HTTP POST", "project readmodel", "project kafka-outbound") && len(s.Sim.Accepted(partnersim.Insurance)) == 1
 	})
+	// One trace: the processor's spans, every projector's, the partner call.
+	for _, name := range []string{"decode", "decide", "append"} {
+		tr.parent(tr.one(name), consume)
+	}
 	write := tr.one("streams.append")
 	tr.parent(write, tr.one("append"))
+	tr.parent(tr.one("project readmodel"), write)
+	tr.parent(tr.one("project kafka-outbound"), write)
 	insurance := tr.one("project insurance")
 	tr.parent(insurance, write)
 	call := tr.one("HTTP POST")
