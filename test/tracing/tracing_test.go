@@ -7,6 +7,7 @@ package tracing
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -286,7 +287,12 @@ func TestCommandJoinsItsTraceparent(t *testing.T) {
 		`{"patientId":"pat-1","prescriberId":"dr-1","pharmacyId":"ph-1","medication":{"name":"Amoxicillin","quantity":20}}`)})
 	eventually(t, "requested", func() bool { return status(t, s, urn) == "requested" })
 
-	const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	// A trace of its own on every run: the exporter outlives a test (-count).
+	var tid trace.TraceID
+	var sid trace.SpanID
+	_, _ = rand.Read(tid[:])
+	_, _ = rand.Read(sid[:])
+	traceID, parentID := tid.String(), sid.String()
 	kafkatest.Produce(t, s.Brokers, s.Topics.Commands, kafkatest.Record{Key: []byte(urn), Value: command(urn, "prescription.approve", `{"approvedBy":"dr-1"}`),
 		Headers: map[string]string{"traceparent": "00-" + traceID + "-" + parentID + "-01"}})
 	consume := consumeSpan(t, s, urn, "prescription.approve", "appended")
