@@ -128,7 +128,7 @@ func (m Metadata) AppendJSON(b []byte) []byte {
 	b = appendJSONString(append(b, `,"commandId":`...), m.CommandID)
 	for _, f := range [...]struct{ name, value string }{
 		{`,"commandHash":`, m.CommandHash}, {`,"correlationId":`, m.CorrelationID}, {`,"causationId":`, m.CausationID},
-		{`,"actor":`, m.Actor}, {`,"diagnostic":`, m.Diagnostic},
+		{`,"actor":`, m.Actor}, {`,"diagnostic":`, m.Diagnostic}, {`,"$traceId":`, m.TraceID}, {`,"$spanId":`, m.SpanID},
 	} {
 		if f.value != "" {
 			b = appendJSONString(append(b, f.name...), f.value)
