@@ -6,9 +6,27 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"rxflow/domain"
 	"rxflow/events"
 )
+
+// tracer makes the command path's spans: decode, load, decide and append.
+// They are no-ops until a tracer provider is installed (infra/telemetry).
+var tracer = otel.Tracer("rxflow/commands")
+
+// endSpan ends span, recording err if there is one.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
 
 // ErrConcurrency is returned by EventStore.Append when the stream moved
 // past the expected revision.
@@ -112,7 +130,12 @@ func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 				return Outcome{}, err
 			}
 		}
+		_, span := tracer.Start(ctx, "decide")
 		out, pending, next, err := h.decide(st, env)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("rxflow.outcome", string(out.Kind)), attribute.Bool("rxflow.cached", cached))
+		}
+		endSpan(span, err)
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -120,7 +143,12 @@ func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 		if len(pending) == 0 {
 			return out, nil
 		}
-		pos, err := h.store.Append(ctx, urn, st.last, pending)
+		actx, span := tracer.Start(ctx, "append")
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("rxflow.events", len(pending)), attribute.Int("rxflow.attempt", attempt))
+		}
+		pos, err := h.store.Append(actx, urn, st.last, pending)
+		endSpan(span, err)
 		switch {
 		case errors.Is(err, ErrConcurrency) && attempt < h.maxAttempts:
 			h.cache.drop(urn)
@@ -135,8 +163,13 @@ func (h *Handler) Handle(ctx context.Context, env Envelope) (Outcome, error) {
 	}
 }
 
-func (h *Handler) load(ctx context.Context, urn string) (state, error) {
+func (h *Handler) load(ctx context.Context, urn string) (_ state, err error) {
+	ctx, span := tracer.Start(ctx, "load")
+	defer func() { endSpan(span, err) }()
 	recs, err := h.store.Load(ctx, urn)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("rxflow.events", len(recs)))
+	}
 	if err != nil {
 		return state{}, fmt.Errorf("load %s: %w", urn, err)
 	}

@@ -100,7 +100,9 @@ func NewProcessor(h *Handler, outbox Outbox, cfg ProcessorConfig) *Processor {
 // retried after the next of cfg.DeferDelays, and recorded as refused only
 // once they are spent. A command with a key is never deferred.
 func (p *Processor) Process(ctx context.Context, raw Raw) (Result, error) {
+	_, span := tracer.Start(ctx, "decode")
 	env, err := Decode(raw, p.cfg.MaxBytes)
+	endSpan(span, err)
 	if decErr, ok := errors.AsType[*DecodeError](err); ok {
 		return p.deadLetter(ctx, Result{}, raw, string(decErr.Code), decErr)
 	}

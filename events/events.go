@@ -68,6 +68,12 @@ type Metadata struct {
 	Diagnostic    string    `json:"diagnostic,omitempty"` // internal detail from the command's diagnostic header; never published outside
 	OccurredAt    time.Time `json:"occurredAt"`
 	SchemaVersion int       `json:"schemaVersion"` // the payload's version, per event name: SchemaVersion(name) when written
+	// TraceID and SpanID are the W3C trace context of the append that
+	// stored the event (lowercase hex, 32 and 16 digits), under the keys
+	// the KurrentDB/EventStoreDB clients and Eventuous use; empty when it
+	// was not traced, and in events stored before tracing existed.
+	TraceID string `json:"$traceId,omitempty"`
+	SpanID  string `json:"$spanId,omitempty"`
 }
 
 // Recorded is an event read back from the store.
@@ -122,7 +128,7 @@ func (m Metadata) AppendJSON(b []byte) []byte {
 	b = appendJSONString(append(b, `,"commandId":`...), m.CommandID)
 	for _, f := range [...]struct{ name, value string }{
 		{`,"commandHash":`, m.CommandHash}, {`,"correlationId":`, m.CorrelationID}, {`,"causationId":`, m.CausationID},
-		{`,"actor":`, m.Actor}, {`,"diagnostic":`, m.Diagnostic},
+		{`,"actor":`, m.Actor}, {`,"diagnostic":`, m.Diagnostic}, {`,"$traceId":`, m.TraceID}, {`,"$spanId":`, m.SpanID},
 	} {
 		if f.value != "" {
 			b = appendJSONString(append(b, f.name...), f.value)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/ops"
+	"rxflow/infra/telemetry"
 	"rxflow/service/processor"
 )
 
@@ -33,6 +36,7 @@ const childArg = "-child"
 const (
 	roleRaw       = "raw"
 	roleProcessor = "processor"
+	roleOTLPSink  = "otlp-sink" // an OTLP/HTTP receiver that discards what it gets
 )
 
 // Counters the parent reads from a child's /metrics: the processor's own,
@@ -73,6 +77,13 @@ func childMain(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if *role == roleOTLPSink {
+		if err := runOTLPSink(ctx, log); err != nil {
+			log.Error("child failed", "err", err)
+			return 1
+		}
+		return 0
+	}
 	// The TLS and SASL settings come from the environment the parent set
 	// (kafka.Security.Environ), not from the arguments: they may hold a
 	// password.
@@ -101,6 +112,11 @@ func childMain(args []string) int {
 }
 
 func runProcessor(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic string, partitions int32, conn string) error {
+	stopTracing, err := telemetry.Setup(ctx, "rxflow-bench-processor")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	svc, err := processor.New(processor.Config{
 		Kafka: kcfg, CommandTopic: topic, RejectionTopic: topic + ".rejections", DeadLetterTopic: topic + ".dlq",
 		Partitions: partitions, EventStore: eventstore.Config{ConnectionString: conn, Logger: log},
@@ -177,4 +193,27 @@ func runRaw(ctx context.Context, log *slog.Logger, kcfg kafka.Config, topic, con
 		return err
 	}
 	return nil
+}
+
+// runOTLPSink answers every OTLP/HTTP export with success and discards it:
+// the cost of tracing measured is the exporting process's alone.
+// At exit it says on stderr how many exports and bytes it received.
+func runOTLPSink(ctx context.Context, log *slog.Logger) error {
+	var exports, bytes atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		exports.Add(1)
+		bytes.Add(n)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse: all accepted
+	})
+	srv, err := ops.Listen("127.0.0.1:0", mux)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready", srv.Addr())
+	err = srv.Serve(ctx, log)
+	fmt.Fprintf(os.Stderr, "otlp sink: %d exports, %d bytes received\n", exports.Load(), bytes.Load())
+	return err
 }

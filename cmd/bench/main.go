@@ -55,6 +55,7 @@ type options struct {
 	brokerStop      string // shell commands for the restart phase's outage
 	brokerStart     string
 	only            map[string]bool // phases to run; empty runs all
+	otlpSink        bool            // trace the processor children, exporting to a local OTLP sink
 }
 
 // runs reports whether phase is to run. The restart phase runs only when
@@ -89,6 +90,7 @@ func run(args []string) error {
 	cpuprofile := f.String("cpuprofile", "BENCH_CPUPROFILE", "", "write CPU profiles: this file for the bench process, FILE.<role>.<run> for each child")
 	brokerStop := f.String("broker-stop", "BENCH_BROKER_STOP", "", "restart phase: shell command that stops the Kafka broker (-brokers); with -broker-start, the outage is measured")
 	brokerStart := f.String("broker-start", "BENCH_BROKER_START", "", "restart phase: shell command that starts the broker again and returns once it serves")
+	otlpSink := f.Bool("otlp-sink", false, "turn tracing on in the processor children, exporting over OTLP/HTTP to a local sink process that discards the spans")
 	kafkaSecurity := kafka.SecurityFlags(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -106,7 +108,8 @@ func run(args []string) error {
 	}
 	o := options{brokers: *brokers, security: security, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
 		latencySeconds: *latencySeconds, seedEvents: *seedEvents, seedWriters: *seedWriters, repeat: *runs, dir: *dir, cpuprofile: *cpuprofile,
-		brokerStop: *brokerStop, brokerStart: *brokerStart}
+		brokerStop: *brokerStop, brokerStart: *brokerStart,
+		otlpSink: *otlpSink}
 	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.repeat < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 {
 		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds positive; -seed-events not negative")
 	}
@@ -139,7 +142,16 @@ func run(args []string) error {
 		defer os.RemoveAll(tmp)
 		o.dir = tmp
 	}
-	b := &bench{opts: o, brokers: config.List(o.brokers), quiet: discard()}
+	b := &bench{opts: o, brokers: config.List(o.brokers), quiet: discard(), env: o.security.Environ()}
+	if o.otlpSink {
+		sink, err := startChild(ctx, roleOTLPSink, nil)
+		if err != nil {
+			return err
+		}
+		defer sink.stop()
+		b.env = append(b.env, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+sink.addr, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_TRACES_EXPORTER=otlp")
+		progress("tracing on: the processor children export their spans to the OTLP sink at %s", sink.addr)
+	}
 	if len(b.brokers) == 0 {
 		broker, err := kafkabroker.Start(kafkabroker.Config{Addr: "127.0.0.1:0", Partitions: int32(o.partitions)})
 		if err != nil {
@@ -287,8 +299,12 @@ func (r results) table(o options) string {
 		return fmt.Sprintf("%d µs + %d µs", child.Microseconds(), parent.Microseconds())
 	}
 
-	fmt.Fprintf(&sb, "\n%d commands per run, %d prescriptions in flight, %d partitions, %d seeded events (seeded in %s)\n\n",
-		o.n, o.prescriptions, o.partitions, o.seedEvents, r.seedTook.Round(time.Second))
+	tracing := "tracing as the environment's OTEL_* variables say"
+	if o.otlpSink {
+		tracing = "tracing on: OTLP/HTTP to a local sink"
+	}
+	fmt.Fprintf(&sb, "\n%d commands per run, %d prescriptions in flight, %d partitions, %d seeded events (seeded in %s), %s\n\n",
+		o.n, o.prescriptions, o.partitions, o.seedEvents, r.seedTook.Round(time.Second), tracing)
 	sb.WriteString("| measure | target | measured | status |\n|---|---|---|---|\n")
 	if o.runs("raw") {
 		row("(0) one durable append, one writer: p50 / p99", "—", ms(r.commitP50)+" / "+ms(r.commitP99), "")

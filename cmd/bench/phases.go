@@ -35,6 +35,7 @@ type bench struct {
 	brokers []string
 	runs    int // numbers the topics, groups and prefixes of each run
 	quiet   *slog.Logger
+	env     []string // added to the children's environment: Kafka security, tracing
 }
 
 // consumerRun is one child consuming a backlog.
@@ -79,7 +80,7 @@ func (b *bench) backlog(ctx context.Context, role, conn string, n int) (consumer
 	if err := produceAll(ctx, b.kafka(), topic, cmds); err != nil {
 		return consumerRun{}, err
 	}
-	c, err := startChild(ctx, role, b.opts.security.Environ(), b.childArgs(conn, topic, group, role)...)
+	c, err := startChild(ctx, role, b.env, b.childArgs(conn, topic, group, role)...)
 	if err != nil {
 		return consumerRun{}, err
 	}
@@ -176,7 +177,7 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 	if err := kafka.EnsureTopics(ctx, b.kafka(), int32(b.opts.partitions), topic); err != nil {
 		return latencies{}, err
 	}
-	c, err := startChild(ctx, roleProcessor, b.opts.security.Environ(), b.childArgs(conn, topic, group, "latency")...)
+	c, err := startChild(ctx, roleProcessor, b.env, b.childArgs(conn, topic, group, "latency")...)
 	if err != nil {
 		return latencies{}, err
 	}

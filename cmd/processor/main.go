@@ -15,6 +15,7 @@ import (
 	"rxflow/infra/config"
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
+	"rxflow/infra/telemetry"
 	"rxflow/service/processor"
 )
 
@@ -58,6 +59,11 @@ func run(args []string) error {
 	if err := errors.Join(err, logErr, securityErr, delaysErr); err != nil {
 		return err
 	}
+	stopTracing, err := telemetry.Setup(context.Background(), "rxflow-processor")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	svc, err := processor.New(processor.Config{
 		Kafka:        kafka.Config{Brokers: config.List(*brokers), ConsumerGroup: *group, GroupInstanceID: *instance, Security: security},
 		CommandTopic: *commandTopic, RejectionTopic: *rejectionTopic, DeadLetterTopic: *dlqTopic, RetryTopic: *retryTopic,

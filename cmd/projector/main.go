@@ -22,6 +22,7 @@ import (
 	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
 	"rxflow/infra/partners"
+	"rxflow/infra/telemetry"
 	"rxflow/projections"
 	"rxflow/service/projector"
 )
@@ -80,6 +81,11 @@ func run(ctx context.Context, args []string) error {
 	if err := errors.Join(err, logErr, securityErr, deadlineErr, authErr); err != nil {
 		return err
 	}
+	stopTracing, err := telemetry.Setup(ctx, "rxflow-projector")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	endpoints := partners.Endpoints{}
 	for name, url := range partnerURLs {
 		endpoints[name] = partners.Config{BaseURL: *url, Token: *partnerToken, Logger: log}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"rxflow/infra/config"
+	"rxflow/infra/telemetry"
 	"rxflow/service/projector"
 	"rxflow/service/stack"
 	"rxflow/standin/esdbserver"
@@ -57,6 +58,11 @@ func run(args []string) error {
 	if err := errors.Join(err, logErr, deadlineErr); err != nil {
 		return err
 	}
+	stopTracing, err := telemetry.Setup(context.Background(), "rxflow-stack")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log,
 		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
 		KafkaAddr: *kafkaAddr, ESDBAddr: *esdbAddr, PartnersAddr: *partnersAddr, APIAddr: *apiAddr, ProcessorAddr: *processorAddr})

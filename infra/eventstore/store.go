@@ -26,9 +26,13 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"rxflow/commands"
 	"rxflow/events"
+	"rxflow/infra/telemetry"
 	"rxflow/infra/warm"
 )
 
@@ -231,8 +235,34 @@ func await[T any](ctx context.Context, s *Store, call func(ctx context.Context) 
 	}
 }
 
+// tracer makes the client spans of the store's calls: EventStore-Client-Go
+// v4 takes no gRPC dial option or interceptor, so otelgrpc cannot be
+// attached to it.
+var tracer = otel.Tracer("rxflow/infra/eventstore")
+
+// clientSpan starts the client span of one call to the server, named as the
+// KurrentDB clients name theirs (streams.append, streams.read).
+func (s *Store) clientSpan(ctx context.Context, op, stream string) (context.Context, trace.Span) {
+	ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.DBSystem, telemetry.DBOperation(op), telemetry.DBStream(stream))
+	}
+	return ctx, span
+}
+
+// endSpan ends span, recording err if there is one.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
+}
+
 // Load returns every event of urn's stream, oldest first.
-func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error) {
+func (s *Store) Load(ctx context.Context, urn string) (recs []events.Recorded, err error) {
+	ctx, span := s.clientSpan(ctx, "streams.read", events.StreamName(urn))
+	defer func() { endSpan(span, err) }()
 	return await(ctx, s, func(ctx context.Context) ([]events.Recorded, error) {
 		stream, err := s.client.ReadStream(ctx, events.StreamName(urn), esdb.ReadStreamOptions{From: esdb.Start{}}, ^uint64(0))
 		if err != nil {
@@ -264,10 +294,15 @@ func (s *Store) Load(ctx context.Context, urn string) ([]events.Recorded, error)
 }
 
 // Append writes evs to urn's stream at the expected revision and returns the
-// $all position of the last one.
-func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []events.Pending) (uint64, error) {
+// $all position of the last one. The call's client span (streams.append) is
+// stamped in each event's metadata ($traceId, $spanId), so that a projector
+// handling the event continues the trace.
+func (s *Store) Append(ctx context.Context, urn string, expected int64, evs []events.Pending) (_ uint64, err error) {
+	ctx, span := s.clientSpan(ctx, "streams.append", events.StreamName(urn))
+	defer func() { endSpan(span, err) }()
 	data := make([]esdb.EventData, len(evs))
 	for i, e := range evs {
+		telemetry.StampEvent(ctx, &e.Meta)
 		id, err := uuid.Parse(e.Meta.EventID)
 		if err != nil {
 			return 0, fmt.Errorf("event id %q: %w", e.Meta.EventID, err)

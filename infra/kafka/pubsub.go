@@ -14,6 +14,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"rxflow/infra/telemetry"
 )
 
 // Metadata entries of consumed messages. MetadataKey is also read by the
@@ -65,6 +67,10 @@ func NewPublisher(cfg Config, logger watermill.LoggerAdapter) (message.Publisher
 		Brokers:               cfg.Brokers,
 		Marshaler:             newMarshaler(),
 		OverwriteSaramaConfig: sc,
+		// With tracing on, each record gets a producer span ("<topic>
+		// publish", dnwe/otelsarama), the child of the traceparent in its
+		// headers (telemetry.Inject), whose own context replaces it.
+		OTELEnabled: telemetry.Enabled(),
 	}, logger)
 	slow.Stop()
 	if err != nil {

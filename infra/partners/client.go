@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // Defaults applied by NewClient to zero Config fields.
@@ -142,7 +144,8 @@ type Client struct {
 
 // NewClient validates cfg (after applying defaults) and returns a Client.
 // A nil httpClient gets a default one that does not follow redirects, so a
-// POST is never silently turned into a GET.
+// POST is never silently turned into a GET, and that traces each attempt
+// (otelhttp): a client span, and its traceparent sent to the partner.
 func NewClient(cfg Config, httpClient *http.Client) (*Client, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -150,10 +153,37 @@ func NewClient(cfg Config, httpClient *http.Client) (*Client, error) {
 	}
 	if httpClient == nil {
 		httpClient = &http.Client{
+			Transport:     otelhttp.NewTransport(inMemoryBody{http.DefaultTransport}),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
 	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: httpClient}, nil
+}
+
+// inMemoryBody hands next a request whose body net/http knows to be in
+// memory. otelhttp wraps the body to count it for its metrics; for a body
+// it does not know, net/http writes the headers and the body in two writes
+// (it flushes the headers first), and a process killed between them leaves
+// the partner a request without its body. Partner bodies are small JSON,
+// read and closed here (which ends otelhttp's count), then sent from memory
+// in one write with the headers.
+type inMemoryBody struct{ next http.RoundTripper }
+
+func (t inMemoryBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return t.next.RoundTrip(r)
+	}
+	buf, err := io.ReadAll(r.Body)
+	if closeErr := r.Body.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	r = r.Clone(r.Context())
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(buf)), int64(len(buf))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	return t.next.RoundTrip(r)
 }
 
 // Post sends body as JSON to BaseURL+path with the given Idempotency-Key,

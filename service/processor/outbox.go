@@ -15,6 +15,7 @@ import (
 
 	"rxflow/commands"
 	"rxflow/infra/kafka"
+	"rxflow/infra/telemetry"
 )
 
 // Dead-letter headers, beside the JSON body (commands.DeadLetter), for
@@ -74,7 +75,7 @@ func (o *outbox) publish(topic string, msg *message.Message) error {
 	}
 }
 
-func (o *outbox) Refuse(_ context.Context, m commands.RefusalMessage) error {
+func (o *outbox) Refuse(ctx context.Context, m commands.RefusalMessage) error {
 	// Without HTML escaping the embedded command keeps its size: "<" would
 	// otherwise take six bytes.
 	var buf bytes.Buffer
@@ -89,10 +90,11 @@ func (o *outbox) Refuse(_ context.Context, m commands.RefusalMessage) error {
 	msg.Metadata.Set(HeaderDedupeKey, m.URN+" "+m.CommandID+" "+m.Code) // command ids are scoped to their prescription
 	msg.Metadata.Set(commands.HeaderCommandID, m.CommandID)
 	msg.Metadata.Set(commands.HeaderCorrelationID, m.CorrelationID)
+	telemetry.Inject(ctx, msg.Metadata)
 	return o.publish(o.rejectionTopic, msg)
 }
 
-func (o *outbox) DeadLetter(_ context.Context, raw commands.Raw, code string, cause error) error {
+func (o *outbox) DeadLetter(ctx context.Context, raw commands.Raw, code string, cause error) error {
 	// base64 takes 4 bytes for 3.
 	d := commands.NewDeadLetter(raw, code, cause, o.clock(), (o.maxBytes-headroom)*3/8)
 	body, err := json.Marshal(d)
@@ -113,10 +115,11 @@ func (o *outbox) DeadLetter(_ context.Context, raw commands.Raw, code string, ca
 	msg.Metadata.Set(HeaderDLQTopic, d.Source.Topic)
 	msg.Metadata.Set(HeaderDLQPartition, strconv.Itoa(int(raw.Partition)))
 	msg.Metadata.Set(HeaderDLQOffset, strconv.FormatInt(raw.Offset, 10))
+	telemetry.Inject(ctx, msg.Metadata)
 	return o.publish(o.deadLetterTopic, msg)
 }
 
-func (o *outbox) Defer(_ context.Context, raw commands.Raw, urn string, notBefore time.Time) error {
+func (o *outbox) Defer(ctx context.Context, raw commands.Raw, urn string, notBefore time.Time) error {
 	msg := message.NewMessage(watermill.NewUUID(), raw.Value)
 	maps.Copy(msg.Metadata, raw.Headers)
 	msg.Metadata.Set(kafka.MetadataKey, urn)
@@ -125,6 +128,7 @@ func (o *outbox) Defer(_ context.Context, raw commands.Raw, urn string, notBefor
 	msg.Metadata.Set(HeaderRetrySourceOffset, strconv.FormatInt(raw.Offset, 10))
 	msg.Metadata.Set(HeaderRetryCount, strconv.Itoa(raw.Deferrals+1))
 	msg.Metadata.Set(HeaderRetryNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	telemetry.Inject(ctx, msg.Metadata) // the retry continues this trace
 	return o.publish(o.retryTopic, msg)
 }
 

@@ -21,6 +21,11 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"rxflow/commands"
 	"rxflow/domain"
@@ -28,6 +33,7 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/ops"
+	"rxflow/infra/telemetry"
 	"rxflow/infra/warm"
 )
 
@@ -83,6 +89,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Logger = telemetry.NewLogger(c.Logger) // trace_id and span_id on records logged with a traced context
 }
 
 // Validate reports every problem at once.
@@ -322,11 +329,28 @@ func (s *Service) close() {
 	}
 }
 
+// tracer makes the consume span of each command; commands and the store
+// make its children.
+var tracer = otel.Tracer("rxflow/service/processor")
+
+// consumeSpan starts the span of handling one record, the child of the
+// trace context in its traceparent header, or the root of a new trace.
+// Its attributes are made only when it records.
+func consumeSpan(ctx context.Context, raw commands.Raw) (context.Context, trace.Span) {
+	ctx = telemetry.Extract(ctx, raw.Headers)
+	ctx, span := tracer.Start(ctx, "consume "+raw.Topic, trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingSystemKafka, semconv.MessagingOperationTypeProcess, semconv.MessagingDestinationName(raw.Topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(int(raw.Partition))), semconv.MessagingKafkaOffset(int(raw.Offset)))
+	}
+	return ctx, span
+}
+
 // handle adapts a Kafka message to commands.Processor and records the
 // outcome. rawOf turns the record into the command it carries, waiting
 // first if the command is deferred; it fails only when the processor stops.
 func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) (commands.Raw, error)) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
+	return func(msg *message.Message) (err error) {
 		raw, err := rawOf(msg)
 		if err != nil {
 			return err
@@ -336,20 +360,28 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 			return errDraining
 		}
 		defer s.drain.done()
+		ctx, span := consumeSpan(msg.Context(), raw)
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(otelcodes.Error, err.Error())
+			}
+			span.End()
+		}()
 		start := time.Now()
 		// A shutdown cancels the message's context; the command in hand still
 		// finishes (each store call is bounded) so that its offset commits.
 		var res commands.Result
-		s.warm.Run(func() { res, err = proc.Process(context.WithoutCancel(msg.Context()), raw) })
+		s.warm.Run(func() { res, err = proc.Process(context.WithoutCancel(ctx), raw) })
 		if err != nil {
 			s.metrics.transient.Inc()
 			if errors.Is(err, commands.ErrNewerEvent) {
 				s.metrics.newerEvent.Inc()
-				s.log.Warn("command waits for newer code: its stream holds an event newer than this processor reads (a newer replica wrote it); finish the deploy",
+				s.log.WarnContext(ctx, "command waits for newer code: its stream holds an event newer than this processor reads (a newer replica wrote it); finish the deploy",
 					"topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
 				return err
 			}
-			s.log.Warn("command not processed, will retry", "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
+			s.log.WarnContext(ctx, "command not processed, will retry", "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", err)
 			return err
 		}
 		outcome := string(res.Outcome.Kind)
@@ -358,13 +390,17 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 		case res.DeadLetter != "":
 			outcome = "dead_lettered"
 			s.metrics.deadLetters.WithLabelValues(res.DeadLetter).Inc()
-			s.log.Warn("command dead-lettered", "code", res.DeadLetter, "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset)
+			s.log.WarnContext(ctx, "command dead-lettered", "code", res.DeadLetter, "topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset)
 		case res.Outcome.Kind == commands.Refused:
-			s.log.Info("command refused", append(attrs, "code", res.Outcome.Refusal.Code, "status", res.Outcome.Status, "retries", raw.Deferrals)...)
+			s.log.InfoContext(ctx, "command refused", append(attrs, "code", res.Outcome.Refusal.Code, "status", res.Outcome.Status, "retries", raw.Deferrals)...)
 		case res.Outcome.Kind == commands.Deferred:
-			s.log.Info("keyless command deferred: it may have arrived before its predecessor", append(attrs, "code", res.Outcome.Refusal.Code, "retry", raw.Deferrals+1)...)
+			s.log.InfoContext(ctx, "keyless command deferred: it may have arrived before its predecessor", append(attrs, "code", res.Outcome.Refusal.Code, "retry", raw.Deferrals+1)...)
 		default:
-			s.log.Debug("command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
+			s.log.DebugContext(ctx, "command handled", append(attrs, "outcome", outcome, "status", res.Outcome.Status)...)
+		}
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("rxflow.outcome", outcome), attribute.String("rxflow.command_id", res.Envelope.ID),
+				attribute.String("rxflow.urn", res.Envelope.Command.URN), attribute.String("rxflow.command", string(res.Envelope.Command.Type)))
 		}
 		s.metrics.handled.WithLabelValues(outcome).Inc()
 		s.metrics.latency.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
@@ -414,12 +450,16 @@ func (p poisonPublisher) Publish(_ string, msgs ...*message.Message) error {
 			delete(msg.Metadata, k)
 		}
 		raw, _ := commandRaw(msg)
-		if err := p.s.outbox.DeadLetter(context.Background(), raw, commands.DeadLetterProcessingFailed, errors.New(reason)); err != nil {
+		ctx, span := consumeSpan(context.Background(), raw)
+		span.SetAttributes(attribute.String("rxflow.outcome", "dead_lettered"))
+		err := p.s.outbox.DeadLetter(ctx, raw, commands.DeadLetterProcessingFailed, errors.New(reason))
+		span.End()
+		if err != nil {
 			return err
 		}
 		p.s.metrics.handled.WithLabelValues("dead_lettered").Inc()
 		p.s.metrics.deadLetters.WithLabelValues(commands.DeadLetterProcessingFailed).Inc()
-		p.s.log.Error("command kept failing while the store and broker were healthy: dead-lettered", "code", commands.DeadLetterProcessingFailed,
+		p.s.log.ErrorContext(ctx, "command kept failing while the store and broker were healthy: dead-lettered", "code", commands.DeadLetterProcessingFailed,
 			"topic", raw.Topic, "partition", raw.Partition, "offset", raw.Offset, "err", reason)
 	}
 	return nil

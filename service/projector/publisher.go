@@ -7,6 +7,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"rxflow/infra/kafka"
+	"rxflow/infra/telemetry"
 	"rxflow/projections"
 )
 
@@ -29,7 +30,7 @@ type publisher struct {
 	pub message.Publisher
 }
 
-func (p publisher) Publish(_ context.Context, msgs ...projections.Outbound) error {
+func (p publisher) Publish(ctx context.Context, msgs ...projections.Outbound) error {
 	for _, o := range msgs {
 		msg := message.NewMessage(o.ID, o.Payload)
 		for k, v := range o.Headers {
@@ -43,6 +44,7 @@ func (p publisher) Publish(_ context.Context, msgs ...projections.Outbound) erro
 		msg.Metadata.Set(HeaderCETime, o.Time.UTC().Format(time.RFC3339Nano))
 		msg.Metadata.Set(HeaderCESpecVersion, "1.0")
 		msg.Metadata.Set(HeaderContentType, "application/json")
+		telemetry.Inject(ctx, msg.Metadata)
 		if err := p.pub.Publish(o.Topic, msg); err != nil {
 			return err
 		}

@@ -195,7 +195,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.lag = projections.NewLagTracker(checkpoints, time.Now)
 	for _, p := range projectors {
-		s.runners = append(s.runners, projections.NewRunner(s.store, p, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
+		s.runners = append(s.runners, projections.NewRunner(s.store, traced{p}, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
 	}
 	s.readers = s.runners[0]
 	workflow, _ := domain.Prescriptions.WithDeadlines(cfg.Deadlines.After) // checked by Validate

@@ -93,6 +93,7 @@ type Call struct {
 	Status         int             `json:"status"`  // status answered (the client may have hung up during latency)
 	Replay         bool            `json:"replay"`  // answered from the idempotency store
 	Reason         string          `json:"reason,omitempty"`
+	Traceparent    string          `json:"traceparent,omitempty"` // the W3C traceparent header received, if any
 }
 
 // stored is the original answer for an accepted idempotency key.
@@ -273,7 +274,7 @@ func (s *Sim) partnerHandler(p Partner, validate func(map[string]any) []string) 
 
 		s.mu.Lock()
 		st := s.state[p]
-		call := Call{IdempotencyKey: key, At: time.Now()}
+		call := Call{IdempotencyKey: key, At: time.Now(), Traceparent: r.Header.Get("traceparent")}
 		if key != "" {
 			st.seenKeys[key]++
 			call.Attempt = st.seenKeys[key]
@@ -292,7 +293,7 @@ func (s *Sim) partnerHandler(p Partner, validate func(map[string]any) []string) 
 		s.mu.Unlock()
 
 		s.log.Info("partnersim: request", "partner", p, "idempotency_key", key,
-			"attempt", call.Attempt, "status", ans.status, "replay", ans.replay, "reason", call.Reason)
+			"attempt", call.Attempt, "status", ans.status, "replay", ans.replay, "reason", call.Reason, "traceparent", call.Traceparent)
 
 		if latency > 0 {
 			t := time.NewTimer(latency)
