@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -174,14 +175,24 @@ func (a *api) limitParam(w http.ResponseWriter, r *http.Request, allowed ...stri
 		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
 		return 0, false
 	}
-	limit := readmodel.DefaultLimit
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > readmodel.MaxLimit {
-			a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit %q is not a number in 1..%d", v, readmodel.MaxLimit))
-			return 0, false
-		}
-		limit = n
+	limit, err := limitOf(q, readmodel.DefaultLimit)
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		return 0, false
 	}
 	return limit, true
+}
+
+// limitOf reads the query's limit, a number in 1..readmodel.MaxLimit; def
+// when it is absent.
+func limitOf(q url.Values, def int) (int, error) {
+	if !q.Has("limit") {
+		return def, nil
+	}
+	v := q.Get("limit")
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > readmodel.MaxLimit {
+		return 0, fmt.Errorf("limit %q is not a number in 1..%d", v, readmodel.MaxLimit)
+	}
+	return n, nil
 }

@@ -400,14 +400,12 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("unknown status %q (one of %v)", f.Status, domain.Statuses))
 		return
 	}
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > readmodel.MaxLimit {
-			a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit %q is not a number in 1..%d", v, readmodel.MaxLimit))
-			return
-		}
-		f.Limit = n
+	limit, err := limitOf(q, 0)
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
 	}
+	f.Limit = limit
 	// A pharmacy lists its own prescriptions only: its pharmacyId filter
 	// is forced, and asking for another pharmacy's finds nothing.
 	pharmacy, ok := a.scope(w, r)

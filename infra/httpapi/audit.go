@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"rxflow/domain"
@@ -48,14 +47,12 @@ func (a *api) accessLog(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if v := q.Get("limit"); q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > readmodel.MaxLimit {
-			a.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit %q is not a number in 1..%d", v, readmodel.MaxLimit))
-			return
-		}
-		f.Limit = n
+	limit, err := limitOf(q, 0)
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
 	}
+	f.Limit = limit
 	page, err := a.access.Query(r.Context(), f)
 	if err != nil {
 		a.queryFailed(w, r, err)
