@@ -165,12 +165,11 @@ func secureHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// signedIn runs h for a request with a live session, naming its holder as
-// the actor (operator.WithActor); others are sent to the sign-in page.
+// signedIn runs h for a request with a live session; others are sent to
+// the sign-in page.
 func (c *console) signedIn(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		actor, ok := c.session(r)
-		if !ok {
+		if _, ok := c.session(r); !ok {
 			if r.Method != http.MethodGet {
 				c.errorPage(w, r, http.StatusUnauthorized, "Your session has ended: sign in again.")
 				return
@@ -178,8 +177,14 @@ func (c *console) signedIn(h http.HandlerFunc) http.HandlerFunc {
 			http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 			return
 		}
-		h(w, r.WithContext(operator.WithActor(r.Context(), actor)))
+		h(w, r)
 	}
+}
+
+// actor names the session's holder, for the record of an action.
+func (c *console) actor(r *http.Request) string {
+	s, _ := c.sessionOf(r)
+	return s.actor
 }
 
 func (c *console) session(r *http.Request) (string, bool) {

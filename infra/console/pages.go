@@ -16,7 +16,6 @@ import (
 
 	"rxflow/commands"
 	"rxflow/domain"
-	"rxflow/infra/operator"
 	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
@@ -269,7 +268,7 @@ func (c *console) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PostFormValue("id")
-	act, _, err := c.cfg.Operator.Retry(r.Context(), operator.Actor(r), id)
+	act, _, err := c.cfg.Operator.Retry(r.Context(), c.actor(r), id)
 	switch {
 	case errors.Is(err, projections.ErrNoSuchEffect):
 		c.errorPage(w, r, http.StatusNotFound, "No effect "+strconv.Quote(id)+".")
@@ -293,7 +292,7 @@ func (c *console) redrive(w http.ResponseWriter, r *http.Request) {
 		v := strings.ReplaceAll(r.PostFormValue("value"), "\r\n", "\n") // browsers send textarea lines with CRLF
 		edited = &v
 	}
-	act, err := c.cfg.Operator.Redrive(r.Context(), operator.Actor(r), id, edited)
+	act, err := c.cfg.Operator.Redrive(r.Context(), c.actor(r), id, edited)
 	switch {
 	case errors.Is(err, readmodel.ErrNoSuchRecord):
 		c.errorPage(w, r, http.StatusNotFound, "No dead letter "+strconv.Quote(id)+".")

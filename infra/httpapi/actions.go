@@ -67,7 +67,6 @@ func (a *api) post(h http.HandlerFunc) http.HandlerFunc {
 			a.fail(w, http.StatusForbidden, "forbidden", "only the operator role may act")
 			return
 		}
-		r = r.WithContext(operator.WithActor(r.Context(), caller.Subject))
 		if _, err := query(r); err != nil {
 			a.fail(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
@@ -76,10 +75,16 @@ func (a *api) post(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// actor names the caller of an action in its record: its subject.
+func actor(r *http.Request) string {
+	caller, _ := CallerFrom(r.Context())
+	return caller.Subject
+}
+
 // retry answers POST /effects/{projector}/{eventId}/retry.
 func (a *api) retry(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("projector") + "/" + r.PathValue("eventId")
-	act, e, err := a.ops.Retry(r.Context(), operator.Actor(r), id)
+	act, e, err := a.ops.Retry(r.Context(), actor(r), id)
 	switch {
 	case errors.Is(err, projections.ErrNoSuchEffect):
 		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no effect %q", id))
@@ -112,7 +117,7 @@ func (a *api) redrive(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, http.StatusBadRequest, "bad_request", `the body must be empty or a JSON object {"value": "<command text>"}`)
 		return
 	}
-	act, err := a.ops.Redrive(r.Context(), operator.Actor(r), r.PathValue("id"), body.Value)
+	act, err := a.ops.Redrive(r.Context(), actor(r), r.PathValue("id"), body.Value)
 	switch {
 	case errors.Is(err, readmodel.ErrNoSuchRecord):
 		a.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("no dead letter %q", r.PathValue("id")))
