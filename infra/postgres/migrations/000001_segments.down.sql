@@ -1,0 +1,2 @@
+DROP TABLE checkpoints;
+DROP TABLE segment_leases;

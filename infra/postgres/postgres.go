@@ -1,0 +1,119 @@
+// Package postgres is the PostgreSQL adapter of the read side: the read
+// model, the reactors' ledger, the projectors' checkpoints and the segment
+// leases of projector instances that share the work, all in one database,
+// chosen by a connection string (-database, DATABASE_URL). Without one, the
+// projector keeps its embedded stores (SQLite and Pebble).
+//
+// Writes for a segment are fenced: each runs in a transaction that first
+// checks, under a shared row lock, that the lease's token is still the
+// segment's (see fence), so an instance that lost its lease writes nothing.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+
+	"github.com/golang-migrate/migrate/v4"
+	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"rxflow/projections"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is a PostgreSQL database holding the read side.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at url (a libpq connection string or URL,
+// e.g. postgres://user:pass@host:5432/db) and migrates its schema to this
+// version's. Migrations are versioned (migrations/*.sql) and run under an
+// advisory lock, so instances that start at once do not race: the others
+// wait, then find nothing left to do. A database whose schema is newer than
+// this code's is refused.
+func Open(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connection string: %w", redact(err))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := migrateUp(pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &DB{pool: pool}, nil
+}
+
+// SchemaVersion is the migration this code's schema ends at.
+const SchemaVersion = 1
+
+func migrateUp(pool *pgxpool.Pool) error {
+	src, err := iofs.New(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	driver, err := migratepgx.WithInstance(stdlib.OpenDBFromPool(pool), &migratepgx.Config{MigrationsTable: "schema_migrations"})
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "pgx5", driver)
+	if err != nil {
+		driver.Close()
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	defer m.Close() // gives its connection back to the pool
+	upErr := m.Up() // under the advisory lock
+	if errors.Is(upErr, migrate.ErrNoChange) {
+		upErr = nil
+	}
+	if version, dirty, err := m.Version(); err == nil && (version > SchemaVersion || dirty) {
+		return fmt.Errorf("postgres: schema version %d (dirty %v) is not this code's %d: a newer or failed migration ran", version, dirty, SchemaVersion)
+	}
+	if upErr != nil {
+		return fmt.Errorf("postgres: migrate to version %d: %w", SchemaVersion, upErr)
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (db *DB) Close() { db.pool.Close() }
+
+// Pool is the connection pool, for tests and benchmarks.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// fence checks, inside tx, that l is still the lease of its segment, and
+// holds a shared lock on the lease's row until tx ends, so a claim by
+// another instance waits for tx and then sees its writes. A lease that was
+// claimed since is projections.ErrLeaseLost, and tx must be rolled back.
+// projections.Whole is never fenced.
+func fence(ctx context.Context, tx pgx.Tx, l projections.Lease) error {
+	if l == projections.Whole {
+		return nil
+	}
+	var token int64
+	err := tx.QueryRow(ctx, `SELECT token FROM segment_leases WHERE segment = $1 FOR SHARE`, l.Segment).Scan(&token)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && token != l.Token) {
+		return fmt.Errorf("segment %d token %d: %w", l.Segment, l.Token, projections.ErrLeaseLost)
+	}
+	return err
+}
+
+// redact keeps the connection string, and so its password, out of an error.
+func redact(err error) error {
+	if _, ok := errors.AsType[*pgconn.ParseConfigError](err); ok {
+		return errors.New("cannot parse it (its text is not repeated here: it may hold a password)")
+	}
+	return err
+}

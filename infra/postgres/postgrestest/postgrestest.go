@@ -1,0 +1,58 @@
+// Package postgrestest gives tests a fresh PostgreSQL database of their own
+// on the server named by RXFLOW_TEST_POSTGRES, a connection URL of a role
+// that may create databases, e.g.
+// postgres://rxflow:rxflow@127.0.0.1:5432/postgres?sslmode=disable.
+// Without it, the tests that need PostgreSQL say they are skipped; CI
+// always sets it (.ci/run).
+package postgrestest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Env names the variable holding the server's connection URL.
+const Env = "RXFLOW_TEST_POSTGRES"
+
+// URL creates an empty database for t, dropped when t ends, and returns its
+// connection URL. It skips t when Env is unset.
+func URL(t testing.TB) string {
+	t.Helper()
+	admin := os.Getenv(Env)
+	if admin == "" {
+		t.Skipf("%s is not set: this PostgreSQL test is skipped", Env)
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("postgrestest: %s is not a URL: %v", Env, err)
+	}
+	name := "rxflow_test_" + rand.Text()[:16]
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("postgrestest: connect to %s: %v", Env, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("postgrestest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Errorf("postgrestest: connect to drop %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("postgrestest: drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return fmt.Sprint(u)
+}
