@@ -56,8 +56,23 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	return &DB{pool: pool}, nil
 }
 
-// SchemaVersion is the migration this code's schema ends at.
-const SchemaVersion = 1
+// SchemaVersion is the version this code's schema ends at: its last
+// migration's, from the migrations' file names (NNNNNN_name.up.sql).
+var SchemaVersion = func() uint {
+	src, err := iofs.New(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded files are malformed: a build defect
+	}
+	defer src.Close()
+	v, err := src.First()
+	for err == nil {
+		var next uint
+		if next, err = src.Next(v); err == nil {
+			v = next
+		}
+	}
+	return v
+}()
 
 func migrateUp(pool *pgxpool.Pool) error {
 	src, err := iofs.New(migrations, "migrations")

@@ -40,7 +40,7 @@ func TestOpenMigratesOnceWhenInstancesStartTogether(t *testing.T) {
 	if err := db.pool.QueryRow(context.Background(), `SELECT version, dirty FROM schema_migrations`).Scan(&version, &dirty); err != nil {
 		t.Fatal(err)
 	}
-	if version != SchemaVersion || dirty {
+	if version != int(SchemaVersion) || dirty {
 		t.Errorf("schema version %d dirty %v, want %d clean", version, dirty, SchemaVersion)
 	}
 }
@@ -51,7 +51,7 @@ func TestOpenRefusesANewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.pool.Exec(context.Background(), `UPDATE schema_migrations SET version = $1`, SchemaVersion+1); err != nil {
+	if _, err := db.pool.Exec(context.Background(), `UPDATE schema_migrations SET version = $1`, int(SchemaVersion)+1); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
