@@ -41,3 +41,49 @@ func TestRefusalTooLargeIsNotAnOutage(t *testing.T) {
 		t.Fatalf("%d refusals published", len(got))
 	}
 }
+
+// A record of the retry topic is trusted only when this processor could have
+// written it; any other is handled at once as the record it is, so no
+// record, forged or corrupt, can hold a retry partition.
+func TestDeferredRawTrustsOnlyItsOwnRecords(t *testing.T) {
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	delays := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+	own := func(edit func(h map[string]string)) commands.Raw {
+		h := map[string]string{
+			HeaderRetrySourceTopic:     commands.TopicCommands,
+			HeaderRetrySourcePartition: "3",
+			HeaderRetrySourceOffset:    "42",
+			HeaderRetryCount:           "2",
+			HeaderRetryNotBefore:       now.Add(2 * time.Second).Format(time.RFC3339Nano),
+			"command-id":               "c-1",
+		}
+		if edit != nil {
+			edit(h)
+		}
+		return commands.Raw{Topic: commands.TopicRetry, Partition: 0, Offset: 7, Value: []byte(`{}`), Headers: h}
+	}
+
+	raw, due := deferredRaw(own(nil), commands.TopicCommands, delays, now)
+	if raw.Topic != commands.TopicCommands || raw.Partition != 3 || raw.Offset != 42 || raw.Deferrals != 2 ||
+		!due.Equal(now.Add(2*time.Second)) || raw.Headers["command-id"] != "c-1" || raw.Headers[HeaderRetryCount] != "" {
+		t.Fatalf("own record: %+v due %v, want the original coordinates, 2 deferrals, due in 2s, retry headers removed", raw, due)
+	}
+
+	for name, edit := range map[string]func(h map[string]string){
+		"due beyond the longest delay": func(h map[string]string) { h[HeaderRetryNotBefore] = now.Add(time.Hour).Format(time.RFC3339Nano) },
+		"count beyond the delays":      func(h map[string]string) { h[HeaderRetryCount] = "4" },
+		"count zero":                   func(h map[string]string) { h[HeaderRetryCount] = "0" },
+		"another source topic":         func(h map[string]string) { h[HeaderRetrySourceTopic] = "elsewhere" },
+		"no due time":                  func(h map[string]string) { delete(h, HeaderRetryNotBefore) },
+		"malformed partition":          func(h map[string]string) { h[HeaderRetrySourcePartition] = "x" },
+		"partition beyond int32":       func(h map[string]string) { h[HeaderRetrySourcePartition] = "4294967296" },
+		"malformed offset":             func(h map[string]string) { h[HeaderRetrySourceOffset] = "-" },
+	} {
+		rec := own(edit)
+		raw, due := deferredRaw(rec, commands.TopicCommands, delays, now)
+		if !due.IsZero() || raw.Topic != commands.TopicRetry || raw.Offset != 7 || raw.Deferrals != 0 {
+			t.Errorf("%s: got %s/%d-%d with %d deferrals due %v, want the record itself, handled at once",
+				name, raw.Topic, raw.Partition, raw.Offset, raw.Deferrals, due)
+		}
+	}
+}
