@@ -86,20 +86,26 @@ type AccessPage struct {
 // SQLite database (AccessLogFile), not in the read model's: the read model
 // is disposable (a rebuild replaces its file), the access log is not, and
 // a separate file keeps its writes off the read-model projection's write
-// lock and transactions. Safe for concurrent use.
-//
-// One writer goroutine commits the records: those that arrive while it
-// commits go together in the next transaction (group commit), so
-// concurrent callers share an fsync instead of queueing for one each.
+// lock and transactions. Safe for concurrent use. Records are committed by
+// an AccessWriter (group commit).
 type AccessLog struct {
 	db   *sql.DB
 	path string
 	// insertAccess and insertURN are prepared once, at open.
 	insertAccess, insertURN *sql.Stmt
-	queue                   chan *pendingAccess // unbuffered: a send succeeds only while the writer runs
-	quit                    chan struct{}       // closed by Close
-	done                    chan struct{}       // closed when the writer has stopped
-	once                    sync.Once
+	w                       *AccessWriter
+}
+
+// AccessWriter commits access records for an access log: one writer
+// goroutine takes the records that arrive while it commits and commits them
+// together in its next transaction (group commit, at most 256 records), so
+// concurrent callers share an fsync instead of queueing for one each.
+type AccessWriter struct {
+	commit func(ctx context.Context, batch []Access) ([]int64, error)
+	queue  chan *pendingAccess // unbuffered: a send succeeds only while the writer runs
+	quit   chan struct{}       // closed by Close
+	done   chan struct{}       // closed when the writer has stopped
+	once   sync.Once
 }
 
 // pendingAccess is a record waiting for its commit.
@@ -119,6 +125,88 @@ const accessCommitTimeout = 10 * time.Second
 // ErrAccessLogClosed is returned by Record once the log is closed.
 var ErrAccessLogClosed = errors.New("readmodel: access log closed")
 
+// NewAccessWriter starts a writer committing batches with commit, which
+// must write every record of batch in one transaction and return their
+// ids, in batch order (or an error, and write none). Close stops it.
+func NewAccessWriter(commit func(ctx context.Context, batch []Access) (ids []int64, err error)) *AccessWriter {
+	w := &AccessWriter{commit: commit, queue: make(chan *pendingAccess), quit: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Record appends a, with its urns, and returns its id once it is committed
+// (durable). a.ID is ignored; a.At must be set. ctx bounds the wait for the
+// writer to take the record; once taken, Record waits for its commit
+// (bounded by the writer's own timeout, 10 s), so that a record is never
+// written for a caller that was told it was not. ErrAccessLogClosed after
+// Close.
+func (w *AccessWriter) Record(ctx context.Context, a Access) (int64, error) {
+	if a.At.IsZero() {
+		return 0, errors.New("readmodel: access record without a time")
+	}
+	p := &pendingAccess{a: a, saved: make(chan struct{})}
+	select {
+	case w.queue <- p:
+	case <-w.quit:
+		return 0, ErrAccessLogClosed
+	case <-ctx.Done():
+		return 0, fmt.Errorf("readmodel: record access: %w", ctx.Err())
+	}
+	<-p.saved
+	if p.err != nil {
+		return 0, fmt.Errorf("readmodel: record access: %w", p.err)
+	}
+	return p.id, nil
+}
+
+// Close stops the writer once the records it has taken are committed.
+func (w *AccessWriter) Close() {
+	w.once.Do(func() { close(w.quit) })
+	<-w.done
+}
+
+// run commits the records sent to queue, each batch in one transaction,
+// until quit.
+func (w *AccessWriter) run() {
+	defer close(w.done)
+	for {
+		var batch []*pendingAccess
+		select {
+		case p := <-w.queue:
+			batch = append(batch, p)
+		case <-w.quit:
+			return
+		}
+	more:
+		for len(batch) < maxAccessBatch {
+			select {
+			case p := <-w.queue:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		records := make([]Access, len(batch))
+		for i, p := range batch {
+			records[i] = p.a
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), accessCommitTimeout)
+		ids, err := w.commit(ctx, records)
+		cancel()
+		if err == nil && len(ids) != len(batch) {
+			err = fmt.Errorf("%d ids for %d records", len(ids), len(batch))
+		}
+		for i, p := range batch {
+			if err != nil {
+				p.err = err
+			} else {
+				p.id = ids[i]
+			}
+			close(p.saved)
+		}
+	}
+}
+
 // OpenAccessLog opens (creating if needed) the access log at path; "" or
 // ":memory:" is a private in-memory log. A file runs in WAL mode with
 // synchronous=FULL: a record Record returned for survives a crash.
@@ -131,7 +219,7 @@ func OpenAccessLog(path string) (*AccessLog, error) {
 		db.Close()
 		return nil, fmt.Errorf("readmodel: open access log %q: %w", path, err)
 	}
-	l := &AccessLog{db: db, path: path, queue: make(chan *pendingAccess), quit: make(chan struct{}), done: make(chan struct{})}
+	l := &AccessLog{db: db, path: path}
 	if l.insertAccess, err = db.Prepare(`INSERT INTO access_log (at, subject, role, pharmacy_id, method, route, status, outcome)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`); err == nil {
 		l.insertURN, err = db.Prepare("INSERT INTO access_log_urns (access_id, ord, urn) VALUES (?, ?, ?)")
@@ -140,7 +228,13 @@ func OpenAccessLog(path string) (*AccessLog, error) {
 		db.Close()
 		return nil, fmt.Errorf("readmodel: open access log %q: %w", path, err)
 	}
-	go l.writer()
+	l.w = NewAccessWriter(func(ctx context.Context, batch []Access) (ids []int64, err error) {
+		err = withTx(ctx, l.db, func(tx *sql.Tx) error {
+			ids, err = l.insert(ctx, tx, batch)
+			return err
+		})
+		return ids, err
+	})
 	return l, nil
 }
 
@@ -150,93 +244,38 @@ func (l *AccessLog) Path() string { return l.path }
 // Close stops the writer, once the records it has taken are committed, and
 // closes the database.
 func (l *AccessLog) Close() error {
-	l.once.Do(func() { close(l.quit) })
-	<-l.done
+	l.w.Close()
 	return l.db.Close()
 }
 
-// Record appends a, with its urns, and returns its id once it is committed
-// (durable). a.ID is ignored; a.At must be set. ctx bounds the wait for the
-// writer to take the record; once taken, Record waits for its commit
-// (bounded by the writer's own timeout), so that a record is never written
-// for a caller that was told it was not. ErrAccessLogClosed after Close.
-func (l *AccessLog) Record(ctx context.Context, a Access) (int64, error) {
-	if a.At.IsZero() {
-		return 0, errors.New("readmodel: access record without a time")
-	}
-	p := &pendingAccess{a: a, saved: make(chan struct{})}
-	select {
-	case l.queue <- p:
-	case <-l.quit:
-		return 0, ErrAccessLogClosed
-	case <-ctx.Done():
-		return 0, fmt.Errorf("readmodel: record access: %w", ctx.Err())
-	}
-	<-p.saved
-	if p.err != nil {
-		return 0, fmt.Errorf("readmodel: record access: %w", p.err)
-	}
-	return p.id, nil
-}
+// Record appends a: see AccessWriter.Record.
+func (l *AccessLog) Record(ctx context.Context, a Access) (int64, error) { return l.w.Record(ctx, a) }
 
-// writer commits the records sent to queue, each batch in one transaction,
-// until quit.
-func (l *AccessLog) writer() {
-	defer close(l.done)
-	for {
-		var batch []*pendingAccess
-		select {
-		case p := <-l.queue:
-			batch = append(batch, p)
-		case <-l.quit:
-			return
-		}
-	more:
-		for len(batch) < maxAccessBatch {
-			select {
-			case p := <-l.queue:
-				batch = append(batch, p)
-			default:
-				break more
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), accessCommitTimeout)
-		err := withTx(ctx, l.db, func(tx *sql.Tx) error { return l.insert(ctx, tx, batch) })
-		cancel()
-		for _, p := range batch {
-			if err != nil {
-				p.id, p.err = 0, err
-			}
-			close(p.saved)
-		}
-	}
-}
-
-// insert inserts batch in tx, setting each record's id.
-func (l *AccessLog) insert(ctx context.Context, tx *sql.Tx, batch []*pendingAccess) error {
+// insert inserts batch in tx and returns the records' ids.
+func (l *AccessLog) insert(ctx context.Context, tx *sql.Tx, batch []Access) ([]int64, error) {
 	rec, urns := tx.StmtContext(ctx, l.insertAccess), tx.StmtContext(ctx, l.insertURN)
-	for _, p := range batch {
-		a := p.a
+	ids := make([]int64, len(batch))
+	for i, a := range batch {
 		res, err := rec.ExecContext(ctx, a.At.UnixNano(), a.Subject, a.Role, a.PharmacyID, a.Method, a.Route, a.Status, a.Outcome)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if p.id, err = res.LastInsertId(); err != nil {
-			return err
+		if ids[i], err = res.LastInsertId(); err != nil {
+			return nil, err
 		}
-		for i, urn := range a.URNs {
-			if _, err := urns.ExecContext(ctx, p.id, i, urn); err != nil {
-				return err
+		for j, urn := range a.URNs {
+			if _, err := urns.ExecContext(ctx, ids[i], j, urn); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return ids, nil
 }
 
 // Query returns the records matching f, newest first, one page at a time;
 // ErrInvalidFilter for a bad limit or cursor.
 func (l *AccessLog) Query(ctx context.Context, f AccessFilter) (AccessPage, error) {
-	limit, before, err := checkAccessFilter(f)
+	limit, before, err := CheckAccessFilter(f)
 	if err != nil {
 		return AccessPage{}, err
 	}
@@ -274,7 +313,7 @@ func (l *AccessLog) Query(ctx context.Context, f AccessFilter) (AccessPage, erro
 	}
 	if len(page.Records) > limit {
 		page.Records = page.Records[:limit]
-		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(page.Records[limit-1].ID, 10)))
+		page.NextCursor = AccessCursor(page.Records[limit-1].ID)
 	}
 	if err := l.fillURNs(ctx, page.Records); err != nil {
 		return AccessPage{}, fmt.Errorf("readmodel: query access log: %w", err)
@@ -327,9 +366,16 @@ func (l *AccessLog) fillURNs(ctx context.Context, records []Access) error {
 	return rows.Err()
 }
 
-// checkAccessFilter returns the page size and the id to list before (0:
-// from the newest).
-func checkAccessFilter(f AccessFilter) (limit int, before int64, err error) {
+// AccessCursor is the cursor of the page after a record id: the next page
+// lists the records older than it.
+func AccessCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(id, 10)))
+}
+
+// CheckAccessFilter returns f's page size (DefaultLimit when 0) and the id
+// to list before (0: from the newest), or ErrInvalidFilter for a limit
+// outside 0..MaxLimit or a cursor that AccessCursor did not make.
+func CheckAccessFilter(f AccessFilter) (limit int, before int64, err error) {
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		return 0, 0, fmt.Errorf("%w: limit %d outside 0..%d", ErrInvalidFilter, f.Limit, MaxLimit)
 	}
