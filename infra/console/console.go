@@ -34,6 +34,7 @@ import (
 
 	"rxflow/domain"
 	"rxflow/infra/operator"
+	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
 
@@ -66,6 +67,20 @@ type ReadModel interface {
 	Checkpoint(ctx context.Context) (uint64, error)
 }
 
+// Operations is what the console reads of the operations store.
+type Operations interface {
+	// CountSince counts the dead letters and refusals that happened at or
+	// after since.
+	CountSince(ctx context.Context, since time.Time) (deadLetters, refusals int, err error)
+	// DeadLetters returns up to limit dead letters, the latest consumed first.
+	DeadLetters(ctx context.Context, limit int) ([]readmodel.DeadLetterRow, error)
+	// Actions returns up to limit operator actions, the latest, oldest
+	// first: every action if urn is "", else those concerning urn.
+	Actions(ctx context.Context, urn string, limit int) ([]readmodel.OperatorAction, error)
+}
+
+var _ Operations = (*readmodel.Operations)(nil)
+
 // Lag is one projector's lag, for the overview.
 type Lag struct {
 	Projector string
@@ -85,10 +100,13 @@ type Config struct {
 	History   projections.History
 	Ledger    projections.Ledger
 	Operator  *operator.Actions
-	Outbound  projections.OutboundTopics
-	Lag       func() []Lag
-	Clock     func() time.Time // default time.Now
-	Logger    *slog.Logger     // default slog.Default()
+	// Operations is the operations store the pages read:
+	// readmodel.Operations or postgres.Operations.
+	Operations Operations
+	Outbound   projections.OutboundTopics
+	Lag        func() []Lag
+	Clock      func() time.Time // default time.Now
+	Logger     *slog.Logger     // default slog.Default()
 }
 
 type console struct {
@@ -107,8 +125,9 @@ type session struct {
 
 // NewHandler returns the console's handler, for requests under Prefix.
 func NewHandler(cfg Config) (http.Handler, error) {
-	if cfg.Verify == nil || cfg.ReadModel == nil || cfg.History == nil || cfg.Ledger == nil || cfg.Operator == nil || cfg.Lag == nil {
-		return nil, errors.New("console: Verify, ReadModel, History, Ledger, Operator and Lag are required")
+	if cfg.Verify == nil || cfg.ReadModel == nil || cfg.History == nil || cfg.Ledger == nil || cfg.Operator == nil || cfg.Operations == nil ||
+		cfg.Lag == nil {
+		return nil, errors.New("console: Verify, ReadModel, History, Ledger, Operator, Operations and Lag are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now

@@ -76,7 +76,7 @@ func (c *console) overview(w http.ResponseWriter, r *http.Request) {
 		total += stats[s]
 	}
 	since := c.cfg.Clock().Add(-time.Hour)
-	dls, refusals, err := c.cfg.Operator.Store().CountSince(ctx, since)
+	dls, refusals, err := c.cfg.Operations.CountSince(ctx, since)
 	if err != nil {
 		c.failed(w, r, err)
 		return
@@ -171,7 +171,7 @@ func (c *console) prescription(w http.ResponseWriter, r *http.Request) {
 		c.failed(w, r, err)
 		return
 	}
-	actions, err := c.cfg.Operator.Store().Actions(ctx, urn, readmodel.MaxLimit)
+	actions, err := c.cfg.Operations.Actions(ctx, urn, readmodel.MaxLimit)
 	if err != nil {
 		c.failed(w, r, err)
 		return
@@ -233,7 +233,7 @@ func (c *console) operations(w http.ResponseWriter, r *http.Request) {
 		c.failed(w, r, err)
 		return
 	}
-	rows, err := c.cfg.Operator.Store().DeadLetters(ctx, readmodel.DefaultLimit)
+	rows, err := c.cfg.Operations.DeadLetters(ctx, readmodel.DefaultLimit)
 	if err != nil {
 		c.failed(w, r, err)
 		return
@@ -242,7 +242,7 @@ func (c *console) operations(w http.ResponseWriter, r *http.Request) {
 	for i, d := range rows {
 		dls[i] = deadLetterViewOf(d)
 	}
-	actions, err := c.cfg.Operator.Store().Actions(ctx, "", readmodel.DefaultLimit)
+	actions, err := c.cfg.Operations.Actions(ctx, "", readmodel.DefaultLimit)
 	if err != nil {
 		c.failed(w, r, err)
 		return

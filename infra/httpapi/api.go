@@ -88,9 +88,23 @@ type Config struct {
 	Now         func() time.Time // the access records' clock; default time.Now
 	// Operator serves the operator routes (retry, redrive, dead letters,
 	// operator actions) and adds operatorActions to the history; without
-	// it those routes are 404s.
+	// it those routes are 404s. With it, Operations is required.
 	Operator *operator.Actions
+	// Operations is the operations store the operator routes and the
+	// history read: readmodel.Operations or postgres.Operations.
+	Operations Operations
 }
+
+// Operations is what the API reads of the operations store.
+type Operations interface {
+	// DeadLetters returns up to limit dead letters, the latest consumed first.
+	DeadLetters(ctx context.Context, limit int) ([]readmodel.DeadLetterRow, error)
+	// Actions returns up to limit operator actions, the latest, oldest
+	// first: every action if urn is "", else those concerning urn.
+	Actions(ctx context.Context, urn string, limit int) ([]readmodel.OperatorAction, error)
+}
+
+var _ Operations = (*readmodel.Operations)(nil)
 
 // ReadModel is what the API reads: the read model's queries, the checkpoint
 // their answers reflect, and the wait for it. The read-model projection
@@ -121,6 +135,7 @@ type api struct {
 	parked  projections.ParkedEffects
 	access  AccessLog
 	ops     *operator.Actions
+	opsLog  Operations
 }
 
 // NewHandler returns the query API's handler (routes and answers in
@@ -144,6 +159,9 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 	if cfg.WaitTimeout < 0 {
 		errs = append(errs, fmt.Errorf("httpapi: wait timeout %v is negative", cfg.WaitTimeout))
 	}
+	if cfg.Operator != nil && cfg.Operations == nil {
+		errs = append(errs, errors.New("httpapi: the operator routes need the operations store"))
+	}
 	if rm == nil || h == nil || parked == nil {
 		errs = append(errs, errors.New("httpapi: the read model, history and parked effects are required"))
 	}
@@ -151,7 +169,7 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 		return nil, err
 	}
 	a := &api{timeout: cmp.Or(cfg.WaitTimeout, DefaultWaitTimeout), log: cmp.Or(cfg.Logger, slog.Default()), rm: rm, history: h, parked: parked,
-		access: cfg.AccessLog, ops: cfg.Operator}
+		access: cfg.AccessLog, ops: cfg.Operator, opsLog: cfg.Operations}
 	guard, err := NewGuard(cfg.Auth, cfg.AccessLog, a.log, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -504,7 +522,7 @@ func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
 		}
 		body := historyBody{URN: urn, Events: entries}
 		if a.ops != nil {
-			if body.OperatorActions, err = a.ops.Store().Actions(r.Context(), urn, readmodel.MaxLimit); err != nil {
+			if body.OperatorActions, err = a.opsLog.Actions(r.Context(), urn, readmodel.MaxLimit); err != nil {
 				a.internal(w, r, err)
 				return
 			}

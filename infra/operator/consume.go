@@ -16,13 +16,24 @@ import (
 	"rxflow/infra/readmodel"
 )
 
+// Inbox is where Consume stores the records it reads. Each add stores its
+// record unless one with the same id (its partition and offset) is stored
+// already, so that a redelivery, to this instance or to another one of the
+// consumer group, stores nothing new.
+type Inbox interface {
+	AddDeadLetter(ctx context.Context, d readmodel.DeadLetterRow) error
+	AddRefusal(ctx context.Context, r readmodel.RefusalRow) error
+}
+
+var _ Inbox = (*readmodel.Operations)(nil)
+
 // Consume stores every record of the dead-letter topic and of the refusals
 // topic in store, keyed by partition and offset, until ctx ends. A record
 // is acknowledged once stored; one that cannot be stored is not
 // acknowledged, so Kafka delivers it again. A dead-letter record that is not
 // a dead letter is kept with code "unreadable" and its bytes; a refusal that
 // is not a refusal is logged and counted with code "unreadable".
-func Consume(ctx context.Context, sub message.Subscriber, deadLetterTopic, refusalTopic string, store *readmodel.Operations, log *slog.Logger) error {
+func Consume(ctx context.Context, sub message.Subscriber, deadLetterTopic, refusalTopic string, store Inbox, log *slog.Logger) error {
 	dls, err := sub.Subscribe(ctx, deadLetterTopic)
 	if err != nil {
 		return fmt.Errorf("operator: subscribe %s: %w", deadLetterTopic, err)

@@ -1,9 +1,10 @@
 // Package operator is what operators may do about what went wrong, for the
 // query API and the console alike: retry a parked partner call, redrive a
 // dead letter to the command topic, and the record of every such action
-// (who, what, when, result) in the operations store
-// (readmodel.Operations). It also consumes the dead-letter and refusals
-// topics into that store, so that the projector can show them.
+// (who, what, when, result) in the operations store (Store:
+// readmodel.Operations on SQLite, postgres.Operations on PostgreSQL). It
+// also consumes the dead-letter and refusals topics into that store
+// (Inbox), so that the projector can show them.
 package operator
 
 import (
@@ -40,9 +41,26 @@ const (
 // readmodel.ErrNoSuchRecord.
 var ErrNotRedrivable = errors.New("dead letter cannot be redriven as is")
 
+// Store is the operations store as the actions use it.
+type Store interface {
+	// DeadLetter returns the dead letter id; readmodel.ErrNoSuchRecord if none.
+	DeadLetter(ctx context.Context, id string) (readmodel.DeadLetterRow, error)
+	// ClaimRedrive marks dead letter id as redriven by r, once: a later
+	// claim, by any instance, gets the first one's Redrive and
+	// readmodel.ErrAlreadyRedriven; readmodel.ErrNoSuchRecord for an
+	// unknown id.
+	ClaimRedrive(ctx context.Context, id string, r readmodel.Redrive) (readmodel.Redrive, error)
+	// ReleaseRedrive undoes commandID's claim on dead letter id.
+	ReleaseRedrive(ctx context.Context, id, commandID string) error
+	// RecordAction appends a and returns it with its Seq.
+	RecordAction(ctx context.Context, a readmodel.OperatorAction) (readmodel.OperatorAction, error)
+}
+
+var _ Store = (*readmodel.Operations)(nil)
+
 // Config of Actions.
 type Config struct {
-	Store        *readmodel.Operations
+	Store        Store
 	Reactors     projections.ReactorDeps // ledger, history and partners, for retries
 	Publisher    projections.Publisher   // to the command topic, for redrives
 	CommandTopic string
@@ -65,9 +83,6 @@ func New(cfg Config) *Actions {
 	}
 	return &Actions{cfg: cfg}
 }
-
-// Store is where actions, dead letters and refusals are kept.
-func (a *Actions) Store() *readmodel.Operations { return a.cfg.Store }
 
 // Retry retries the parked effect id ("<reaction>/<event id>") on behalf of
 // actor and records the action, whatever its result, unless no effect has

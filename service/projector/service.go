@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -108,9 +109,10 @@ type Service struct {
 	log       *slog.Logger
 	store     *eventstore.Store
 	readModel *readmodel.Store
-	ops       *readmodel.Operations
+	ops       operationsStore
 	sub       message.Subscriber
-	accessLog *readmodel.AccessLog
+	accessLog httpapi.AccessLog
+	closers   []io.Closer // the operations store and access log this service opened
 	auth      *httpapi.Authenticator
 	ledger    *ledger.Ledger
 	pub       message.Publisher
@@ -119,6 +121,16 @@ type Service struct {
 	scheduler *projections.DeadlineScheduler
 	lag       *projections.LagTracker
 	http      *ops.Server
+}
+
+// operationsStore is the operations store as the service uses it: consumed
+// into, acted on, read by the API and the console. readmodel.Operations
+// (SQLite, in the data directory) or postgres.Operations.
+type operationsStore interface {
+	operator.Inbox
+	operator.Store
+	httpapi.Operations
+	console.Operations
 }
 
 // validateTables checks the workflow table, which the projections fold
@@ -156,12 +168,16 @@ func New(cfg Config) (*Service, error) {
 	if s.readModel, err = readmodel.Open(filepath.Join(cfg.DataDir, "readmodel.db")); err != nil {
 		return nil, err
 	}
-	if s.accessLog, err = readmodel.OpenAccessLog(filepath.Join(cfg.DataDir, readmodel.AccessLogFile)); err != nil {
+	accessLog, err := readmodel.OpenAccessLog(filepath.Join(cfg.DataDir, readmodel.AccessLogFile))
+	if err != nil {
 		return nil, err
 	}
-	if s.ops, err = readmodel.OpenOperations(filepath.Join(cfg.DataDir, "operations.db")); err != nil {
+	s.accessLog, s.closers = accessLog, append(s.closers, accessLog)
+	operations, err := readmodel.OpenOperations(filepath.Join(cfg.DataDir, "operations.db"))
+	if err != nil {
 		return nil, err
 	}
+	s.ops, s.closers = operations, append(s.closers, operations)
 	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
 		return nil, err
 	}
@@ -214,12 +230,13 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("projector: query API: %w", err)
 	}
 	actions := operator.New(operator.Config{Store: s.ops, Reactors: deps, Publisher: publisher{s.pub}, CommandTopic: cfg.CommandTopic, Logger: cfg.Logger})
-	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.accessLog, Logger: cfg.Logger, Operator: actions}, s.readModel, s.store, s.ledger)
+	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.accessLog, Logger: cfg.Logger, Operator: actions,
+		Operations: s.ops}, s.readModel, s.store, s.ledger)
 	if err != nil {
 		return nil, err
 	}
 	ui, err := console.NewHandler(console.Config{Verify: consoleVerifier(s.auth), ReadModel: s.readModel, History: s.store,
-		Ledger: s.ledger, Operator: actions, Outbound: cfg.Outbound, Lag: s.lagReport, Logger: cfg.Logger})
+		Ledger: s.ledger, Operator: actions, Operations: s.ops, Outbound: cfg.Outbound, Lag: s.lagReport, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -351,11 +368,8 @@ func (s *Service) close() {
 	if s.readModel != nil {
 		errs = append(errs, s.readModel.Close())
 	}
-	if s.ops != nil {
-		errs = append(errs, s.ops.Close())
-	}
-	if s.accessLog != nil {
-		errs = append(errs, s.accessLog.Close())
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
 	}
 	if s.ledger != nil {
 		errs = append(errs, s.ledger.Close())
