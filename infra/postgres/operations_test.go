@@ -4,9 +4,24 @@ import (
 	"context"
 	"testing"
 
+	"rxflow/infra/console"
+	"rxflow/infra/httpapi"
+	"rxflow/infra/operator"
 	"rxflow/infra/opstest"
 	"rxflow/infra/postgres"
 	"rxflow/infra/postgres/postgrestest"
+)
+
+// The stores plug into every place that uses an operations store or an
+// access log.
+var (
+	_ operator.Store     = (*postgres.Operations)(nil)
+	_ operator.Inbox     = (*postgres.Operations)(nil)
+	_ httpapi.Operations = (*postgres.Operations)(nil)
+	_ console.Operations = (*postgres.Operations)(nil)
+	_ opstest.Operations = (*postgres.Operations)(nil)
+	_ httpapi.AccessLog  = (*postgres.AccessLog)(nil)
+	_ opstest.AccessLog  = (*postgres.AccessLog)(nil)
 )
 
 // open connects to url as another projector instance would: a pool of its
