@@ -28,8 +28,8 @@ type AccessLog struct {
 	w    *readmodel.AccessWriter
 }
 
-// AccessLog returns an access log writing into db, with its own writer;
-// Close stops the writer (not db).
+// AccessLog returns an access log writing into db, with a writer of its
+// own; close it (which stops the writer, not db) before db.
 func (db *DB) AccessLog() *AccessLog {
 	l := &AccessLog{pool: db.pool}
 	l.w = readmodel.NewAccessWriter(l.insert)
