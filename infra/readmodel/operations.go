@@ -223,19 +223,24 @@ var ErrNoSuchRecord = errors.New("no such record")
 func (o *Operations) ClaimRedrive(ctx context.Context, id string, r Redrive) (Redrive, error) {
 	o.writeMu.Lock()
 	defer o.writeMu.Unlock()
-	res, err := o.db.ExecContext(ctx, `UPDATE dead_letters SET redrive_command_id = ?, redrive_at = ?, redrive_by = ?
-		WHERE id = ? AND redrive_command_id IS NULL`, r.CommandID, r.At.UnixNano(), r.By, id)
-	if err != nil {
-		return Redrive{}, fmt.Errorf("operations store: claim redrive of %s: %w", id, err)
+	for {
+		res, err := o.db.ExecContext(ctx, `UPDATE dead_letters SET redrive_command_id = ?, redrive_at = ?, redrive_by = ?
+			WHERE id = ? AND redrive_command_id IS NULL`, r.CommandID, r.At.UnixNano(), r.By, id)
+		if err != nil {
+			return Redrive{}, fmt.Errorf("operations store: claim redrive of %s: %w", id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return r, err
+		}
+		d, err := o.DeadLetter(ctx, id)
+		if err != nil {
+			return Redrive{}, err
+		}
+		if d.Redrive != nil {
+			return *d.Redrive, ErrAlreadyRedriven
+		}
+		// Released in between, through another handle on the file: claim again.
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return r, err
-	}
-	d, err := o.DeadLetter(ctx, id)
-	if err != nil {
-		return Redrive{}, err
-	}
-	return *d.Redrive, ErrAlreadyRedriven
 }
 
 // ReleaseRedrive undoes the claim commandID holds on dead letter id: its
