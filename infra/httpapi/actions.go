@@ -142,7 +142,7 @@ func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := a.opsLog.DeadLetters(r.Context(), limit)
+	rows, err := a.opsStore.DeadLetters(r.Context(), limit)
 	if err != nil {
 		a.internal(w, r, err)
 		return
@@ -164,7 +164,7 @@ func (a *api) operatorActions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	items, err := a.opsLog.Actions(r.Context(), r.URL.Query().Get("urn"), limit)
+	items, err := a.opsStore.Actions(r.Context(), r.URL.Query().Get("urn"), limit)
 	if err != nil {
 		a.internal(w, r, err)
 		return

@@ -135,7 +135,7 @@ type api struct {
 	parked  projections.ParkedEffects
 	access  AccessLog
 	ops     *operator.Actions
-	opsLog  Operations
+	opsStore  Operations
 }
 
 // NewHandler returns the query API's handler (routes and answers in
@@ -169,7 +169,7 @@ func NewHandler(cfg Config, rm ReadModel, h projections.History, parked projecti
 		return nil, err
 	}
 	a := &api{timeout: cmp.Or(cfg.WaitTimeout, DefaultWaitTimeout), log: cmp.Or(cfg.Logger, slog.Default()), rm: rm, history: h, parked: parked,
-		access: cfg.AccessLog, ops: cfg.Operator, opsLog: cfg.Operations}
+		access: cfg.AccessLog, ops: cfg.Operator, opsStore: cfg.Operations}
 	guard, err := NewGuard(cfg.Auth, cfg.AccessLog, a.log, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -522,7 +522,7 @@ func (a *api) historyOf(w http.ResponseWriter, r *http.Request) {
 		}
 		body := historyBody{URN: urn, Events: entries}
 		if a.ops != nil {
-			if body.OperatorActions, err = a.opsLog.Actions(r.Context(), urn, readmodel.MaxLimit); err != nil {
+			if body.OperatorActions, err = a.opsStore.Actions(r.Context(), urn, readmodel.MaxLimit); err != nil {
 				a.internal(w, r, err)
 				return
 			}
