@@ -128,14 +128,14 @@ type ReadModel interface {
 var _ ReadModel = (*readmodel.Store)(nil)
 
 type api struct {
-	timeout time.Duration
-	log     *slog.Logger
-	rm      ReadModel
-	history projections.History
-	parked  projections.ParkedEffects
-	access  AccessLog
-	ops     *operator.Actions
-	opsStore  Operations
+	timeout  time.Duration
+	log      *slog.Logger
+	rm       ReadModel
+	history  projections.History
+	parked   projections.ParkedEffects
+	access   AccessLog
+	ops      *operator.Actions
+	opsStore Operations
 }
 
 // NewHandler returns the query API's handler (routes and answers in
