@@ -94,6 +94,16 @@ type ReadModel interface {
 	Checkpoint(ctx context.Context) (uint64, error)
 }
 
+// ReadModelBatch is a ReadModel that applies several events in one
+// transaction, for the runner's batches (BatchHandler).
+type ReadModelBatch interface {
+	// ApplyBatch folds recs, in $all order, into their rows and moves the
+	// checkpoint to the last one, in one transaction: all or nothing.
+	// Events at or before the checkpoint are ignored; a refusal
+	// (domain.Refused) changes no row and only moves the checkpoint.
+	ApplyBatch(ctx context.Context, recs []events.Recorded) error
+}
+
 // ParkedEffects lists the partner calls that failed after all their
 // attempts, or whose follow-up command was refused (status EffectParked),
 // oldest first: visible through the API.

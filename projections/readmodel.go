@@ -37,6 +37,20 @@ func (p *ReadModelProjector) Handle(ctx context.Context, rec events.Recorded) er
 	return p.rm.Apply(ctx, rec)
 }
 
+// HandleBatch implements BatchHandler: in one transaction when the store
+// is a ReadModelBatch, else event by event.
+func (p *ReadModelProjector) HandleBatch(ctx context.Context, recs []events.Recorded) error {
+	if b, ok := p.rm.(ReadModelBatch); ok {
+		return b.ApplyBatch(ctx, recs)
+	}
+	for _, rec := range recs {
+		if err := p.Handle(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SaveCheckpoint implements Projector.
 func (p *ReadModelProjector) SaveCheckpoint(ctx context.Context, pos uint64) error {
 	return p.rm.SaveCheckpoint(ctx, pos)

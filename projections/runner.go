@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -25,12 +26,25 @@ type Projector interface {
 	SaveCheckpoint(ctx context.Context, position uint64) error
 }
 
+// BatchHandler is a Projector that can take several events at once (the
+// read model: one transaction for many events is what makes it fast). The
+// runner hands it the events already received, never waiting for more, at
+// most RunnerConfig.MaxBatch.
+type BatchHandler interface {
+	Projector
+	// HandleBatch handles recs (at least one, in $all order) as Handle would
+	// each. After an error it may have handled some of them; the runner
+	// resubscribes from Checkpoint, and handling one again has no new effect.
+	HandleBatch(ctx context.Context, recs []events.Recorded) error
+}
+
 // RunnerConfig tunes a Runner. Zero values take the defaults.
 type RunnerConfig struct {
 	MinBackoff      time.Duration // first wait before resubscribing; default 100ms
 	MaxBackoff      time.Duration // default 10s
 	CheckpointEvery int           // save the checkpoint after this many events; default 256
 	CheckpointIdle  time.Duration // and when no event came for this long; default 200ms
+	MaxBatch        int           // events per HandleBatch of a BatchHandler; default 256; 1 hands them one by one
 	Logger          *slog.Logger
 	Lag             *LagTracker // optional: reports how far behind the projector is
 }
@@ -59,6 +73,7 @@ func NewRunner(feed Feed, p Projector, cfg RunnerConfig) *Runner {
 	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 10*time.Second)
 	cfg.CheckpointEvery = cmp.Or(cfg.CheckpointEvery, 256)
 	cfg.CheckpointIdle = cmp.Or(cfg.CheckpointIdle, 200*time.Millisecond)
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 256)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -119,7 +134,14 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, err error) {
 	}
 	defer sub.Close()
 	c := &cursor{r: r, saved: from, handled: from}
-	msgs, dropped := receive(ctx, sub)
+	c.batch, _ = r.p.(BatchHandler)
+	queue := 0
+	if c.batch != nil && r.cfg.MaxBatch > 1 {
+		queue = r.cfg.MaxBatch // read ahead, so that a batch finds events waiting
+	} else {
+		c.batch = nil
+	}
+	msgs, dropped := receive(ctx, sub, queue)
 	err = c.follow(ctx, msgs, dropped)
 	return c.progressed, err
 }
@@ -138,10 +160,11 @@ func (r *Runner) subscribe(ctx context.Context) (Subscription, uint64, error) {
 	return sub, from, nil
 }
 
-// receive passes sub's messages on until ctx ends; the error that drops the
-// subscription arrives on the second channel.
-func receive(ctx context.Context, sub Subscription) (<-chan Message, <-chan error) {
-	msgs := make(chan Message)
+// receive passes sub's messages on until ctx ends, up to queue of them
+// ahead of the reader; the error that drops the subscription arrives on
+// the second channel.
+func receive(ctx context.Context, sub Subscription, queue int) (<-chan Message, <-chan error) {
+	msgs := make(chan Message, queue)
 	dropped := make(chan error, 1)
 	go func() {
 		for {
@@ -165,10 +188,11 @@ func receive(ctx context.Context, sub Subscription) (<-chan Message, <-chan erro
 // events or CheckpointIdle.
 type cursor struct {
 	r          *Runner
-	saved      uint64 // the stored checkpoint
-	handled    uint64 // the last position handled: an event, or a checkpoint without one
-	unsaved    int    // events handled since the checkpoint was saved
-	progressed bool   // an event was handled
+	batch      BatchHandler // nil: events are handled one by one
+	saved      uint64       // the stored checkpoint
+	handled    uint64       // the last position handled: an event, or a checkpoint without one
+	unsaved    int          // events handled since the checkpoint was saved
+	progressed bool         // an event was handled
 }
 
 // follow applies messages until the subscription drops, a step fails or ctx
@@ -187,12 +211,60 @@ func (c *cursor) follow(ctx context.Context, msgs <-chan Message, dropped <-chan
 			err = c.save(ctx)
 		case m := <-msgs:
 			idle.Reset(c.r.cfg.CheckpointIdle)
-			err = c.apply(ctx, m)
+			err = c.take(ctx, m, msgs)
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// take applies m and, for a BatchHandler, the events already waiting
+// behind it, in batches of at most MaxBatch; the first message that is not
+// a decoded event ends a batch and is applied after it.
+func (c *cursor) take(ctx context.Context, m Message, msgs <-chan Message) error {
+	for {
+		if c.batch == nil || m.Event == nil || m.DecodeErr != nil {
+			return c.apply(ctx, m)
+		}
+		recs := []events.Recorded{*m.Event}
+		var next *Message
+	collect:
+		for len(recs) < c.r.cfg.MaxBatch {
+			select {
+			case n := <-msgs:
+				if n.Event == nil || n.DecodeErr != nil {
+					next = &n
+					break collect
+				}
+				recs = append(recs, *n.Event)
+			default: // nothing waiting: never wait to fill a batch
+				break collect
+			}
+		}
+		if err := c.handleBatch(ctx, recs); err != nil || next == nil {
+			return err
+		}
+		m = *next
+	}
+}
+
+// handleBatch is handle for several events, through HandleBatch.
+func (c *cursor) handleBatch(ctx context.Context, recs []events.Recorded) error {
+	recs = slices.DeleteFunc(recs, func(rec events.Recorded) bool { return rec.Position <= c.handled })
+	if len(recs) == 0 {
+		return nil
+	}
+	last := recs[len(recs)-1]
+	if err := c.batch.HandleBatch(ctx, recs); err != nil {
+		return errors.Join(fmt.Errorf("handle %d events up to %s@%d: %w", len(recs), last.URN, last.Revision, err), c.save(ctx))
+	}
+	c.progressed = true
+	c.moveTo(last.Position)
+	if c.unsaved += len(recs); c.unsaved >= c.r.cfg.CheckpointEvery {
+		return c.save(ctx)
+	}
+	return nil
 }
 
 // apply takes one message: an event is handled; a checkpoint moves the

@@ -14,6 +14,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
@@ -31,7 +32,10 @@ var migrations embed.FS
 
 // DB is a PostgreSQL database holding the read side.
 type DB struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	progress  progress
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 // Open connects to the database at url (a libpq connection string or URL,
@@ -53,7 +57,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool}, nil
+	return &DB{pool: pool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
 }
 
 // SchemaVersion is the version this code's schema ends at: its last
@@ -102,8 +106,11 @@ func migrateUp(pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Close closes the connections.
-func (db *DB) Close() { db.pool.Close() }
+// Close closes the connections and wakes WaitFor callers.
+func (db *DB) Close() {
+	db.closeOnce.Do(func() { close(db.closed) })
+	db.pool.Close()
+}
 
 // Pool is the connection pool, for tests and benchmarks.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }

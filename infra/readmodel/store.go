@@ -411,7 +411,7 @@ func (s *Store) List(ctx context.Context, f projections.Filter) (projections.Pag
 	}
 	if len(page.Rows) > limit {
 		page.Rows = page.Rows[:limit]
-		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page.Rows[limit-1].URN))
+		page.NextCursor = Cursor(page.Rows[limit-1].URN)
 	}
 	return page, nil
 }

@@ -1,0 +1,466 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"rxflow/domain"
+	"rxflow/events"
+	"rxflow/infra/readmodel"
+	"rxflow/projections"
+)
+
+// The read model's statements, derived from the columns infra/readmodel
+// declares (readmodel.Columns), so both stores hold the same rows.
+var (
+	rmColumns   = readmodel.ColumnNames()
+	rmSelectSQL = "SELECT " + strings.Join(rmColumns, ", ") + " FROM prescriptions"
+	rmUpsertSQL = func() string {
+		params := make([]string, len(rmColumns))
+		set := make([]string, 0, len(rmColumns)-1)
+		for i, c := range rmColumns {
+			params[i] = "$" + strconv.Itoa(i+1)
+			if i > 0 {
+				set = append(set, c+" = excluded."+c)
+			}
+		}
+		return "INSERT INTO prescriptions (" + strings.Join(rmColumns, ", ") + ") VALUES (" + strings.Join(params, ", ") +
+			") ON CONFLICT (" + rmColumns[0] + ") DO UPDATE SET " + strings.Join(set, ", ")
+	}()
+)
+
+// saveCheckpointSQL moves (projector, segment)'s checkpoint forward only.
+const saveCheckpointSQL = `INSERT INTO checkpoints (projector, segment, position) VALUES ($1, $2, $3)
+	ON CONFLICT (projector, segment) DO UPDATE SET position = excluded.position
+	WHERE excluded.position > checkpoints.position`
+
+// ReadModel is the read model's write side bound to one segment lease
+// (projections.ReadModel): its writes are fenced by the lease, and its
+// checkpoint is the row (readmodel.Projector, lease.Segment) of checkpoints.
+// Made by DB.ReadModel; the queries are on DB.Queries.
+type ReadModel struct {
+	db    *DB
+	lease projections.Lease
+}
+
+var (
+	_ projections.ReadModel      = (*ReadModel)(nil)
+	_ projections.ReadModelBatch = (*ReadModel)(nil)
+)
+
+// ReadModel returns the read model's write side for lease.
+func (db *DB) ReadModel(lease projections.Lease) *ReadModel { return &ReadModel{db: db, lease: lease} }
+
+// Apply implements projections.ReadModel: ApplyBatch of rec alone.
+func (m *ReadModel) Apply(ctx context.Context, rec events.Recorded) error {
+	return m.ApplyBatch(ctx, []events.Recorded{rec})
+}
+
+// ApplyBatch implements projections.ReadModelBatch: it folds recs (in $all
+// order) into their rows and deadlines and moves the segment's checkpoint
+// to the last one, in one fenced transaction: all or nothing. Events at or
+// before the checkpoint are ignored; a refusal only moves the checkpoint.
+// Every rec needs a URN in the lease's segment and a decoded event. Errors:
+// projections.ErrLeaseLost (nothing written), or the database's.
+func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) error {
+	for _, rec := range recs {
+		if rec.URN == "" || rec.Event == nil {
+			return fmt.Errorf("postgres: read model: event at position %d lacks a URN or a decoded event", rec.Position)
+		}
+		if rec.Position > math.MaxInt64 || rec.Revision > math.MaxInt64 {
+			return fmt.Errorf("postgres: read model: event at position %d: position or revision out of range", rec.Position)
+		}
+		if !m.lease.Covers(rec.URN) {
+			return fmt.Errorf("postgres: read model: %s is not in segment %d of %d", rec.URN, m.lease.Segment, m.lease.Count)
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	var last uint64
+	err := m.db.write(ctx, m.lease, func(tx pgx.Tx) error {
+		cp, err := checkpointOf(ctx, tx, readmodel.Projector, m.lease.Segment, true)
+		if err != nil {
+			return err
+		}
+		var todo []events.Recorded
+		urns := map[string]bool{}
+		for _, rec := range recs {
+			if rec.Position > max(cp, last) {
+				todo = append(todo, rec)
+				last = rec.Position
+				if _, refused := rec.Event.(domain.Refused); !refused {
+					urns[rec.URN] = true
+				}
+			}
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		rows, err := m.rowsOf(ctx, tx, urns)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		var order []string // urns in the order their rows were first changed
+		seen := map[string]bool{}
+		for _, rec := range todo {
+			if _, refused := rec.Event.(domain.Refused); refused {
+				continue
+			}
+			row, ok := rows[rec.URN]
+			if !ok {
+				row = &projections.Row{}
+				rows[rec.URN] = row
+			}
+			if !seen[rec.URN] {
+				seen[rec.URN] = true
+				order = append(order, rec.URN)
+			}
+			before := row.Status
+			projections.FoldRow(row, rec)
+			queueDeadlines(b, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
+		}
+		for _, urn := range order {
+			args, err := readmodel.RowArgs(nil, rows[urn])
+			if err != nil {
+				return err
+			}
+			b.Queue(rmUpsertSQL, args...)
+		}
+		b.Queue(saveCheckpointSQL, readmodel.Projector, m.lease.Segment, int64(last))
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: read model: apply %d events from position %d: %w", len(recs), recs[0].Position, err)
+	}
+	m.db.moved()
+	return nil
+}
+
+// rowsOf reads the rows of urns that exist.
+func (m *ReadModel) rowsOf(ctx context.Context, tx pgx.Tx, urns map[string]bool) (map[string]*projections.Row, error) {
+	out := make(map[string]*projections.Row, len(urns))
+	if len(urns) == 0 {
+		return out, nil
+	}
+	keys := make([]string, 0, len(urns))
+	for urn := range urns {
+		keys = append(keys, urn)
+	}
+	rows, err := tx.Query(ctx, rmSelectSQL+" WHERE urn = ANY($1)", keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := readmodel.ScanRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[r.URN] = &r
+	}
+	return out, rows.Err()
+}
+
+// queueDeadlines queues what one event does to its prescription's waiting
+// deadlines: the one that passed ends; a status change cancels every
+// waiting one and starts those of the new state.
+func queueDeadlines(b *pgx.Batch, c projections.DeadlineChange) {
+	if c.Passed != nil {
+		b.Queue("DELETE FROM deadlines WHERE urn = $1 AND deadline = $2 AND since = $3", c.URN, c.Passed.Deadline, c.Passed.Since)
+	}
+	if c.CancelAll {
+		b.Queue("DELETE FROM deadlines WHERE urn = $1", c.URN)
+	}
+	for _, w := range c.Start {
+		b.Queue("INSERT INTO deadlines (urn, deadline, since, started_at) VALUES ($1, $2, $3, $4)", w.URN, w.Deadline, w.Since, w.StartedAt.UnixNano())
+	}
+}
+
+// SaveCheckpoint implements projections.ReadModel: the segment's checkpoint
+// moves to position if that is further, fenced by the lease.
+func (m *ReadModel) SaveCheckpoint(ctx context.Context, position uint64) error {
+	if err := m.db.saveCheckpoint(ctx, m.lease, readmodel.Projector, position); err != nil {
+		return fmt.Errorf("postgres: read model: %w", err)
+	}
+	m.db.moved()
+	return nil
+}
+
+// Checkpoint implements projections.ReadModel: the $all position of the
+// segment's last event applied; 0 if none.
+func (m *ReadModel) Checkpoint(ctx context.Context) (uint64, error) {
+	cp, err := checkpointOf(ctx, m.db.pool, readmodel.Projector, m.lease.Segment, false)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: read model: checkpoint: %w", err)
+	}
+	return cp, nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// checkpointOf reads (projector, segment)'s checkpoint; 0 if none. forUpdate
+// locks its row until the transaction ends.
+func checkpointOf(ctx context.Context, q querier, projector string, segment int, forUpdate bool) (uint64, error) {
+	sql := "SELECT position FROM checkpoints WHERE projector = $1 AND segment = $2"
+	if forUpdate {
+		sql += " FOR UPDATE"
+	}
+	var pos int64
+	err := q.QueryRow(ctx, sql, projector, segment).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(pos), err
+}
+
+// saveCheckpoint moves (projector, lease.Segment)'s checkpoint forward to
+// position in a fenced transaction.
+func (db *DB) saveCheckpoint(ctx context.Context, lease projections.Lease, projector string, position uint64) error {
+	if position > math.MaxInt64 {
+		return fmt.Errorf("checkpoint %d out of range", position)
+	}
+	return db.write(ctx, lease, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, saveCheckpointSQL, projector, lease.Segment, int64(position))
+		return err
+	})
+}
+
+// write runs fn in a transaction fenced by lease, committing if it
+// returns nil.
+func (db *DB) write(ctx context.Context, lease projections.Lease, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := fence(ctx, tx, lease); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// Queries is the read model's query side over every segment
+// (httpapi.ReadModel, projections.DueDeadlines). Made by DB.Queries.
+type Queries struct{ db *DB }
+
+var _ projections.DueDeadlines = (*Queries)(nil)
+
+// Queries returns the read model's query side.
+func (db *DB) Queries() *Queries { return &Queries{db: db} }
+
+// Get returns urn's row, or an error matching projections.ErrNotFound.
+func (q *Queries) Get(ctx context.Context, urn string) (projections.Row, error) {
+	row, err := readmodel.ScanRow(q.db.pool.QueryRow(ctx, rmSelectSQL+" WHERE urn = $1", urn))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return projections.Row{}, fmt.Errorf("postgres: prescription %q: %w", urn, projections.ErrNotFound)
+	}
+	if err != nil {
+		return projections.Row{}, fmt.Errorf("postgres: get %q: %w", urn, err)
+	}
+	return row, nil
+}
+
+// List returns the rows matching f, ordered by urn (bytewise), one page at
+// a time, with the SQLite store's cursors (readmodel.Cursor); a bad limit,
+// cursor or status is readmodel.ErrInvalidFilter.
+func (q *Queries) List(ctx context.Context, f projections.Filter) (projections.Page, error) {
+	limit, after, err := readmodel.CheckFilter(f)
+	if err != nil {
+		return projections.Page{}, err
+	}
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, val string }{
+		{"status", string(f.Status)}, {"patient_id", f.PatientID}, {"pharmacy_id", f.PharmacyID},
+	} {
+		if c.val != "" {
+			args = append(args, c.val)
+			where = append(where, c.col+" = $"+strconv.Itoa(len(args)))
+		}
+	}
+	if f.Cursor != "" {
+		args = append(args, after)
+		where = append(where, "urn > $"+strconv.Itoa(len(args)))
+	}
+	sql := rmSelectSQL
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit+1) // one more tells whether a next page exists
+	sql += " ORDER BY urn LIMIT $" + strconv.Itoa(len(args))
+	rows, err := q.db.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return projections.Page{}, fmt.Errorf("postgres: list: %w", err)
+	}
+	defer rows.Close()
+	var page projections.Page
+	for rows.Next() {
+		r, err := readmodel.ScanRow(rows)
+		if err != nil {
+			return projections.Page{}, fmt.Errorf("postgres: list: %w", err)
+		}
+		page.Rows = append(page.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return projections.Page{}, fmt.Errorf("postgres: list: %w", err)
+	}
+	if len(page.Rows) > limit {
+		page.Rows = page.Rows[:limit]
+		page.NextCursor = readmodel.Cursor(page.Rows[limit-1].URN)
+	}
+	return page, nil
+}
+
+// Stats counts prescriptions by status, those of pharmacyID only unless
+// it is ""; every domain status is present.
+func (q *Queries) Stats(ctx context.Context, pharmacyID string) (map[domain.Status]int, error) {
+	sql, args := "SELECT status, COUNT(*) FROM prescriptions GROUP BY status", []any(nil)
+	if pharmacyID != "" {
+		sql, args = "SELECT status, COUNT(*) FROM prescriptions WHERE pharmacy_id = $1 GROUP BY status", []any{pharmacyID}
+	}
+	rows, err := q.db.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: stats: %w", err)
+	}
+	defer rows.Close()
+	stats := make(map[domain.Status]int, len(domain.Statuses))
+	for _, st := range domain.Statuses {
+		stats[st] = 0
+	}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("postgres: stats: %w", err)
+		}
+		stats[domain.Status(st)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: stats: %w", err)
+	}
+	return stats, nil
+}
+
+// minCheckpointSQL is the lowest read-model checkpoint over the segments:
+// those with a lease row and those with a read-model checkpoint (a
+// database whose leases are not initialised yet, or a single Whole
+// store); a segment without a checkpoint counts as 0, and so does a
+// database with no segment at all.
+const minCheckpointSQL = `SELECT COALESCE(MIN(COALESCE(c.position, 0)), 0)
+	FROM (SELECT segment FROM segment_leases UNION SELECT segment FROM checkpoints WHERE projector = $1) s
+	LEFT JOIN checkpoints c ON c.projector = $1 AND c.segment = s.segment`
+
+// Checkpoint is the $all position the whole read model has reached: the
+// lowest of the segments' read-model checkpoints (see minCheckpointSQL).
+func (q *Queries) Checkpoint(ctx context.Context) (uint64, error) {
+	var pos int64
+	if err := q.db.pool.QueryRow(ctx, minCheckpointSQL, readmodel.Projector).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("postgres: read model checkpoint: %w", err)
+	}
+	return uint64(pos), nil
+}
+
+// PollInterval is how often WaitFor re-reads the checkpoints, to see the
+// writes of other instances; writes through this DB wake it at once.
+var PollInterval = 50 * time.Millisecond
+
+// WaitFor blocks until Checkpoint reaches position (every segment has
+// applied it: read-your-writes across instances) or ctx ends (then it
+// returns ctx's error). It returns readmodel.ErrClosed once the DB is
+// closed.
+func (q *Queries) WaitFor(ctx context.Context, position uint64) error {
+	var tick <-chan time.Time
+	for {
+		moved := q.db.movedChan()
+		cp, err := q.Checkpoint(ctx)
+		switch {
+		case q.db.isClosed():
+			return readmodel.ErrClosed
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			return err
+		case cp >= position:
+			return nil
+		}
+		if tick == nil {
+			t := time.NewTicker(PollInterval)
+			defer t.Stop()
+			tick = t.C
+		}
+		select {
+		case <-moved:
+		case <-tick:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-q.db.closed:
+			return readmodel.ErrClosed
+		}
+	}
+}
+
+// Due implements projections.DueDeadlines: the deadlines named deadline
+// that started at or before cutoff, oldest first, at most limit; one range
+// of the index deadlines_due.
+func (q *Queries) Due(ctx context.Context, deadline string, cutoff time.Time, limit int) ([]projections.Waiting, error) {
+	rows, err := q.db.pool.Query(ctx, dueSQL, deadline, cutoff.UnixNano(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: due %s: %w", deadline, err)
+	}
+	defer rows.Close()
+	var out []projections.Waiting
+	for rows.Next() {
+		w := projections.Waiting{Deadline: deadline}
+		var started int64
+		if err := rows.Scan(&w.URN, &w.Since, &started); err != nil {
+			return nil, fmt.Errorf("postgres: due %s: %w", deadline, err)
+		}
+		w.StartedAt = time.Unix(0, started).UTC()
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: due %s: %w", deadline, err)
+	}
+	return out, nil
+}
+
+const dueSQL = "SELECT urn, since, started_at FROM deadlines WHERE deadline = $1 AND started_at <= $2 ORDER BY started_at LIMIT $3"
+
+// progress wakes WaitFor callers when a write through this DB moved a
+// read-model checkpoint.
+type progress struct {
+	mu sync.Mutex
+	ch chan struct{} // closed and replaced at each move
+}
+
+func (db *DB) moved() {
+	db.progress.mu.Lock()
+	defer db.progress.mu.Unlock()
+	close(db.progress.ch)
+	db.progress.ch = make(chan struct{})
+}
+
+func (db *DB) movedChan() <-chan struct{} {
+	db.progress.mu.Lock()
+	defer db.progress.mu.Unlock()
+	return db.progress.ch
+}
+
+func (db *DB) isClosed() bool {
+	select {
+	case <-db.closed:
+		return true
+	default:
+		return false
+	}
+}
