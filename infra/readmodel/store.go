@@ -70,7 +70,11 @@ type Store struct {
 	closed chan struct{}
 }
 
-var _ projections.ReadModel = (*Store)(nil)
+var (
+	_ projections.ReadModel      = (*Store)(nil)
+	_ projections.ReadModelBatch = (*Store)(nil)
+	_ projections.DueDeadlines   = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the read model at path; "" or ":memory:"
 // is a private in-memory database. A file database runs in WAL mode with
@@ -159,47 +163,82 @@ func (s *Store) Close() error {
 // rec.URN (the stream's prescription), which must be set, as must
 // rec.Event; a Position of 0 is never applied.
 func (s *Store) Apply(ctx context.Context, rec events.Recorded) error {
-	if rec.URN == "" || rec.Event == nil {
-		return fmt.Errorf("readmodel: event at position %d lacks a URN or a decoded event", rec.Position)
+	if err := s.apply(ctx, []events.Recorded{rec}, false); err != nil {
+		return fmt.Errorf("readmodel: apply %s at position %d: %w", rec.URN, rec.Position, err)
 	}
-	if rec.Position > math.MaxInt64 || rec.Revision > math.MaxInt64 {
-		return fmt.Errorf("readmodel: event at position %d: position or revision out of range", rec.Position)
+	return nil
+}
+
+// ApplyBatch implements projections.ReadModelBatch: Apply of each of recs
+// (in $all order), all in one transaction with the checkpoint at the last
+// one; a refusal (domain.Refused) changes no row and only moves the
+// checkpoint.
+func (s *Store) ApplyBatch(ctx context.Context, recs []events.Recorded) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := s.apply(ctx, recs, true); err != nil {
+		return fmt.Errorf("readmodel: apply %d events from position %d: %w", len(recs), recs[0].Position, err)
+	}
+	return nil
+}
+
+// apply applies recs after the checkpoint in one transaction; refusals
+// only move the checkpoint when skipRefusals.
+func (s *Store) apply(ctx context.Context, recs []events.Recorded, skipRefusals bool) error {
+	for _, rec := range recs {
+		if rec.URN == "" || rec.Event == nil {
+			return fmt.Errorf("event at position %d lacks a URN or a decoded event", rec.Position)
+		}
+		if rec.Position > math.MaxInt64 || rec.Revision > math.MaxInt64 {
+			return fmt.Errorf("event at position %d: position or revision out of range", rec.Position)
+		}
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	applied := false
+	var last uint64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		cp, err := checkpointIn(ctx, tx.StmtContext(ctx, s.getCheckpoint))
-		if err != nil || rec.Position <= cp {
-			return err
-		}
-		row, err := scanRow(tx.StmtContext(ctx, s.getRow).QueryRowContext(ctx, rec.URN))
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		before := row.Status
-		projections.FoldRow(&row, rec)
-		args, err := appendRowArgs(nil, &row)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.StmtContext(ctx, s.upsert).ExecContext(ctx, args...); err != nil {
-			return err
+		getRow, upsert := tx.StmtContext(ctx, s.getRow), tx.StmtContext(ctx, s.upsert)
+		for _, rec := range recs {
+			if rec.Position <= max(cp, last) {
+				continue
+			}
+			last = rec.Position
+			if _, refused := rec.Event.(domain.Refused); refused && skipRefusals {
+				continue
+			}
+			row, err := scanRow(getRow.QueryRowContext(ctx, rec.URN))
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			before := row.Status
+			projections.FoldRow(&row, rec)
+			args, err := appendRowArgs(nil, &row)
+			if err != nil {
+				return err
+			}
+			if _, err := upsert.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			if err := applyDeadlines(ctx, tx, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status)); err != nil {
+				return err
+			}
 		}
-		if err := applyDeadlines(ctx, tx, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status)); err != nil {
-			return err
+		if last == 0 {
+			return nil
 		}
-		if _, err := tx.StmtContext(ctx, s.setCheckpoint).ExecContext(ctx, Projector, int64(rec.Position)); err != nil {
-			return err
-		}
-		applied = true
-		return nil
+		_, err = tx.StmtContext(ctx, s.setCheckpoint).ExecContext(ctx, Projector, int64(last))
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("readmodel: apply %s at position %d: %w", rec.URN, rec.Position, err)
+		return err
 	}
-	if applied {
-		s.advance(rec.Position)
+	if last > 0 {
+		s.advance(last)
 	}
 	return nil
 }
