@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -21,8 +22,10 @@ import (
 const Env = "RXFLOW_TEST_POSTGRES"
 
 // URL creates an empty database for t, dropped when t ends, and returns its
-// connection URL. It skips t when Env is unset.
-func URL(t testing.TB) string {
+// connection URL; options are appended to its CREATE DATABASE (e.g.
+// "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"). It skips t
+// when Env is unset.
+func URL(t testing.TB, options ...string) string {
 	t.Helper()
 	admin := os.Getenv(Env)
 	if admin == "" {
@@ -39,7 +42,7 @@ func URL(t testing.TB) string {
 		t.Fatalf("postgrestest: connect to %s: %v", Env, err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" "+strings.Join(options, " ")); err != nil {
 		t.Fatalf("postgrestest: create database: %v", err)
 	}
 	t.Cleanup(func() {

@@ -1,0 +1,81 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"rxflow/infra/httpapi"
+	"rxflow/infra/postgres"
+	"rxflow/infra/postgres/postgrestest"
+	"rxflow/infra/storetest"
+	"rxflow/projections"
+)
+
+var (
+	_ projections.ReadModel    = (*postgres.ReadModel)(nil)
+	_ httpapi.ReadModel        = (*postgres.Queries)(nil)
+	_ projections.DueDeadlines = (*postgres.Queries)(nil)
+	_ projections.Ledger       = (*postgres.Ledger)(nil)
+)
+
+func open(t *testing.T, createOptions ...string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), postgrestest.URL(t, createOptions...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+func TestReadModelConformance(t *testing.T) {
+	storetest.RunReadModel(t, func(t *testing.T) storetest.ReadModel {
+		db := open(t)
+		return storetest.ReadModel{Writer: db.ReadModel(projections.Whole), Queries: db.Queries()}
+	})
+}
+
+// On a database whose collation is not bytewise (ICU's en-US, as many
+// production databases have), List still pages in the SQLite store's
+// bytewise urn order: the urn columns are COLLATE "C".
+func TestReadModelConformanceUnderICUCollation(t *testing.T) {
+	storetest.RunReadModel(t, func(t *testing.T) storetest.ReadModel {
+		db := open(t, "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+		return storetest.ReadModel{Writer: db.ReadModel(projections.Whole), Queries: db.Queries()}
+	})
+}
+
+func TestLedgerConformance(t *testing.T) {
+	storetest.RunLedger(t, func(t *testing.T) projections.Ledger { return open(t).Ledger(projections.Whole) })
+}
+
+func TestSharedConformance(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) storetest.Shared {
+		db := open(t)
+		return storetest.Shared{
+			Count: 3,
+			Claim: func(t *testing.T, segment int) projections.Lease { return claim(t, db, segment, 3) },
+			ReadModel: func(l projections.Lease) interface {
+				projections.ReadModel
+				projections.ReadModelBatch
+			} {
+				return db.ReadModel(l)
+			},
+			Ledger:  func(l projections.Lease) projections.Ledger { return db.Ledger(l) },
+			Queries: func() storetest.ReadModel { return storetest.ReadModel{Queries: db.Queries()} },
+		}
+	})
+}
+
+// claim takes segment of count for a new holder, as an instance's claim
+// does: the token grows.
+func claim(t testing.TB, db *postgres.DB, segment, count int) projections.Lease {
+	t.Helper()
+	var token int64
+	err := db.Pool().QueryRow(context.Background(), `INSERT INTO segment_leases (segment, owner, token, expires_at) VALUES ($1, 'test', 1, now() + interval '1 hour')
+		ON CONFLICT (segment) DO UPDATE SET token = segment_leases.token + 1 RETURNING token`, segment).Scan(&token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return projections.Lease{Segment: segment, Count: count, Token: token}
+}
