@@ -63,6 +63,9 @@ func TestSharedConformance(t *testing.T) {
 			},
 			Ledger:  func(l projections.Lease) projections.Ledger { return db.Ledger(l) },
 			Queries: func() storetest.ReadModel { return storetest.ReadModel{Queries: db.Queries()} },
+			Rebuild: func(ctx context.Context, rows []projections.Row, waiting []projections.Waiting, checkpoint uint64) error {
+				return db.RebuildReadModel(ctx, rows, waiting, checkpoint, 3)
+			},
 		}
 	})
 }

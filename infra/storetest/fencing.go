@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"errors"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,6 +29,10 @@ type Shared struct {
 	}
 	Ledger  func(projections.Lease) projections.Ledger
 	Queries func() ReadModel
+	// Rebuild replaces the read model with rows and waiting as of
+	// checkpoint, fencing off the instances (projections.Replay's result,
+	// loaded as `projector rebuild` does).
+	Rebuild func(ctx context.Context, rows []projections.Row, waiting []projections.Waiting, checkpoint uint64) error
 }
 
 // RunShared runs the cases of a shared store as subtests of t: writes
@@ -36,6 +42,96 @@ type Shared struct {
 func RunShared(t *testing.T, open func(t *testing.T) Shared) {
 	t.Run("LostLeaseWritesNothing", func(t *testing.T) { testLostLease(t, open(t)) })
 	t.Run("CheckpointsPerSegment", func(t *testing.T) { testPerSegment(t, open(t)) })
+	t.Run("RebuildSwitchesInAndFencesOff", func(t *testing.T) { testRebuild(t, open(t)) })
+}
+
+// applySegments applies recs through each segment's read model, in
+// batches, as instances holding leases do.
+func applySegments(t *testing.T, s Shared, leases []projections.Lease, recs []events.Recorded) {
+	t.Helper()
+	for _, l := range leases {
+		var mine []events.Recorded
+		for _, rec := range recs {
+			if l.Covers(rec.URN) {
+				mine = append(mine, rec)
+			}
+		}
+		for batch := range slices.Chunk(mine, 5) {
+			if err := s.ReadModel(l).ApplyBatch(t.Context(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(recs) > 0 {
+			if err := s.ReadModel(l).SaveCheckpoint(t.Context(), recs[len(recs)-1].Position); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// A rebuild replaces the rows and deadlines with the replayed ones, sets
+// every segment's read-model checkpoint to its position and fences off the
+// instances, which claim again and go on from there.
+func testRebuild(t *testing.T, s Shared) {
+	ctx := t.Context()
+	claimAll := func() []projections.Lease {
+		leases := make([]projections.Lease, s.Count)
+		for seg := range leases {
+			leases[seg] = s.Claim(t, seg)
+		}
+		return leases
+	}
+	d := newDataset(t, 37)
+	cut := len(d.recs) / 2
+	replayed := dataset{urns: d.urns, hist: d.hist, recs: d.recs[:cut]}
+	checkpoint := d.recs[cut-1].Position
+
+	leases := claimAll()
+	applySegments(t, s, leases, d.recs) // the live model is ahead of the replay: the rebuild sets it back
+	stale, staleEvs := history(t, 999, domain.StatusRequested)
+	if err := s.ReadModel(leases[projections.SegmentOf(stale, s.Count)]).Apply(ctx, events.Recorded{URN: stale, Event: staleEvs[0], Position: d.last() + 10}); err != nil {
+		t.Fatal(err)
+	}
+
+	var rows []projections.Row
+	for _, urn := range d.urns {
+		if r, ok := replayed.rows()[urn]; ok {
+			rows = append(rows, r)
+		}
+	}
+	if err := s.Rebuild(ctx, rows, replayed.waiting(), checkpoint); err != nil {
+		t.Fatal(err)
+	}
+	q := s.Queries()
+	if got, _ := listAll(t, q, projections.Filter{}); !reflect.DeepEqual(got, rows) {
+		t.Fatalf("after the rebuild: urns %v\nwant %v", urnsOf(got), urnsOf(rows))
+	}
+	if got, want := waitingIn(t, q), sortedWaiting(replayed.waiting()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("waiting after the rebuild\n got %+v\nwant %+v", got, want)
+	}
+	if cp, err := q.Queries.Checkpoint(ctx); err != nil || cp != checkpoint {
+		t.Fatalf("query checkpoint %d, %v; want the rebuild's %d", cp, err, checkpoint)
+	}
+	for _, l := range leases {
+		if err := s.ReadModel(l).SaveCheckpoint(ctx, d.last()+100); !errors.Is(err, projections.ErrLeaseLost) {
+			t.Fatalf("segment %d: a write under the lease held before the rebuild = %v, want ErrLeaseLost", l.Segment, err)
+		}
+	}
+
+	leases = claimAll()
+	for _, l := range leases {
+		if cp, err := s.ReadModel(l).Checkpoint(ctx); err != nil || cp != checkpoint {
+			t.Fatalf("segment %d resumes from %d, %v; want %d", l.Segment, cp, err, checkpoint)
+		}
+	}
+	applySegments(t, s, leases, d.recs) // resubscribed from the checkpoint: the first half is ignored
+	var want []projections.Row
+	for _, urn := range d.urns {
+		want = append(want, d.rows()[urn])
+	}
+	if got, _ := listAll(t, q, projections.Filter{}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after catching up: urns %v\nwant %v", urnsOf(got), urnsOf(want))
+	}
 }
 
 // inSegment returns the events of a prescription whose stream is in segment.
