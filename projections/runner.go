@@ -133,17 +133,23 @@ func (r *Runner) runOnce(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	defer sub.Close()
-	c := &cursor{r: r, saved: from, handled: from}
-	c.batch, _ = r.p.(BatchHandler)
+	c := &cursor{r: r, batch: r.batchHandler(), saved: from, handled: from}
 	queue := 0
-	if c.batch != nil && r.cfg.MaxBatch > 1 {
+	if c.batch != nil {
 		queue = r.cfg.MaxBatch // read ahead, so that a batch finds events waiting
-	} else {
-		c.batch = nil
 	}
 	msgs, dropped := receive(ctx, sub, queue)
 	err = c.follow(ctx, msgs, dropped)
 	return c.progressed, err
+}
+
+// batchHandler is the projector as a BatchHandler, or nil if it is not one
+// or MaxBatch is 1.
+func (r *Runner) batchHandler() BatchHandler {
+	if b, ok := r.p.(BatchHandler); ok && r.cfg.MaxBatch > 1 {
+		return b
+	}
+	return nil
 }
 
 // subscribe opens a subscription after the projector's checkpoint, which it
