@@ -15,6 +15,9 @@ import (
 // rebuildSchema holds the tables a rebuild loads before they are switched in.
 const rebuildSchema = "rxflow_rebuild"
 
+// afterRebuildLoad, if set, runs between the load and the switch (tests).
+var afterRebuildLoad func()
+
 // rebuiltTables are the read model's tables, in switching order.
 var rebuiltTables = []string{"prescriptions", "deadlines"}
 
@@ -42,6 +45,9 @@ func (db *DB) RebuildReadModel(ctx context.Context, rows []projections.Row, wait
 	}
 	if err := db.loadRebuild(ctx, rows, waiting); err != nil {
 		return fmt.Errorf("postgres: rebuild: load: %w", err)
+	}
+	if afterRebuildLoad != nil {
+		afterRebuildLoad()
 	}
 	if err := db.switchRebuild(ctx, checkpoint, segments); err != nil {
 		return fmt.Errorf("postgres: rebuild: switch: %w", err)

@@ -18,7 +18,7 @@ var (
 	_ projections.Ledger       = (*postgres.Ledger)(nil)
 )
 
-func open(t *testing.T, createOptions ...string) *postgres.DB {
+func open(t testing.TB, createOptions ...string) *postgres.DB {
 	t.Helper()
 	db, err := postgres.Open(context.Background(), postgrestest.URL(t, createOptions...))
 	if err != nil {
