@@ -23,16 +23,18 @@ import (
 var (
 	rmColumns   = readmodel.ColumnNames()
 	rmSelectSQL = "SELECT " + strings.Join(rmColumns, ", ") + " FROM prescriptions"
+	// rmUpsertSQL upserts many rows at once: $n is the array of column n's
+	// values, one element per row.
 	rmUpsertSQL = func() string {
 		params := make([]string, len(rmColumns))
 		set := make([]string, 0, len(rmColumns)-1)
-		for i, c := range rmColumns {
-			params[i] = "$" + strconv.Itoa(i+1)
+		for i, c := range readmodel.Columns() {
+			params[i] = "$" + strconv.Itoa(i+1) + "::" + strings.ToLower(strings.Fields(c.Type)[0]) + "[]"
 			if i > 0 {
-				set = append(set, c+" = excluded."+c)
+				set = append(set, c.Name+" = excluded."+c.Name)
 			}
 		}
-		return "INSERT INTO prescriptions (" + strings.Join(rmColumns, ", ") + ") VALUES (" + strings.Join(params, ", ") +
+		return "INSERT INTO prescriptions (" + strings.Join(rmColumns, ", ") + ") SELECT * FROM unnest(" + strings.Join(params, ", ") +
 			") ON CONFLICT (" + rmColumns[0] + ") DO UPDATE SET " + strings.Join(set, ", ")
 	}()
 )
@@ -109,9 +111,9 @@ func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) erro
 		if err != nil {
 			return err
 		}
-		b := &pgx.Batch{}
 		var order []string // urns in the order their rows were first changed
 		seen := map[string]bool{}
+		var dl deadlineChanges
 		for _, rec := range todo {
 			if _, refused := rec.Event.(domain.Refused); refused {
 				continue
@@ -127,15 +129,17 @@ func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) erro
 			}
 			before := row.Status
 			projections.FoldRow(row, rec)
-			queueDeadlines(b, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
+			dl.add(projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
 		}
-		for _, urn := range order {
-			args, err := readmodel.RowArgs(nil, rows[urn])
+		b := &pgx.Batch{}
+		if len(order) > 0 {
+			cols, err := columnArrays(rows, order)
 			if err != nil {
 				return err
 			}
-			b.Queue(rmUpsertSQL, args...)
+			b.Queue(rmUpsertSQL, cols...)
 		}
+		dl.queue(b)
 		b.Queue(saveCheckpointSQL, readmodel.Projector, m.lease.Segment, int64(last))
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -171,18 +175,98 @@ func (m *ReadModel) rowsOf(ctx context.Context, tx pgx.Tx, urns map[string]bool)
 	return out, rows.Err()
 }
 
-// queueDeadlines queues what one event does to its prescription's waiting
-// deadlines: the one that passed ends; a status change cancels every
-// waiting one and starts those of the new state.
-func queueDeadlines(b *pgx.Batch, c projections.DeadlineChange) {
-	if c.Passed != nil {
-		b.Queue("DELETE FROM deadlines WHERE urn = $1 AND deadline = $2 AND since = $3", c.URN, c.Passed.Deadline, c.Passed.Since)
+// columnArrays returns the rows of urns as one array per column, in
+// column order, for rmUpsertSQL.
+func columnArrays(rows map[string]*projections.Row, urns []string) ([]any, error) {
+	cols := readmodel.Columns()
+	text := make([][]string, len(cols))
+	integer := make([][]*int64, len(cols))
+	var args []any
+	for _, urn := range urns {
+		var err error
+		if args, err = readmodel.RowArgs(args[:0], rows[urn]); err != nil {
+			return nil, err
+		}
+		for i, v := range args {
+			switch v := v.(type) {
+			case string:
+				text[i] = append(text[i], v)
+			case int64:
+				integer[i] = append(integer[i], &v)
+			case nil:
+				integer[i] = append(integer[i], nil)
+			default:
+				return nil, fmt.Errorf("column %s: unexpected %T", cols[i].Name, v)
+			}
+		}
 	}
-	if c.CancelAll {
-		b.Queue("DELETE FROM deadlines WHERE urn = $1", c.URN)
+	out := make([]any, len(cols))
+	for i, c := range cols {
+		if strings.HasPrefix(c.Type, "TEXT") {
+			out[i] = text[i]
+		} else {
+			out[i] = integer[i]
+		}
 	}
-	for _, w := range c.Start {
-		b.Queue("INSERT INTO deadlines (urn, deadline, since, started_at) VALUES ($1, $2, $3, $4)", w.URN, w.Deadline, w.Since, w.StartedAt.UnixNano())
+	return out, nil
+}
+
+// deadlineChanges is the net effect of a batch's events on the waiting
+// deadlines: the prescriptions whose deadlines are all cancelled, the
+// passed deadlines that end rows already stored, and the deadlines to
+// insert. Applied in that order, it leaves what the events one by one
+// would (projections.DeadlineChange.Apply).
+type deadlineChanges struct {
+	cancelled []string
+	passed    []projections.Waiting
+	start     map[string][]projections.Waiting // by urn: what waits after its last cancel
+	order     []string                         // urns of start, first seen first
+}
+
+func (d *deadlineChanges) add(c projections.DeadlineChange) {
+	if d.start == nil {
+		d.start = map[string][]projections.Waiting{}
+	}
+	ws, started := d.start[c.URN]
+	switch {
+	case c.CancelAll:
+		if !started {
+			d.order = append(d.order, c.URN)
+		}
+		d.cancelled = append(d.cancelled, c.URN)
+		d.start[c.URN] = c.Apply(nil)
+		return
+	case c.Passed != nil && started: // the batch itself started it
+		d.start[c.URN] = c.Apply(ws)
+	case c.Passed != nil:
+		d.passed = append(d.passed, *c.Passed)
+	}
+}
+
+func (d *deadlineChanges) queue(b *pgx.Batch) {
+	if len(d.cancelled) > 0 {
+		b.Queue("DELETE FROM deadlines WHERE urn = ANY($1)", d.cancelled)
+	}
+	if len(d.passed) > 0 {
+		var urns, names []string
+		var since []int64
+		for _, w := range d.passed {
+			urns, names, since = append(urns, w.URN), append(names, w.Deadline), append(since, int64(w.Since))
+		}
+		b.Queue(`DELETE FROM deadlines d USING unnest($1::text[], $2::text[], $3::bigint[]) AS p(urn, deadline, since)
+			WHERE d.urn = p.urn AND d.deadline = p.deadline AND d.since = p.since`, urns, names, since)
+	}
+	var urns, names []string
+	var since, started []int64
+	for _, urn := range d.order {
+		for _, w := range d.start[urn] {
+			urns, names = append(urns, w.URN), append(names, w.Deadline)
+			since, started = append(since, int64(w.Since)), append(started, w.StartedAt.UnixNano())
+		}
+	}
+	if len(urns) > 0 {
+		b.Queue(`INSERT INTO deadlines (urn, deadline, since, started_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])`,
+			urns, names, since, started)
 	}
 }
 
