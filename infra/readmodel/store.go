@@ -202,7 +202,10 @@ func (s *Store) apply(ctx context.Context, recs []events.Recorded, skipRefusals 
 		if err != nil {
 			return err
 		}
-		getRow, upsert := tx.StmtContext(ctx, s.getRow), tx.StmtContext(ctx, s.upsert)
+		// Each row is read once and written once per batch.
+		getRow := tx.StmtContext(ctx, s.getRow)
+		rows := map[string]*projections.Row{}
+		var order []string
 		for _, rec := range recs {
 			if rec.Position <= max(cp, last) {
 				continue
@@ -211,20 +214,29 @@ func (s *Store) apply(ctx context.Context, recs []events.Recorded, skipRefusals 
 			if _, refused := rec.Event.(domain.Refused); refused && skipRefusals {
 				continue
 			}
-			row, err := scanRow(getRow.QueryRowContext(ctx, rec.URN))
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
+			row, ok := rows[rec.URN]
+			if !ok {
+				r, err := scanRow(getRow.QueryRowContext(ctx, rec.URN))
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				row = &r
+				rows[rec.URN] = row
+				order = append(order, rec.URN)
 			}
 			before := row.Status
-			projections.FoldRow(&row, rec)
-			args, err := appendRowArgs(nil, &row)
+			projections.FoldRow(row, rec)
+			if err := applyDeadlines(ctx, tx, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status)); err != nil {
+				return err
+			}
+		}
+		upsert := tx.StmtContext(ctx, s.upsert)
+		for _, urn := range order {
+			args, err := appendRowArgs(nil, rows[urn])
 			if err != nil {
 				return err
 			}
 			if _, err := upsert.ExecContext(ctx, args...); err != nil {
-				return err
-			}
-			if err := applyDeadlines(ctx, tx, projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status)); err != nil {
 				return err
 			}
 		}
