@@ -9,13 +9,16 @@ package postgrestest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Env names the variable holding the server's connection URL.
@@ -42,8 +45,18 @@ func URL(t testing.TB, options ...string) string {
 		t.Fatalf("postgrestest: connect to %s: %v", Env, err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" "+strings.Join(options, " ")); err != nil {
-		t.Fatalf("postgrestest: create database: %v", err)
+	create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " " + strings.Join(options, " ")
+	// The template may be in use for a moment (another test creating from
+	// it, or connected to it): PostgreSQL then refuses with 55006.
+	for attempt := 1; ; attempt++ {
+		_, err := conn.Exec(ctx, create)
+		if err == nil {
+			break
+		}
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "55006" || attempt == 20 {
+			t.Fatalf("postgrestest: create database: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	t.Cleanup(func() {
 		conn, err := pgx.Connect(ctx, admin)
