@@ -8,3 +8,6 @@ func SetAfterRebuildLoad(f func()) (restore func()) {
 	afterRebuildLoad = f
 	return func() { afterRebuildLoad = old }
 }
+
+// DueSQL is Due's statement: deadline, cutoff (unix nanoseconds), limit.
+const DueSQL = dueSQL
