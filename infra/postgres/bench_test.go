@@ -14,7 +14,7 @@ import (
 func BenchmarkApply(b *testing.B) {
 	for _, size := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			db := open(b)
+			db := openDB(b)
 			storetest.BenchmarkApplyBatches(b, db.ReadModel(claim(b, db, 0, 1)), size)
 		})
 	}
@@ -28,7 +28,7 @@ func BenchmarkRebuild(b *testing.B) {
 	const prescriptions = 100_000
 	recs := storetest.Lifecycles(b, 0, prescriptions)
 	rows, waiting := storetest.Fold(recs)
-	db := open(b)
+	db := openDB(b)
 	claim(b, db, 0, 1)
 	for b.Loop() {
 		if err := db.RebuildReadModel(b.Context(), rows, waiting, recs[len(recs)-1].Position, 1); err != nil {

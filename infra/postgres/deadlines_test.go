@@ -32,7 +32,7 @@ func (s *sent) Publish(_ context.Context, msgs ...projections.Outbound) error {
 // segment 0's lease. A scheduler whose lease was claimed since records
 // nothing (its command is a duplicate for the processor).
 func TestDeadlineSchedulerOnPostgres(t *testing.T) {
-	db := open(t)
+	db := openDB(t)
 	ctx := context.Background()
 	lease := claim(t, db, 0, 1)
 	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)

@@ -14,7 +14,7 @@ import (
 // Due is a search: among 20,000 waiting deadlines, the plan reads the
 // range of the index deadlines_due, not the table.
 func TestDueReadsTheIndexRange(t *testing.T) {
-	db := open(t)
+	db := openDB(t)
 	ctx := context.Background()
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var ws []projections.Waiting

@@ -40,7 +40,7 @@ func rowOf(urn string, st domain.Status, pos uint64) projections.Row {
 // with the same keys and indexes under the same names and nothing left of
 // the rebuild's schema.
 func TestRebuildServesTheOldTablesUntilTheSwitch(t *testing.T) {
-	db := open(t)
+	db := openDB(t)
 	ctx := context.Background()
 	lease := claim(t, db, 0, 1)
 	old := rowOf("urn:rx:old", domain.StatusApproved, 5)

@@ -20,7 +20,7 @@ import (
 // with the rows an audit replay folds from the streams, refusals included,
 // and its checkpoint serves read-your-writes.
 func TestRunnerProjectsIntoPostgres(t *testing.T) {
-	db := open(t)
+	db := openDB(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := esdbserver.Start(esdbserver.Config{Addr: "127.0.0.1:0", Logger: quiet})
 	if err != nil {

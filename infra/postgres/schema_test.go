@@ -13,7 +13,7 @@ import (
 // declares, column by column (name, type, NULL or not, primary key), so a
 // column added there without its migration here fails.
 func TestPrescriptionsTableMatchesTheDeclaredColumns(t *testing.T) {
-	db := open(t)
+	db := openDB(t)
 	rows, err := db.Pool().Query(context.Background(), `SELECT c.column_name, upper(c.data_type), c.is_nullable = 'NO',
 		EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 			WHERE i.indrelid = 'prescriptions'::regclass AND i.indisprimary AND a.attname = c.column_name),

@@ -18,7 +18,7 @@ var (
 	_ projections.Ledger       = (*postgres.Ledger)(nil)
 )
 
-func open(t testing.TB, createOptions ...string) *postgres.DB {
+func openDB(t testing.TB, createOptions ...string) *postgres.DB {
 	t.Helper()
 	db, err := postgres.Open(context.Background(), postgrestest.URL(t, createOptions...))
 	if err != nil {
@@ -30,7 +30,7 @@ func open(t testing.TB, createOptions ...string) *postgres.DB {
 
 func TestReadModelConformance(t *testing.T) {
 	storetest.RunReadModel(t, func(t *testing.T) storetest.ReadModel {
-		db := open(t)
+		db := openDB(t)
 		return storetest.ReadModel{Writer: db.ReadModel(projections.Whole), Queries: db.Queries()}
 	})
 }
@@ -40,18 +40,18 @@ func TestReadModelConformance(t *testing.T) {
 // bytewise urn order: the urn columns are COLLATE "C".
 func TestReadModelConformanceUnderICUCollation(t *testing.T) {
 	storetest.RunReadModel(t, func(t *testing.T) storetest.ReadModel {
-		db := open(t, "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+		db := openDB(t, "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
 		return storetest.ReadModel{Writer: db.ReadModel(projections.Whole), Queries: db.Queries()}
 	})
 }
 
 func TestLedgerConformance(t *testing.T) {
-	storetest.RunLedger(t, func(t *testing.T) projections.Ledger { return open(t).Ledger(projections.Whole) })
+	storetest.RunLedger(t, func(t *testing.T) projections.Ledger { return openDB(t).Ledger(projections.Whole) })
 }
 
 func TestSharedConformance(t *testing.T) {
 	storetest.RunShared(t, func(t *testing.T) storetest.Shared {
-		db := open(t)
+		db := openDB(t)
 		return storetest.Shared{
 			Count: 3,
 			Claim: func(t *testing.T, segment int) projections.Lease { return claim(t, db, segment, 3) },
