@@ -1,9 +1,10 @@
 package events
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	json "github.com/go-json-experiment/json/v1" // encoding/json's behaviour on the faster v2 engine
 
 	"rxflow/domain"
 )

@@ -1,10 +1,11 @@
 package events
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+
+	json "github.com/go-json-experiment/json/v1" // encoding/json's behaviour on the faster v2 engine
 )
 
 // Upcaster is one step of an event's evolution: it turns the stored JSON

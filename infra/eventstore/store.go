@@ -10,7 +10,6 @@ package eventstore
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"google.golang.org/grpc/codes"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	json "github.com/go-json-experiment/json/v1" // encoding/json's behaviour on the faster v2 engine
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	otelcodes "go.opentelemetry.io/otel/codes"
