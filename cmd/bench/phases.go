@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,7 +28,6 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/kafka"
 	"rxflow/infra/kafka/kgoopts"
-	"rxflow/service/projector"
 )
 
 // bench holds what every phase needs.
@@ -427,15 +428,40 @@ func seedStream(prefix string, i int) (string, []events.Pending, error) {
 }
 
 // rebuild replays every stored prescription event into a fresh read model.
-func (b *bench) rebuild(ctx context.Context, conn string) (projector.RebuildResult, error) {
+// rebuildRun is one rebuild in a child process: its events, wall time,
+// and the CPU time of the child and of this process (the embedded store).
+type rebuildRun struct {
+	events        int
+	took          time.Duration
+	cpu, storeCPU time.Duration
+}
+
+func (b *bench) rebuild(ctx context.Context, conn string) (rebuildRun, error) {
 	b.runs++
-	dir := filepath.Join(b.opts.dir, fmt.Sprintf("projector-%d", b.runs))
-	return projector.Rebuild(ctx, projector.RebuildConfig{EventStore: eventstore.Config{ConnectionString: conn, Logger: b.quiet}, DataDir: dir},
-		func(n int, _ uint64) {
-			if n%100000 == 0 {
-				progress("rebuild: %d events read", n)
-			}
-		})
+	args := []string{childArg, "-role", roleRebuild, "-esdb", conn, "-dir", filepath.Join(b.opts.dir, fmt.Sprintf("projector-%d", b.runs))}
+	if b.opts.cpuprofile != "" {
+		args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%d", b.opts.cpuprofile, roleRebuild, b.runs))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return rebuildRun{}, err
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Env = append(os.Environ(), b.env...)
+	cmd.Stderr = os.Stderr
+	before := cpuTime(os.Getpid())
+	out, err := cmd.Output()
+	r := rebuildRun{storeCPU: cpuTime(os.Getpid()) - before}
+	if err != nil {
+		return r, fmt.Errorf("rebuild child: %w", err)
+	}
+	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	var took int64
+	if _, err := fmt.Sscanf(string(out), "rebuilt %d %d", &r.events, &took); err != nil {
+		return r, fmt.Errorf("rebuild child said %q: %w", out, err)
+	}
+	r.took = time.Duration(took)
+	return r, nil
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

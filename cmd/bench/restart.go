@@ -8,6 +8,10 @@ import (
 	"os/exec"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"rxflow/infra/kafka"
 )
 
@@ -16,6 +20,10 @@ import (
 type restartResults struct {
 	static, dynamic time.Duration // kill -9 → new child → first command handled
 	outage          time.Duration // broker back → first command handled; 0 if not measured
+	// coordinator is the part of outage the broker itself takes: from its
+	// return until the group's coordinator answers an offset fetch without
+	// an error (until then joins get COORDINATOR_LOAD_IN_PROGRESS).
+	coordinator time.Duration
 }
 
 // restart measures, for a processor that is a static member of its group
@@ -40,7 +48,7 @@ func (b *bench) restart(ctx context.Context, conn string) (r restartResults, err
 		progress("restart: no -broker-stop and -broker-start: the outage is not measured")
 		return r, nil
 	}
-	r.outage, err = b.outage(ctx, conn)
+	r.outage, r.coordinator, err = b.outage(ctx, conn)
 	return r, err
 }
 
@@ -105,37 +113,71 @@ func (b *bench) killAndRestart(ctx context.Context, conn string, static bool) (t
 }
 
 // outage stops and restarts the broker under a running static member and
-// measures from the broker's return to the first command handled.
-func (b *bench) outage(ctx context.Context, conn string) (time.Duration, error) {
+// measures from the broker's return to the first command handled, and to
+// the group's coordinator answering.
+func (b *bench) outage(ctx context.Context, conn string) (took, coordinator time.Duration, err error) {
 	topic, group, prefix := b.next("outage")
 	if err := kafka.EnsureTopics(ctx, b.kafka(), int32(b.opts.partitions), topic); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	c, err := b.restartChild(ctx, conn, topic, group, "bench-"+prefix)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.stop()
 	if err := b.handleOne(ctx, c, topic, prefix, 1); err != nil {
-		return 0, fmt.Errorf("before the outage: %w", err)
+		return 0, 0, fmt.Errorf("before the outage: %w", err)
 	}
 	time.Sleep(2 * time.Second) // the offset commits
 	progress("outage: stopping the broker")
 	if err := shell(ctx, b.opts.brokerStop); err != nil {
-		return 0, fmt.Errorf("-broker-stop: %w", err)
+		return 0, 0, fmt.Errorf("-broker-stop: %w", err)
 	}
 	time.Sleep(3 * time.Second)
 	progress("outage: starting the broker")
 	if err := shell(ctx, b.opts.brokerStart); err != nil {
-		return 0, fmt.Errorf("-broker-start: %w", err)
+		return 0, 0, fmt.Errorf("-broker-start: %w", err)
 	}
 	back := time.Now()
+	coordinated := make(chan time.Duration, 1)
+	go func() { coordinated <- coordinatorAnswers(ctx, b.kafka(), group, back) }()
 	if err := b.handleOne(ctx, c, topic, prefix+"-after", 2); err != nil {
-		return 0, fmt.Errorf("after the outage: %w", err)
+		return 0, 0, fmt.Errorf("after the outage: %w", err)
 	}
-	took := time.Since(back)
-	progress("outage: broker back → first command handled in %s", took.Round(time.Millisecond))
-	return took, nil
+	took = time.Since(back)
+	coordinator = <-coordinated
+	progress("outage: broker back → group coordinator answers in %s → first command handled in %s",
+		coordinator.Round(time.Millisecond), took.Round(time.Millisecond))
+	return took, coordinator, nil
+}
+
+// coordinatorAnswers polls group's offsets every 20 ms until the group's
+// coordinator answers without an error, and returns the time since from.
+func coordinatorAnswers(ctx context.Context, cfg kafka.Config, group string, from time.Time) time.Duration {
+	cl, err := newProducer(cfg, kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }))
+	if err != nil {
+		return 0
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group = group
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = group
+		req.Groups = append(req.Groups, rg)
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil {
+			code := resp.ErrorCode
+			if len(resp.Groups) > 0 {
+				code = resp.Groups[0].ErrorCode
+			}
+			if kerr.ErrorForCode(code) == nil {
+				return time.Since(from)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0
 }
 
 // produceRetrying produces cmds, retrying while the broker is not yet
