@@ -336,6 +336,8 @@ func (r results) table(o options) string {
 		row("… produce → server's created stamp (before the fsync): p50 / p99", "—", ms(r.lat.stampedP50)+" / "+ms(r.lat.stampedP99), "")
 		row("… processor's handling time, receive → durable append: p50 / p99 (histogram bucket)", "—",
 			fmt.Sprintf("≤ %g ms / ≤ %g ms", r.lat.handlingP50*1000, r.lat.handlingP99*1000), "")
+		row("… the command's wait before its handling (record timestamp → handling starts): p50 / p99 (histogram bucket)", "—",
+			fmt.Sprintf("≤ %g ms / ≤ %g ms", r.lat.waitP50*1000, r.lat.waitP99*1000), "")
 	}
 	if o.runs("rebuild") {
 		rb := r.rebuild

@@ -171,6 +171,9 @@ type latencies struct {
 	// handling is the processor's own time from receiving a command to
 	// its durable append (bucket upper bounds of its histogram).
 	handlingP50, handlingP99 float64
+	// wait is the time from a command's record timestamp (the bench's
+	// clock, when produced) to the start of its handling (bucket bounds).
+	waitP50, waitP99 float64
 }
 
 func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.Duration) (latencies, error) {
@@ -193,6 +196,10 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 	}
 
 	before, err := c.handlingBuckets(ctx)
+	if err != nil {
+		return latencies{}, err
+	}
+	waitBefore, err := c.waitBuckets(ctx)
 	if err != nil {
 		return latencies{}, err
 	}
@@ -261,10 +268,15 @@ func (b *bench) latency(ctx context.Context, conn string, rate float64, d time.D
 	if err != nil {
 		return latencies{}, err
 	}
+	waitAfter, err := c.waitBuckets(ctx)
+	if err != nil {
+		return latencies{}, err
+	}
 	rss, err := c.peakRSS()
 	return latencies{rate: rate, n: n, p50: got[n/2], p99: got[n*99/100], max: got[n-1], rss: rss,
 		stampedP50: stamped[n/2], stampedP99: stamped[n*99/100],
-		handlingP50: quantile(before, after, 0.5), handlingP99: quantile(before, after, 0.99)}, err
+		handlingP50: quantile(before, after, 0.5), handlingP99: quantile(before, after, 0.99),
+		waitP50: quantile(waitBefore, waitAfter, 0.5), waitP99: quantile(waitBefore, waitAfter, 0.99)}, err
 }
 
 // subscribe follows $all from its end and passes the command id and

@@ -118,13 +118,25 @@ func (c *child) scrape(ctx context.Context, metric string) (map[string]float64, 
 // handlingBuckets returns the cumulative buckets of the processor's
 // handling-time histogram for appended commands, by upper bound.
 func (c *child) handlingBuckets(ctx context.Context) (map[float64]float64, error) {
-	samples, err := c.scrape(ctx, "rxflow_command_handling_seconds_bucket")
+	return c.buckets(ctx, "rxflow_command_handling_seconds_bucket", `outcome="appended"`)
+}
+
+// waitBuckets returns the cumulative buckets of the processor's histogram
+// of the commands' wait before handling (record timestamp → handling).
+func (c *child) waitBuckets(ctx context.Context) (map[float64]float64, error) {
+	return c.buckets(ctx, "rxflow_command_wait_seconds_bucket", "")
+}
+
+// buckets returns the cumulative buckets of a histogram, by upper bound,
+// from the samples whose labels contain label.
+func (c *child) buckets(ctx context.Context, metric, label string) (map[float64]float64, error) {
+	samples, err := c.scrape(ctx, metric)
 	if err != nil {
 		return nil, err
 	}
 	out := map[float64]float64{}
 	for labels, v := range samples {
-		if !strings.Contains(labels, `outcome="appended"`) {
+		if !strings.Contains(labels, label) {
 			continue
 		}
 		_, le, _ := strings.Cut(labels, `le="`)

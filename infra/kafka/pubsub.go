@@ -22,14 +22,21 @@ import (
 // publisher: its value becomes the record key. Every other metadata entry
 // travels as a record header and comes back unchanged.
 //
-// The record's timestamp is in the message context:
-// wkafka.MessageTimestampFromCtx(msg.Context()).
+// The record's timestamp is in the message context: RecordTime.
 const (
 	MetadataKey       = "key"             // record key; absent for records without one
 	MetadataTopic     = "kafka_topic"     // topic the record was read from
 	MetadataPartition = "kafka_partition" // partition, decimal
 	MetadataOffset    = "kafka_offset"    // offset within the partition, decimal
 )
+
+// RecordTime is the timestamp of the record a consumed message came from:
+// its producer's clock when it was produced (CreateTime), or the broker's
+// when it was appended (a topic with LogAppendTime). ok is false for a
+// message that was not consumed from Kafka.
+func RecordTime(msg *message.Message) (t time.Time, ok bool) {
+	return wkafka.MessageTimestampFromCtx(msg.Context())
+}
 
 // recordMetadata holds the entries that describe a consumed record rather than
 // the message; the publisher does not write them as headers.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,30 @@ func TestDuplicatesAreRecognised(t *testing.T) {
 		rejs := kafkatest.ConsumeAll(t, brokers, tp.rejections)
 		if len(rejs) != 2 || string(rejs[0].Value) != string(rejs[1].Value) {
 			t.Fatalf("a redelivered refusal must repeat the same rejection: %d messages", len(rejs))
+		}
+	})
+}
+
+// The wait of each command before its handling starts is observed once, from
+// its record's timestamp.
+func TestCommandWaitIsObserved(t *testing.T) {
+	kafkatest.ForEachCluster(t, func(t *testing.T, brokers []string) {
+		tp := newTopics(t)
+		srv := startESDB(t, "127.0.0.1:0")
+		svc := startProcessor(t, brokers, tp, srv.ConnectionString())
+		urn := "urn:rx:wait-" + tp.group
+		old := command(urn, urn+"/req", "prescription.request", validPayload[domain.Request])
+		old.Timestamp = time.Now().Add(-time.Hour)
+		kafkatest.Produce(t, brokers, tp.commands, old, command(urn, urn+"/bad", "prescription.complete", ""))
+
+		eventually(t, 30*time.Second, "2 commands handled", func() bool {
+			return metric(t, svc, `rxflow_commands_total{outcome="refused"}`) == "1"
+		})
+		if n := metric(t, svc, "rxflow_command_wait_seconds_count"); n != "2" {
+			t.Errorf("%s waits observed, want 2", n)
+		}
+		if sum, _ := strconv.ParseFloat(metric(t, svc, "rxflow_command_wait_seconds_sum"), 64); sum < time.Hour.Seconds() {
+			t.Errorf("waits sum to %.0f s, want at least the hour the first record is old", sum)
 		}
 	})
 }

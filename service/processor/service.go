@@ -133,7 +133,7 @@ type Service struct {
 	metrics  *metrics
 	drain    *drain
 	outbox   *outbox
-	warm     warm.Pool  // runs each command on a goroutine whose stack is already grown
+	warm     warm.Pool  // runs each message's middleware and handler on a goroutine whose stack is already grown
 	fenced   chan error // the broker fenced a subscriber: another replica has its group instance id
 }
 
@@ -202,10 +202,13 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Outermost first: a panic is recovered into an error, retried, and if
-	// the retries are spent while the store and broker are healthy, the
+	// Outermost first: the chain runs on a warm goroutine (the router starts
+	// a fresh one per message, whose stack would grow through the chain
+	// each time); a panic is recovered into an error, retried, and if the
+	// retries are spent while the store and broker are healthy, the
 	// message is dead-lettered instead of holding its partition.
 	s.router.AddMiddleware(
+		s.onWarm,
 		poison,
 		middleware.Retry{MaxRetries: cfg.Retry.MaxRetries, InitialInterval: cfg.Retry.InitialInterval, Multiplier: 2,
 			MaxInterval: cfg.Retry.MaxInterval, Logger: wlog}.Middleware,
@@ -349,6 +352,20 @@ func consumeSpan(ctx context.Context, raw commands.Raw) (context.Context, trace.
 // handle adapts a Kafka message to commands.Processor and records the
 // outcome. rawOf turns the record into the command it carries, waiting
 // first if the command is deferred; it fails only when the processor stops.
+// onWarm is the outermost middleware: it runs the rest of the chain on a
+// goroutine of s.warm. It also observes how long a command waited before
+// (rxflow_command_wait_seconds), once per delivery; not for the deferred
+// commands, whose wait is their deferral.
+func (s *Service) onWarm(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) (out []*message.Message, err error) {
+		if produced, ok := kafka.RecordTime(msg); ok && msg.Metadata.Get(kafka.MetadataTopic) == s.cfg.CommandTopic {
+			s.metrics.wait.Observe(max(0, time.Since(produced).Seconds()))
+		}
+		s.warm.Run(func() { out, err = h(msg) })
+		return out, err
+	}
+}
+
 func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) (commands.Raw, error)) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) (err error) {
 		raw, err := rawOf(msg)
@@ -372,7 +389,7 @@ func (s *Service) handle(proc *commands.Processor, rawOf func(*message.Message) 
 		// A shutdown cancels the message's context; the command in hand still
 		// finishes (each store call is bounded) so that its offset commits.
 		var res commands.Result
-		s.warm.Run(func() { res, err = proc.Process(context.WithoutCancel(ctx), raw) })
+		res, err = proc.Process(context.WithoutCancel(ctx), raw)
 		if err != nil {
 			s.metrics.transient.Inc()
 			if errors.Is(err, commands.ErrNewerEvent) {
@@ -494,6 +511,7 @@ type metrics struct {
 	handled     *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
+	wait        prometheus.Histogram
 	transient   prometheus.Counter
 	newerEvent  prometheus.Counter
 }
@@ -506,11 +524,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages sent to the dead-letter topic, by code."}, []string{"code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rxflow_command_handling_seconds",
 			Help: "Time from receiving a command to its durable outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"outcome"}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rxflow_command_wait_seconds",
+			Help:    "Time from a command record's Kafka timestamp (its producer's clock) to the start of its handling: its wait in the topic and in the subscriber's queue.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		transient: prometheus.NewCounter(prometheus.CounterOpts{Name: "rxflow_command_failures_total",
 			Help: "Transient failures; the command is retried, never dropped."}),
 		newerEvent: prometheus.NewCounter(prometheus.CounterOpts{Name: "rxflow_commands_waiting_for_newer_code_total",
 			Help: "Attempts that found an event newer than this code in the command's stream; the command waits for newer code."}),
 	}
-	reg.MustRegister(m.handled, m.deadLetters, m.latency, m.transient, m.newerEvent)
+	reg.MustRegister(m.handled, m.deadLetters, m.latency, m.wait, m.transient, m.newerEvent)
 	return m
 }

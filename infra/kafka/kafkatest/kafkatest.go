@@ -98,6 +98,7 @@ type Record struct {
 	Key       []byte // nil: no key
 	Value     []byte
 	Headers   map[string]string
+	Timestamp time.Time // zero: the producer's clock when produced
 }
 
 // Produce writes recs to topic with franz-go, independently of the sarama
@@ -148,7 +149,7 @@ func produce(t testing.TB, cfg kafka.Config, topic string, recs []Record, partit
 
 	krs := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
-		kr := &kgo.Record{Topic: topic, Partition: r.Partition, Key: r.Key, Value: r.Value}
+		kr := &kgo.Record{Topic: topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
 		for k, v := range r.Headers {
 			kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 		}
