@@ -37,6 +37,10 @@ type bench struct {
 	runs    int // numbers the topics, groups and prefixes of each run
 	quiet   *slog.Logger
 	env     []string // added to the children's environment: Kafka security, tracing
+	// upstream is the restart phase's producer, one client for the whole
+	// phase as a service's would be, so that no measured time includes a
+	// client's start.
+	upstream *kgo.Client
 }
 
 // consumerRun is one child consuming a backlog.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -29,10 +30,14 @@ type restartResults struct {
 // restart measures, for a processor that is a static member of its group
 // (a group instance id) and for one that is not: kill -9, start a new
 // child at once, and the time until it handles a command produced just
-// after the kill. Then, if -broker-stop and -broker-start are given, it
+// after the kill (by one producer client for the whole phase). Then, if -broker-stop and -broker-start are given, it
 // stops the broker under a running static member, starts it again, and
 // measures from the broker's return to the first command handled.
 func (b *bench) restart(ctx context.Context, conn string) (r restartResults, err error) {
+	if b.upstream, err = newProducer(b.kafka()); err != nil {
+		return r, err
+	}
+	defer b.upstream.Close()
 	for _, static := range []bool{true, false} {
 		d, err := b.killAndRestart(ctx, conn, static)
 		if err != nil {
@@ -66,9 +71,11 @@ func (b *bench) restartChild(ctx context.Context, conn, topic, group, instance s
 // has handled n commands in all.
 func (b *bench) handleOne(ctx context.Context, c *child, topic, prefix string, n int) error {
 	cmd := workload(fmt.Sprintf("%s-%d", prefix, n), 1, 1)
-	if err := produceRetrying(ctx, b.kafka(), topic, cmd); err != nil {
+	start := time.Now()
+	if err := b.produceUpstream(ctx, topic, cmd, time.Minute); err != nil {
 		return err
 	}
+	progress("restart: command produced in %s", time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	return c.waitCount(ctx, n)
@@ -133,6 +140,11 @@ func (b *bench) outage(ctx context.Context, conn string) (took, coordinator time
 	if err := shell(ctx, b.opts.brokerStop); err != nil {
 		return 0, 0, fmt.Errorf("-broker-stop: %w", err)
 	}
+	// The upstream producer keeps running through the outage: the command
+	// is handed to it now, and it delivers it once the broker takes records
+	// again.
+	produced := make(chan error, 1)
+	go func() { produced <- b.produceUpstream(ctx, topic, workload(prefix+"-after", 1, 1), 5*time.Minute) }()
 	time.Sleep(3 * time.Second)
 	progress("outage: starting the broker")
 	if err := shell(ctx, b.opts.brokerStart); err != nil {
@@ -141,13 +153,23 @@ func (b *bench) outage(ctx context.Context, conn string) (took, coordinator time
 	back := time.Now()
 	coordinated := make(chan time.Duration, 1)
 	go func() { coordinated <- coordinatorAnswers(ctx, b.kafka(), group, back) }()
-	if err := b.handleOne(ctx, c, topic, prefix+"-after", 2); err != nil {
+	var delivered atomic.Int64 // nanoseconds after back; 0 until then
+	go func() {
+		if err := <-produced; err != nil {
+			progress("outage: produce: %v", err)
+			return
+		}
+		delivered.Store(int64(time.Since(back)))
+	}()
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := c.waitCount(waitCtx, 2); err != nil {
 		return 0, 0, fmt.Errorf("after the outage: %w", err)
 	}
 	took = time.Since(back)
 	coordinator = <-coordinated
-	progress("outage: broker back → group coordinator answers in %s → first command handled in %s",
-		coordinator.Round(time.Millisecond), took.Round(time.Millisecond))
+	progress("outage: broker back → group coordinator answers in %s, command delivered to the broker in %s → first command handled in %s",
+		coordinator.Round(time.Millisecond), time.Duration(delivered.Load()).Round(time.Millisecond), took.Round(time.Millisecond))
 	return took, coordinator, nil
 }
 
@@ -180,17 +202,16 @@ func coordinatorAnswers(ctx context.Context, cfg kafka.Config, group string, fro
 	return 0
 }
 
-// produceRetrying produces cmds, retrying while the broker is not yet
-// serving (just after an outage).
-func produceRetrying(ctx context.Context, cfg kafka.Config, topic string, cmds []command) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := produceAll(ctx, cfg, topic, cmds)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
+// produceUpstream produces cmds with b.upstream, which retries while the
+// broker is away, for up to within.
+func (b *bench) produceUpstream(ctx context.Context, topic string, cmds []command, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	recs := make([]*kgo.Record, len(cmds))
+	for i, c := range cmds {
+		recs[i] = c.record(topic)
 	}
+	return b.upstream.ProduceSync(ctx, recs...).FirstErr()
 }
 
 // shell runs a command line with sh -c, its output on stderr.
