@@ -34,7 +34,11 @@ type restartResults struct {
 // stops the broker under a running static member, starts it again, and
 // measures from the broker's return to the first command handled.
 func (b *bench) restart(ctx context.Context, conn string) (r restartResults, err error) {
-	if b.upstream, err = newProducer(b.kafka()); err != nil {
+	// Back from an outage, it should deliver as soon as the broker takes
+	// records: metadata refreshed and retries made every 50 ms, not after
+	// franz-go's default 5 s and up to 1 s.
+	fast := func(int) time.Duration { return 50 * time.Millisecond }
+	if b.upstream, err = newProducer(b.kafka(), kgo.MetadataMinAge(50*time.Millisecond), kgo.RetryBackoffFn(fast)); err != nil {
 		return r, err
 	}
 	defer b.upstream.Close()
