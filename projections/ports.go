@@ -26,6 +26,10 @@ type Message struct {
 	// Checkpoint is set (non-zero) when the server has searched up to this
 	// $all position without finding more matching events.
 	Checkpoint uint64
+	// Skipped is set instead of Event for an event of another segment (see
+	// SegmentFeed): it moves the cursor like an event handled, with no
+	// checkpoint write of its own.
+	Skipped    uint64
 	CaughtUp   bool // the subscription has delivered everything stored so far
 	FellBehind bool // the subscription lags and is reading from storage again
 }

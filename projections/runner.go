@@ -85,7 +85,9 @@ func NewRunner(feed Feed, p Projector, cfg RunnerConfig) *Runner {
 // ErrAlreadyRunning is returned by Run when the projector already runs.
 var ErrAlreadyRunning = errors.New("projector already running")
 
-// Run handles events until ctx ends. Only one Run of a runner is allowed at a time.
+// Run handles events until ctx ends. Only one Run of a runner is allowed at
+// a time. A store write refused with ErrLeaseLost ends it with that error:
+// another instance holds the segment now, and nothing is retried.
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("%s: %w", r.p.Name(), ErrAlreadyRunning)
@@ -99,6 +101,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		r.status.Store(runnerStatus{lastErr: err})
+		if errors.Is(err, ErrLeaseLost) {
+			log.Warn("segment lease lost: stopping", "err", err)
+			return fmt.Errorf("%s: %w", r.p.Name(), err)
+		}
 		if progressed {
 			backoff = r.cfg.MinBackoff
 		}
@@ -284,6 +290,9 @@ func (c *cursor) apply(ctx context.Context, m Message) error {
 		return errors.Join(fmt.Errorf("undecodable event at %d: %w", m.Event.Position, m.DecodeErr), c.save(ctx))
 	case m.Event != nil:
 		return c.handle(ctx, *m.Event)
+	case m.Skipped > c.handled:
+		c.moveTo(m.Skipped)
+		return c.counted(ctx)
 	case m.Checkpoint > c.handled:
 		c.moveTo(m.Checkpoint)
 		return c.save(ctx)
@@ -308,6 +317,12 @@ func (c *cursor) handle(ctx context.Context, rec events.Recorded) error {
 	}
 	c.progressed = true
 	c.moveTo(rec.Position)
+	return c.counted(ctx)
+}
+
+// counted counts one more event passed since the checkpoint, and saves it
+// every CheckpointEvery events.
+func (c *cursor) counted(ctx context.Context) error {
 	if c.unsaved++; c.unsaved >= c.r.cfg.CheckpointEvery {
 		return c.save(ctx)
 	}

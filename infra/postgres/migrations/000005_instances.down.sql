@@ -1,0 +1,1 @@
+DROP TABLE projector_instances;
