@@ -36,7 +36,7 @@ type Leases interface {
 // Claimed is a lease just obtained by Claim.
 type Claimed struct {
 	Lease
-	TakenOver bool // the segment was held by an instance whose lease expired (not released)
+	TakenOver bool // the segment was held by another instance, whose lease expired (not released)
 }
 
 // CoordinatorConfig configures a Coordinator. Leases, Feed and Build are
@@ -62,7 +62,6 @@ type CoordinatorConfig struct {
 type Coordinator struct {
 	cfg       CoordinatorConfig
 	log       *slog.Logger
-	lost      chan Lease // a runner's store refused a write under this lease
 	mu        sync.Mutex
 	held      map[int]*segment
 	lastRound time.Time // of the last round that reached the lease table
@@ -95,7 +94,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Runner.Lag = cfg.Lag
-	return &Coordinator{cfg: cfg, log: cfg.Logger, lost: make(chan Lease, cfg.Leases.Count()), held: map[int]*segment{}}, nil
+	return &Coordinator{cfg: cfg, log: cfg.Logger, held: map[int]*segment{}}, nil
 }
 
 // Run coordinates until ctx ends, then stops every runner and releases
@@ -110,8 +109,6 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case l := <-c.lost:
-			c.drop(l, "a store refused a write: the lease was claimed by another instance")
 		}
 	}
 }
@@ -177,10 +174,7 @@ func (c *Coordinator) start(ctx context.Context, cl Claimed) {
 	for _, r := range s.runners {
 		runners.Go(func() {
 			if err := r.Run(ctx); errors.Is(err, ErrLeaseLost) {
-				select {
-				case c.lost <- cl.Lease:
-				default: // the segment is being dropped already
-				}
+				c.drop(cl.Lease, "a store refused a write: the lease was claimed by another instance")
 			}
 		})
 	}

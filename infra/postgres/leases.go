@@ -106,7 +106,7 @@ func (l *Leases) Claim(ctx context.Context, held int) ([]projections.Claimed, in
 			if err := rows.Scan(&c.Segment, &c.Token, &previous); err != nil {
 				return err
 			}
-			c.Count, c.TakenOver = l.count, previous != ""
+			c.Count, c.TakenOver = l.count, previous != "" && previous != l.owner
 			claimed = append(claimed, c)
 		}
 		return rows.Err()
