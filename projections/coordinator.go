@@ -195,6 +195,7 @@ func (c *Coordinator) drop(l Lease, why string) {
 	delete(c.held, l.Segment)
 	c.mu.Unlock()
 	s.stop()
+	go func() { <-s.done; c.forget(s) }()
 	c.log.Warn("segment dropped", "segment", l.Segment, "token", l.Token, "reason", why)
 }
 
@@ -210,11 +211,22 @@ func (c *Coordinator) release(ctx context.Context, l Lease) {
 	}
 	s.stop()
 	<-s.done
+	c.forget(s)
 	if err := c.cfg.Leases.Release(ctx, l); err != nil {
 		c.log.Warn("segment release failed; it frees when the lease expires", "segment", l.Segment, "err", err)
 		return
 	}
 	c.log.Info("segment released", "segment", l.Segment, "token", l.Token)
+}
+
+// forget stops tracking the lag of s's runners.
+func (c *Coordinator) forget(s *segment) {
+	if c.cfg.Lag == nil {
+		return
+	}
+	for _, r := range s.runners {
+		c.cfg.Lag.Forget(r.Name())
+	}
 }
 
 func (c *Coordinator) shutdown(ctx context.Context) {

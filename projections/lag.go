@@ -49,6 +49,26 @@ func (t *LagTracker) Handled(projector string, position uint64) {
 	}
 }
 
+// Forget stops tracking projector (a runner of a segment given up), so
+// that the events it had not handled are no longer kept for it.
+func (t *LagTracker) Forget(projector string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.handled, projector)
+	low, any := uint64(0), false
+	for _, p := range t.handled {
+		if !any || p < low {
+			low, any = p, true
+		}
+	}
+	if !any {
+		low = t.seen
+	}
+	if n, _ := slices.BinarySearch(t.positions, low+1); n > 0 {
+		t.positions, t.created = slices.Delete(t.positions, 0, n), slices.Delete(t.created, 0, n)
+	}
+}
+
 // Lag returns how many observed events projector has not handled, and the
 // age of the oldest of them.
 func (t *LagTracker) Lag(projector string) (behind int, age time.Duration) {

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"rxflow/commands"
 	"rxflow/infra/config"
@@ -60,6 +61,10 @@ func run(ctx context.Context, args []string) error {
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
 	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model, the operations store and the side-effect ledger")
 	httpAddr := f.String("http", "PROJECTOR_HTTP_ADDR", "127.0.0.1:8080", "address of the query API, the console (/console/), /healthz, /readyz and /metrics")
+	database := f.Secret("database", "DATABASE_URL", "PostgreSQL connection URL of the shared read side (read model, ledger, checkpoints, operations, access log, segment leases); empty: the embedded stores in -data, one instance")
+	segments := f.IntRange("segments", "PROJECTOR_SEGMENTS", 8, 1, projector.MaxSegments, "segments of the event space on PostgreSQL; fixed at the database's first start")
+	instanceID := f.String("instance-id", "PROJECTOR_INSTANCE_ID", "", "this instance's id among those sharing the database, unique per replica (default: host name and a random suffix)")
+	leaseTTL := f.EnvDuration("lease-ttl", "PROJECTOR_LEASE_TTL", 10*time.Second, "a segment lease's time on PostgreSQL; renewed every third of it")
 	auth := httpapi.AuthFlags(f)
 	partnerURLs := map[string]*string{} // -<name>-url, <NAME>_URL: one per partner of the reactor table
 	for _, p := range projections.PartnersOf(projections.Reactions) {
@@ -100,6 +105,7 @@ func run(ctx context.Context, args []string) error {
 		Partners:   endpoints,
 		HTTPAddr:   *httpAddr, Auth: authCfg, Logger: log,
 		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
+		Segments:  projector.Segments{Database: *database, Count: *segments, InstanceID: *instanceID, LeaseTTL: *leaseTTL},
 	})
 	if err != nil {
 		return err

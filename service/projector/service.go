@@ -15,11 +15,12 @@ package projector
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,11 +37,9 @@ import (
 	"rxflow/infra/eventstore"
 	"rxflow/infra/httpapi"
 	"rxflow/infra/kafka"
-	"rxflow/infra/ledger"
 	"rxflow/infra/operator"
 	"rxflow/infra/ops"
 	"rxflow/infra/partners"
-	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
 
@@ -62,6 +61,27 @@ type Config struct {
 	Auth                                           httpapi.AuthConfig // the query API's callers: JWTs, the static token, or both; required
 	Logger                                         *slog.Logger
 	Deadlines                                      Deadlines
+	Segments                                       Segments
+}
+
+// Segments configures the PostgreSQL mode, where several instances share
+// the work: each holds leases on some of the segments of the event space
+// (projections.Coordinator). Without a Database, the embedded stores in
+// DataDir serve one instance, which handles everything (projections.Whole).
+type Segments struct {
+	// Database is a PostgreSQL connection URL: the read model, the ledger,
+	// the checkpoints, the operations store, the access log and the leases
+	// live there. Empty: the embedded stores.
+	Database string
+	// Count is the number of segments; default 8. It is fixed at the
+	// database's first start: another count is refused.
+	Count int
+	// InstanceID names this instance among those sharing the database;
+	// default the host name and a random suffix. It must be unique.
+	InstanceID string
+	// LeaseTTL is how long a segment's lease lasts without renewal; renewed
+	// and claimed every LeaseTTL/3; default 10s.
+	LeaseTTL time.Duration
 }
 
 // Deadlines configures the deadline scheduler. Zero values take the
@@ -83,6 +103,14 @@ func (c *Config) setDefaults() {
 	c.Partitions = cmp.Or(c.Partitions, 8)
 	c.DataDir = cmp.Or(c.DataDir, filepath.Join("data", "projector"))
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
+	if c.Segments.Database != "" {
+		c.Segments.Count = cmp.Or(c.Segments.Count, 8)
+		c.Segments.LeaseTTL = cmp.Or(c.Segments.LeaseTTL, 10*time.Second)
+		if c.Segments.InstanceID == "" {
+			host, _ := os.Hostname()
+			c.Segments.InstanceID = cmp.Or(host, "projector") + "-" + strings.ToLower(rand.Text()[:8])
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -97,30 +125,65 @@ func (c Config) Validate() error {
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("projector: query API: %w", err))
 	}
+	if c.Segments.Database != "" && (c.Segments.Count < 1 || c.Segments.Count > MaxSegments) {
+		errs = append(errs, fmt.Errorf("projector: segments must be within 1..%d, got %d", MaxSegments, c.Segments.Count))
+	}
+	if c.Segments.Database != "" && c.Segments.LeaseTTL < MinLeaseTTL {
+		errs = append(errs, fmt.Errorf("projector: lease time must be at least %v, got %v", MinLeaseTTL, c.Segments.LeaseTTL))
+	}
 	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("projector: partitions must be positive, got %d", c.Partitions))
 	}
 	return errors.Join(errs...)
 }
 
+// Bounds of Segments.
+const (
+	MaxSegments = 1024
+	MinLeaseTTL = 100 * time.Millisecond
+)
+
 // Service is a running projector.
 type Service struct {
 	cfg       Config
 	log       *slog.Logger
 	store     *eventstore.Store
-	readModel *readmodel.Store
-	ops       operationsStore
+	stores    stores
 	sub       message.Subscriber
-	accessLog httpapi.AccessLog
-	closers   []io.Closer // the operations store and access log this service opened
 	auth      *httpapi.Authenticator
-	ledger    *ledger.Ledger
 	pub       message.Publisher
-	runners   []*projections.Runner
-	readers   *projections.Runner // the read-model projector's runner: the scheduler waits for it to catch up
+	runners   []*projections.Runner    // embedded mode: one per projector, on the Whole lease
+	readers   *projections.Runner      // embedded mode: the read-model projector's runner, which the scheduler waits for
+	coord     *projections.Coordinator // PostgreSQL mode: the runners of the segments held
 	scheduler *projections.DeadlineScheduler
 	lag       *projections.LagTracker
 	http      *ops.Server
+}
+
+// queries is the read model's query side: the query API's, the console's
+// and the deadline scheduler's.
+type queries interface {
+	httpapi.ReadModel
+	console.ReadModel
+	projections.DueDeadlines
+}
+
+// accessLog is the query API's access log.
+type accessLog interface {
+	httpapi.AccessLog
+	Close() error
+}
+
+// stores are the projector's stores, embedded or on PostgreSQL.
+type stores struct {
+	queries   queries
+	ledger    projections.Ledger // for queries, operator retries and the deadline scheduler
+	ops       operationsStore
+	accessLog accessLog
+	// bound are the read model and ledger whose writes are fenced by lease.
+	bound  func(lease projections.Lease) (projections.ReadModel, projections.Ledger)
+	leases projections.Leases // nil: embedded, one instance on projections.Whole
+	close  func() error
 }
 
 // operationsStore is the operations store as the service uses it: consumed
@@ -162,22 +225,14 @@ func New(cfg Config) (*Service, error) {
 		}
 	}()
 	var err error
-	if s.ledger, err = ledger.Open(filepath.Join(cfg.DataDir, "ledger")); err != nil {
-		return nil, err
+	if cfg.Segments.Database == "" {
+		s.stores, err = openEmbedded(cfg.DataDir)
+	} else {
+		s.stores, err = openPostgres(cfg.Segments)
 	}
-	if s.readModel, err = readmodel.Open(filepath.Join(cfg.DataDir, "readmodel.db")); err != nil {
-		return nil, err
-	}
-	accessLog, err := readmodel.OpenAccessLog(filepath.Join(cfg.DataDir, readmodel.AccessLogFile))
 	if err != nil {
 		return nil, err
 	}
-	s.accessLog, s.closers = accessLog, append(s.closers, accessLog)
-	operations, err := readmodel.OpenOperations(filepath.Join(cfg.DataDir, "operations.db"))
-	if err != nil {
-		return nil, err
-	}
-	s.ops, s.closers = operations, append(s.closers, operations)
 	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
 		return nil, err
 	}
@@ -194,49 +249,70 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 
-	deps := projections.ReactorDeps{Ledger: s.ledger, History: s.store, Partners: partnerSet, Publisher: publisher{s.pub},
+	deps := projections.ReactorDeps{Ledger: s.stores.ledger, History: s.store, Partners: partnerSet, Publisher: publisher{s.pub},
 		CommandTopic: cfg.CommandTopic, Logger: cfg.Logger}
-	projectors := []projections.Projector{
-		projections.NewReadModelProjector(s.readModel),
-		projections.NewOutboundProjector(s.ledger, s.store, publisher{s.pub}, cfg.Outbound),
-	}
-	for _, r := range projections.Reactions {
-		projectors = append(projectors, projections.NewReactor(r, deps))
-	}
-	checkpoints := map[string]uint64{}
-	for _, p := range projectors {
-		if checkpoints[p.Name()], err = p.Checkpoint(context.Background()); err != nil {
-			return nil, fmt.Errorf("checkpoint of %s: %w", p.Name(), err)
+	projectorsOf := func(lease projections.Lease) []projections.Projector {
+		rm, led := s.stores.bound(lease)
+		deps := deps
+		deps.Ledger = led
+		ps := []projections.Projector{
+			traced{projections.NewReadModelProjector(rm)},
+			traced{projections.NewOutboundProjector(led, s.store, publisher{s.pub}, cfg.Outbound)},
 		}
+		for _, r := range projections.Reactions {
+			ps = append(ps, traced{projections.NewReactor(r, deps)})
+		}
+		return ps
 	}
-	s.lag = projections.NewLagTracker(checkpoints, time.Now)
-	for _, p := range projectors {
-		s.runners = append(s.runners, projections.NewRunner(s.store, traced{p}, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
+	ready := s.readModelCaughtUp
+	if s.stores.leases == nil {
+		projectors := projectorsOf(projections.Whole)
+		checkpoints := map[string]uint64{}
+		for _, p := range projectors {
+			if checkpoints[p.Name()], err = p.Checkpoint(context.Background()); err != nil {
+				return nil, fmt.Errorf("checkpoint of %s: %w", p.Name(), err)
+			}
+		}
+		s.lag = projections.NewLagTracker(checkpoints, time.Now)
+		for _, p := range projectors {
+			s.runners = append(s.runners, projections.NewRunner(s.store, p, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
+		}
+		s.readers = s.runners[0]
+	} else {
+		s.lag = projections.NewLagTracker(nil, time.Now)
+		if s.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{Leases: s.stores.leases, Feed: s.store,
+			Build: projectorsOf, TTL: cfg.Segments.LeaseTTL, Lag: s.lag, Logger: cfg.Logger,
+			Runner: projections.RunnerConfig{Logger: cfg.Logger}}); err != nil {
+			return nil, err
+		}
+		ready = s.holdsSegmentZero
 	}
-	s.readers = s.runners[0]
 	workflow, _ := domain.Prescriptions.WithDeadlines(cfg.Deadlines.After) // checked by Validate
-	if s.scheduler, err = projections.NewDeadlineScheduler(s.readModel, s.ledger, publisher{s.pub}, projections.SchedulerConfig{
+	if s.scheduler, err = projections.NewDeadlineScheduler(s.stores.queries, s.stores.ledger, publisher{s.pub}, projections.SchedulerConfig{
 		Workflow: workflow, CommandTopic: cfg.CommandTopic, Every: cfg.Deadlines.Every, ResendAfter: cfg.Deadlines.ResendAfter,
-		Clock: cfg.Deadlines.Clock, Logger: cfg.Logger, Ready: s.readModelCaughtUp,
+		Clock: cfg.Deadlines.Clock, Logger: cfg.Logger, Ready: ready,
 	}); err != nil {
 		return nil, err
 	}
 
 	reg := ops.NewRegistry()
 	s.registerMetrics(reg)
+	if s.coord != nil {
+		s.registerSegmentMetrics(reg)
+	}
 	authCfg := cfg.Auth
 	authCfg.Logger = cmp.Or(authCfg.Logger, cfg.Logger)
 	if s.auth, err = httpapi.NewAuthenticator(authCfg); err != nil {
 		return nil, fmt.Errorf("projector: query API: %w", err)
 	}
-	actions := operator.New(operator.Config{Store: s.ops, Reactors: deps, Publisher: publisher{s.pub}, CommandTopic: cfg.CommandTopic, Logger: cfg.Logger})
-	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.accessLog, Logger: cfg.Logger, Operator: actions,
-		Operations: s.ops}, s.readModel, s.store, s.ledger)
+	actions := operator.New(operator.Config{Store: s.stores.ops, Reactors: deps, Publisher: publisher{s.pub}, CommandTopic: cfg.CommandTopic, Logger: cfg.Logger})
+	api, err := httpapi.NewHandler(httpapi.Config{Auth: s.auth, AccessLog: s.stores.accessLog, Logger: cfg.Logger, Operator: actions,
+		Operations: s.stores.ops}, s.stores.queries, s.store, s.stores.ledger)
 	if err != nil {
 		return nil, err
 	}
-	ui, err := console.NewHandler(console.Config{Verify: consoleVerifier(s.auth), ReadModel: s.readModel, History: s.store,
-		Ledger: s.ledger, Operator: actions, Operations: s.ops, Outbound: cfg.Outbound, Lag: s.lagReport, Logger: cfg.Logger})
+	ui, err := console.NewHandler(console.Config{Verify: consoleVerifier(s.auth), ReadModel: s.stores.queries, History: s.store,
+		Ledger: s.stores.ledger, Operator: actions, Operations: s.stores.ops, Outbound: cfg.Outbound, Lag: s.lagReport, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +354,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	run(func(ctx context.Context) error { return s.http.Serve(ctx, s.log) })
 	run(func(ctx context.Context) error {
-		return operator.Consume(ctx, s.sub, s.cfg.DeadLetterTopic, s.cfg.RejectionTopic, s.ops, s.log)
+		return operator.Consume(ctx, s.sub, s.cfg.DeadLetterTopic, s.cfg.RejectionTopic, s.stores.ops, s.log)
 	})
 	run(func(ctx context.Context) error {
 		if err := s.store.WaitForServer(ctx, s.log); err != nil {
@@ -290,9 +366,16 @@ func (s *Service) Run(ctx context.Context) error {
 		for _, r := range s.runners {
 			run(r.Run)
 		}
+		if s.coord != nil {
+			run(s.coord.Run)
+		}
 		run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
 		run(s.scheduler.Run)
-		s.log.Info("projector running", "http", s.HTTPAddr(), "projectors", len(s.runners))
+		if s.coord != nil {
+			s.log.Info("projector running", "http", s.HTTPAddr(), "instance", s.cfg.Segments.InstanceID, "segments", s.cfg.Segments.Count)
+		} else {
+			s.log.Info("projector running", "http", s.HTTPAddr(), "projectors", len(s.runners))
+		}
 		return nil
 	})
 	wg.Wait()
@@ -315,10 +398,41 @@ func (s *Service) readModelCaughtUp() bool {
 	return up
 }
 
-// ready: the store answers and no projector is stuck on an error.
+// holdsSegmentZero: on PostgreSQL the deadline scheduler runs only on the
+// instance holding segment 0, once that segment's read model is live (its
+// commands have deterministic ids: a second pass after a takeover is
+// harmless).
+func (s *Service) holdsSegmentZero() bool {
+	rs := s.coord.Runners(0)
+	if len(rs) == 0 {
+		return false
+	}
+	up, _ := rs[0].CaughtUp()
+	return up
+}
+
+// activeRunners are the runners at work: every projector's (embedded), or
+// those of the segments held.
+func (s *Service) activeRunners() []*projections.Runner {
+	if s.coord == nil {
+		return s.runners
+	}
+	var out []*projections.Runner
+	for _, l := range s.coord.Held() {
+		out = append(out, s.coord.Runners(l.Segment)...)
+	}
+	return out
+}
+
+// ready: the event store answers, no projector is stuck on an error and,
+// on PostgreSQL, the instance is in touch with the lease table
+// (projections.Coordinator.Ready; docs/deploy.md#readiness).
 func (s *Service) ready(ctx context.Context) error {
 	errs := []error{s.store.Ping(ctx)}
-	for _, r := range s.runners {
+	if s.coord != nil {
+		errs = append(errs, s.coord.Ready())
+	}
+	for _, r := range s.activeRunners() {
 		if _, err := r.CaughtUp(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", r.Name(), err))
 		}
@@ -365,14 +479,8 @@ func (s *Service) close() {
 	if s.auth != nil {
 		s.auth.Close()
 	}
-	if s.readModel != nil {
-		errs = append(errs, s.readModel.Close())
-	}
-	for _, c := range s.closers {
-		errs = append(errs, c.Close())
-	}
-	if s.ledger != nil {
-		errs = append(errs, s.ledger.Close())
+	if s.stores.close != nil {
+		errs = append(errs, s.stores.close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		s.log.Warn("projector: close", "err", err)
@@ -415,8 +523,9 @@ func withConsole(ui, api http.Handler) http.Handler {
 
 // lagReport is every projector's lag, for the console.
 func (s *Service) lagReport() []console.Lag {
-	out := make([]console.Lag, 0, len(s.runners))
-	for _, r := range s.runners {
+	runners := s.activeRunners()
+	out := make([]console.Lag, 0, len(runners))
+	for _, r := range runners {
 		l := console.Lag{Projector: r.Name()}
 		l.Behind, l.Age = s.lag.Lag(r.Name())
 		up, err := r.CaughtUp()
