@@ -48,6 +48,7 @@ func run(args []string) error {
 	partnersAddr := f.String("partners-addr", "STACK_PARTNERS_ADDR", "127.0.0.1:8090", "listen address of the partner simulators")
 	apiAddr := f.String("api-addr", "STACK_API_ADDR", "127.0.0.1:8080", "address of the query API and the projector's ops endpoints")
 	processorAddr := f.String("processor-addr", "STACK_PROCESSOR_ADDR", "127.0.0.1:9101", "address of the processor's /healthz, /readyz and /metrics")
+	database := f.Secret("database", "DATABASE_URL", "PostgreSQL connection URL for the projector's read side (8 segments, one instance); empty: the embedded stores in -data")
 	deadlines := config.DeadlineFlags(f)
 	err := f.Parse(args)
 	if errors.Is(err, config.ErrHelp) {
@@ -63,7 +64,7 @@ func run(args []string) error {
 		return err
 	}
 	defer stopTracing()
-	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log,
+	s, err := stack.Start(stack.Config{DataDir: *dataDir, Token: *token, Logger: log, Database: *database,
 		Deadlines: projector.Deadlines{After: after, Every: every, ResendAfter: resend},
 		KafkaAddr: *kafkaAddr, ESDBAddr: *esdbAddr, PartnersAddr: *partnersAddr, APIAddr: *apiAddr, ProcessorAddr: *processorAddr})
 	if err != nil {

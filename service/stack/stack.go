@@ -42,6 +42,9 @@ type Config struct {
 	Topics        Topics
 	Partner       partners.Config // retry settings for every partner client; BaseURL is ignored
 	Deadlines     projector.Deadlines
+	// Database is a PostgreSQL URL for the projector's read side
+	// (projector.Segments); empty: the embedded stores under DataDir.
+	Database string
 	// ProcessorClock is the processor's clock (processor.Config.Clock);
 	// default time.Now. Tests move it with Deadlines.Clock.
 	ProcessorClock func() time.Time
@@ -175,6 +178,7 @@ func (s *Stack) StartProjector() error {
 		HTTPAddr: cmp.Or(s.cfg.APIAddr, "127.0.0.1:8080"), Logger: s.cfg.Logger,
 		Auth:      httpapi.AuthConfig{StaticToken: s.cfg.Token}, // a local run: the static token is enabled
 		Deadlines: s.cfg.Deadlines,
+		Segments:  projector.Segments{Database: s.cfg.Database},
 	})
 	if err != nil {
 		return err
