@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -367,4 +368,25 @@ func TestSegmentFeedSkipsOtherSegmentsWithoutACheckpointEach(t *testing.T) {
 	if n := rec.n.Load(); n > 2 {
 		t.Errorf("%d checkpoint writes for %d skipped events, want at most 2", n, 40-mine)
 	}
+}
+
+// Readiness: an instance is ready once its claims reach the lease table,
+// also as a standby holding nothing while another holds every segment; it
+// is not ready once its claims have not reached the table for a lease time.
+func TestCoordinatorReadiness(t *testing.T) {
+	c := newCluster(t, 1, 600*time.Millisecond)
+	a := c.start("a")
+	waitFor(t, func() bool { return len(a.coord.Held()) == 1 })
+	b := c.start("b")
+	waitFor(t, func() bool { return b.coord.Ready() == nil })
+	if len(b.coord.Held()) != 0 || a.coord.Ready() != nil {
+		t.Fatalf("b holds %v, a's readiness %v; want b a ready standby beside a ready holder", b.coord.Held(), a.coord.Ready())
+	}
+	b.leases.pause()
+	waitFor(t, func() bool { return b.coord.Ready() != nil })
+	if err := b.coord.Ready(); !strings.Contains(err.Error(), "no claim reached the lease table") {
+		t.Errorf("readiness of a cut-off instance: %v", err)
+	}
+	b.leases.resume()
+	waitFor(t, func() bool { return b.coord.Ready() == nil })
 }
