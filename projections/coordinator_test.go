@@ -162,6 +162,25 @@ func newCluster(t *testing.T, count int, ttl time.Duration) *cluster {
 
 func (c *cluster) start(name string) *instance {
 	c.t.Helper()
+	return c.startWith(name, func(in *instance, lease projections.Lease) []projections.Projector {
+		return []projections.Projector{&fenced{pool: c.db.Pool(), lease: lease, writer: name, before: in.wait}}
+	})
+}
+
+// wait holds an event while the instance is held, as a stopped process
+// would hold a write it has begun.
+func (in *instance) wait(ctx context.Context, _ events.Recorded) {
+	if in.held.Load() {
+		select {
+		case <-in.hold:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// startWith starts an instance whose segments run the projectors of build.
+func (c *cluster) startWith(name string, build func(in *instance, lease projections.Lease) []projections.Projector) *instance {
+	c.t.Helper()
 	l, err := c.db.Leases(context.Background(), name, c.count, c.ttl)
 	if err != nil {
 		c.t.Fatal(err)
@@ -170,16 +189,7 @@ func (c *cluster) start(name string) *instance {
 	in.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{
 		Leases: in.leases, Feed: c.feed, TTL: c.ttl, Logger: quiet(),
 		Runner: projections.RunnerConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, CheckpointIdle: 50 * time.Millisecond, Logger: quiet()},
-		Build: func(lease projections.Lease) []projections.Projector {
-			return []projections.Projector{&fenced{pool: c.db.Pool(), lease: lease, writer: name, before: func(ctx context.Context, _ events.Recorded) {
-				if in.held.Load() {
-					select {
-					case <-in.hold:
-					case <-ctx.Done():
-					}
-				}
-			}}}
-		},
+		Build:  func(lease projections.Lease) []projections.Projector { return build(in, lease) },
 	})
 	if err != nil {
 		c.t.Fatal(err)
