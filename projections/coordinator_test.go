@@ -265,8 +265,11 @@ func TestCoordinatorsShareAndTakeOver(t *testing.T) {
 	// a stops dead: no renewal, no write.
 	a.held.Store(true)
 	a.leases.pause()
+	paused := time.Now()
+	waitFor(t, func() bool { return len(b.coord.Held()) == 4 })
+	t.Logf("takeover of a dead instance's segments: %v after its last chance to renew (lease %v)", time.Since(paused).Round(time.Millisecond), c.ttl)
 	c.request(20, "third")
-	waitFor(t, func() bool { n, _ := c.applied(); return n == 60 && len(b.coord.Held()) == 4 })
+	waitFor(t, func() bool { n, _ := c.applied(); return n == 60 })
 	if b.coord.Takeovers() != 2 {
 		t.Errorf("takeovers %d, want 2", b.coord.Takeovers())
 	}

@@ -96,3 +96,25 @@ func TestNewRefusesCallersItCannotAuthenticate(t *testing.T) {
 		}
 	}
 }
+
+// Segment settings out of range stop the start-up before anything is
+// opened, saying which and why.
+func TestNewRefusesSegmentSettingsOutOfRange(t *testing.T) {
+	base := projector.Config{
+		Kafka:      kafka.Config{Brokers: []string{"127.0.0.1:1"}},
+		EventStore: eventstore.Config{ConnectionString: "esdb://127.0.0.1:1?tls=false"},
+		Auth:       httpapi.AuthConfig{StaticToken: "t"},
+	}
+	for want, segments := range map[string]projector.Segments{
+		"segments must be within 1..1024, got -1":     {Database: "postgres://127.0.0.1:1/db", Count: -1},
+		"segments must be within 1..1024, got 1025":   {Database: "postgres://127.0.0.1:1/db", Count: 1025},
+		"lease time must be at least 100ms, got 10ms": {Database: "postgres://127.0.0.1:1/db", LeaseTTL: 10 * time.Millisecond},
+	} {
+		cfg := base
+		cfg.Segments = segments
+		svc, err := projector.New(cfg)
+		if err == nil || svc != nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: New = %v, want %q", segments, err, want)
+		}
+	}
+}
