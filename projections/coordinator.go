@@ -102,7 +102,12 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.TTL / 3)
 	defer tick.Stop()
-	defer c.shutdown(context.WithoutCancel(ctx))
+	defer func() {
+		// Past one lease time, releasing is moot: the leases have expired.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.TTL)
+		defer cancel()
+		c.shutdown(ctx)
+	}()
 	for {
 		c.round(ctx)
 		select {
