@@ -176,3 +176,49 @@ func TestReclaimBySameInstanceMovesTheToken(t *testing.T) {
 		t.Fatalf("renewal under the new token: %v", err)
 	}
 }
+
+// An instance paused in the middle of a fenced write holds its lease row
+// shared; with IdleInTransactionTimeout the server ends its session, so
+// another instance claims the expired segment, and the paused write can
+// never commit.
+func TestPausedWriteDoesNotHoldUpATakeover(t *testing.T) {
+	url := postgrestest.URL(t)
+	ctx := context.Background()
+	paused, err := Open(ctx, url, IdleInTransactionTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer paused.Close()
+	other, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	a, b := leases(t, paused, "a", 1, 200*time.Millisecond), leases(t, other, "b", 1, 200*time.Millisecond)
+	got, _, err := a.Claim(ctx, 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v, %v", got, err)
+	}
+	tx, err := paused.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) // before paused.Close, which waits for the connection
+	if err := fence(ctx, tx, got[0].Lease); err != nil {
+		t.Fatal(err)
+	}
+	// The write's instance stops here, its transaction open.
+	var taken []projections.Claimed
+	waitUntil(t, func() bool {
+		taken, _, err = b.Claim(ctx, 0)
+		return err != nil || len(taken) > 0
+	})
+	if err != nil || !taken[0].TakenOver {
+		t.Fatalf("takeover: %+v, %v", taken, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO checkpoints (projector, segment, position) VALUES ('stale', 0, 1)`); err == nil {
+		if err := tx.Commit(ctx); err == nil {
+			t.Fatal("the paused write committed after the takeover")
+		}
+	}
+}

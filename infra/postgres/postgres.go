@@ -14,7 +14,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
@@ -44,10 +46,13 @@ type DB struct {
 // advisory lock, so instances that start at once do not race: the others
 // wait, then find nothing left to do. A database whose schema is newer than
 // this code's is refused.
-func Open(ctx context.Context, url string) (*DB, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connection string: %w", redact(err))
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -58,6 +63,21 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, err
 	}
 	return &DB{pool: pool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
+}
+
+// Option tunes the connections of Open.
+type Option func(*pgxpool.Config)
+
+// IdleInTransactionTimeout has the server end any session of this DB that
+// stays idle inside a transaction for longer than d (PostgreSQL's
+// idle_in_transaction_session_timeout), releasing its locks. A fenced
+// write holds its lease row shared until it commits; if its instance is
+// paused (SIGSTOP) in the middle, the lock would keep any other instance
+// from claiming the segment for as long as the pause lasts. Give it a
+// fraction of the lease time. d is rounded up to a millisecond.
+func IdleInTransactionTimeout(d time.Duration) Option {
+	ms := strconv.FormatInt(int64(max((d+time.Millisecond-1)/time.Millisecond, 1)), 10)
+	return func(cfg *pgxpool.Config) { cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = ms }
 }
 
 // SchemaVersion is the version this code's schema ends at: its last
