@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"rxflow/events"
 )
 
 // Leases is the shared table of segment leases that projector instances
@@ -46,7 +48,11 @@ type CoordinatorConfig struct {
 	Feed   Feed
 	// Build makes the projectors of one segment, each writing to stores
 	// bound to lease (fenced by its token).
-	Build  func(lease Lease) []Projector
+	Build func(lease Lease) []Projector
+	// Tasks, optional, is other work done while lease is held (the deadline
+	// scheduler on segment 0), stopped with the segment's runners. A task
+	// that returns ErrLeaseLost drops the segment.
+	Tasks  func(lease Lease) []func(ctx context.Context) error
 	TTL    time.Duration // the lease time; renewed and claimed every TTL/3; default 10s
 	Runner RunnerConfig  // of every runner; its Lag is the coordinator's
 	Lag    *LagTracker   // optional: tracks each runner as "<projector>/segment-<n>"
@@ -169,16 +175,23 @@ func (c *Coordinator) start(ctx context.Context, cl Claimed) {
 	s := &segment{lease: cl.Lease, stop: stop, done: make(chan struct{})}
 	feed := SegmentFeed(c.cfg.Feed, cl.Lease)
 	for _, p := range c.cfg.Build(cl.Lease) {
-		s.runners = append(s.runners, NewRunner(feed, segmentNamed{p, fmt.Sprintf("%s/segment-%d", p.Name(), cl.Segment)}, c.cfg.Runner))
+		s.runners = append(s.runners, NewRunner(feed, named(p, fmt.Sprintf("%s/segment-%d", p.Name(), cl.Segment)), c.cfg.Runner))
 	}
 	c.mu.Lock()
 	c.held[cl.Segment] = s
 	c.mu.Unlock()
 	c.log.Info("segment claimed", "segment", cl.Segment, "token", cl.Token, "takenOver", cl.TakenOver)
 	var runners sync.WaitGroup
+	work := make([]func(context.Context) error, 0, len(s.runners))
 	for _, r := range s.runners {
+		work = append(work, r.Run)
+	}
+	if c.cfg.Tasks != nil {
+		work = append(work, c.cfg.Tasks(cl.Lease)...)
+	}
+	for _, run := range work {
 		runners.Go(func() {
-			if err := r.Run(ctx); errors.Is(err, ErrLeaseLost) {
+			if err := run(ctx); errors.Is(err, ErrLeaseLost) {
 				c.drop(cl.Lease, "a store refused a write: the lease was claimed by another instance")
 			}
 		})
@@ -303,6 +316,24 @@ type segmentNamed struct {
 }
 
 func (p segmentNamed) Name() string { return p.name }
+
+// segmentNamedBatch is a segmentNamed BatchHandler.
+type segmentNamedBatch struct {
+	segmentNamed
+	b BatchHandler
+}
+
+func (p segmentNamedBatch) HandleBatch(ctx context.Context, recs []events.Recorded) error {
+	return p.b.HandleBatch(ctx, recs)
+}
+
+// named is p under name, a BatchHandler if p is one.
+func named(p Projector, name string) Projector {
+	if b, ok := p.(BatchHandler); ok {
+		return segmentNamedBatch{segmentNamed{p, name}, b}
+	}
+	return segmentNamed{p, name}
+}
 
 // SegmentFeed is feed restricted to lease's segment: events of other
 // segments arrive as Message.Skipped, which only moves a runner's cursor.

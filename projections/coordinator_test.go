@@ -403,3 +403,70 @@ func TestCoordinatorReadiness(t *testing.T) {
 	b.leases.resume()
 	waitFor(t, func() bool { return b.coord.Ready() == nil })
 }
+
+// refusals records what a projector's writes were refused with.
+type refusals struct {
+	projections.Projector
+	before func(context.Context, events.Recorded)
+	mu     sync.Mutex
+	errs   []error
+}
+
+func (r *refusals) Handle(ctx context.Context, rec events.Recorded) error {
+	r.before(ctx, rec)
+	err := r.Projector.Handle(ctx, rec)
+	if err != nil {
+		r.mu.Lock()
+		r.errs = append(r.errs, err)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// The same pause on the PostgreSQL read model: the write the paused
+// instance had begun is refused by the store (ErrLeaseLost), and the
+// instance drops the segment while its renewals are still held.
+func TestStaleInstanceOnThePostgreSQLReadModel(t *testing.T) {
+	c := newCluster(t, 2, 600*time.Millisecond)
+	queries := c.db.Queries()
+	var mu sync.Mutex
+	byInstance := map[string][]*refusals{}
+	build := func(in *instance, lease projections.Lease) []projections.Projector {
+		p := &refusals{Projector: projections.NewReadModelProjector(c.db.ReadModel(lease)), before: in.wait}
+		mu.Lock()
+		byInstance[in.name] = append(byInstance[in.name], p)
+		mu.Unlock()
+		return []projections.Projector{p}
+	}
+	c.request(6, "before")
+	a := c.startWith("a", build)
+	waitFor(t, func() bool { n, _ := queries.Checkpoint(context.Background()); return n > 0 && len(a.coord.Held()) == 2 })
+	a.held.Store(true)
+	a.leases.pause()
+	late := c.request(1, "late")[0]
+	b := c.startWith("b", build)
+	waitFor(t, func() bool { return len(b.coord.Held()) == 2 })
+	if err := queries.WaitFor(context.Background(), late); err != nil {
+		t.Fatal(err)
+	}
+	seg := projections.SegmentOf("urn:rx:late-0", 2)
+	close(a.hold)
+	waitFor(t, func() bool { return !a.coord.Holds(seg) })
+	mu.Lock()
+	var refused []error
+	for _, p := range byInstance["a"] {
+		p.mu.Lock()
+		refused = append(refused, p.errs...)
+		p.mu.Unlock()
+	}
+	mu.Unlock()
+	if len(refused) != 1 || !errors.Is(refused[0], projections.ErrLeaseLost) {
+		t.Fatalf("the paused instance's writes ended with %v, want one ErrLeaseLost", refused)
+	}
+	row, err := queries.Get(context.Background(), "urn:rx:late-0")
+	if err != nil || row.LastPosition != late {
+		t.Fatalf("late row %+v (%v), want it at %d", row, err, late)
+	}
+	a.leases.resume()
+	waitFor(t, func() bool { return len(a.coord.Held()) == 1 && len(b.coord.Held()) == 1 })
+}

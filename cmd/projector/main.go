@@ -3,7 +3,7 @@
 // model and serves the query API.
 //
 //	projector [flags]          run the projectors and the query API
-//	projector rebuild [flags]  replay $all into a fresh read model and swap it in (projector stopped)
+//	projector rebuild [flags]  replay $all into a fresh read model and swap it in (SQLite: projector stopped)
 package main
 
 import (
@@ -29,7 +29,7 @@ import (
 )
 
 const synopsis = `  projector [flags]          run the projectors and the query API
-  projector rebuild [flags]  replay $all into a fresh read model and swap it in (projector stopped)`
+  projector rebuild [flags]  replay $all into a fresh read model and swap it in (SQLite: projector stopped)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -117,16 +117,25 @@ func rebuild(ctx context.Context, args []string) error {
 	f := config.NewFlags("projector rebuild")
 	f.Synopsis = synopsis
 	esdbURL := f.String("esdb", "ESDB_CONNECTION_STRING", "esdb://127.0.0.1:2113?tls=false", "EventStoreDB connection string")
-	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger")
+	dataDir := f.String("data", "PROJECTOR_DATA_DIR", "data/projector", "directory of the read model and the side-effect ledger (projector stopped)")
+	database := f.Secret("database", "DATABASE_URL", "PostgreSQL connection URL of the shared read side: rebuilt beside the running instances; empty: the read model in -data")
+	segments := f.IntRange("segments", "PROJECTOR_SEGMENTS", 8, 1, projector.MaxSegments, "the database's segment count")
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	progressed := false
-	res, err := projector.Rebuild(ctx, projector.RebuildConfig{EventStore: eventstore.Config{ConnectionString: *esdbURL}, DataDir: *dataDir},
-		func(n int, pos uint64) {
-			progressed = true
-			fmt.Fprintf(os.Stderr, "\rreplayed %d events (position %d)", n, pos)
-		})
+	progress := func(n int, pos uint64) {
+		progressed = true
+		fmt.Fprintf(os.Stderr, "\rreplayed %d events (position %d)", n, pos)
+	}
+	events := eventstore.Config{ConnectionString: *esdbURL}
+	var res projector.RebuildResult
+	var err error
+	if *database != "" {
+		res, err = projector.RebuildPostgres(ctx, projector.PostgresRebuildConfig{EventStore: events, Database: *database, Segments: *segments}, progress)
+	} else {
+		res, err = projector.Rebuild(ctx, projector.RebuildConfig{EventStore: events, DataDir: *dataDir}, progress)
+	}
 	if progressed {
 		fmt.Fprintln(os.Stderr) // end the progress line
 	}

@@ -152,10 +152,10 @@ type Service struct {
 	sub       message.Subscriber
 	auth      *httpapi.Authenticator
 	pub       message.Publisher
-	runners   []*projections.Runner    // embedded mode: one per projector, on the Whole lease
-	readers   *projections.Runner      // embedded mode: the read-model projector's runner, which the scheduler waits for
-	coord     *projections.Coordinator // PostgreSQL mode: the runners of the segments held
-	scheduler *projections.DeadlineScheduler
+	runners   []*projections.Runner          // embedded mode: one per projector, on the Whole lease
+	readers   *projections.Runner            // embedded mode: the read-model projector's runner, which the scheduler waits for
+	coord     *projections.Coordinator       // PostgreSQL mode: the runners of the segments held
+	scheduler *projections.DeadlineScheduler // embedded mode; on PostgreSQL one runs with segment 0
 	lag       *projections.LagTracker
 	http      *ops.Server
 }
@@ -256,7 +256,7 @@ func New(cfg Config) (*Service, error) {
 		deps := deps
 		deps.Ledger = led
 		ps := []projections.Projector{
-			traced{projections.NewReadModelProjector(rm)},
+			withTracing(projections.NewReadModelProjector(rm)),
 			traced{projections.NewOutboundProjector(led, s.store, publisher{s.pub}, cfg.Outbound)},
 		}
 		for _, r := range projections.Reactions {
@@ -264,7 +264,16 @@ func New(cfg Config) (*Service, error) {
 		}
 		return ps
 	}
-	ready := s.readModelCaughtUp
+	workflow, _ := domain.Prescriptions.WithDeadlines(cfg.Deadlines.After) // checked by Validate
+	newScheduler := func(ledger projections.Ledger, ready func() bool) (*projections.DeadlineScheduler, error) {
+		return projections.NewDeadlineScheduler(s.stores.queries, ledger, publisher{s.pub}, projections.SchedulerConfig{
+			Workflow: workflow, CommandTopic: cfg.CommandTopic, Every: cfg.Deadlines.Every, ResendAfter: cfg.Deadlines.ResendAfter,
+			Clock: cfg.Deadlines.Clock, Logger: cfg.Logger, Ready: ready,
+		})
+	}
+	if s.scheduler, err = newScheduler(s.stores.ledger, s.readModelCaughtUp); err != nil {
+		return nil, err
+	}
 	if s.stores.leases == nil {
 		projectors := projectorsOf(projections.Whole)
 		checkpoints := map[string]uint64{}
@@ -279,20 +288,26 @@ func New(cfg Config) (*Service, error) {
 		}
 		s.readers = s.runners[0]
 	} else {
+		// The scheduler is a singleton: it runs with segment 0, its memory
+		// of sent commands in the ledger under that segment's lease.
+		s.scheduler = nil
+		segmentZeroTasks := func(lease projections.Lease) []func(context.Context) error {
+			if lease.Segment != 0 {
+				return nil
+			}
+			_, led := s.stores.bound(lease)
+			sch, err := newScheduler(led, s.holdsSegmentZero)
+			if err != nil { // the same settings were accepted above
+				return []func(context.Context) error{func(context.Context) error { return err }}
+			}
+			return []func(context.Context) error{sch.Run}
+		}
 		s.lag = projections.NewLagTracker(nil, time.Now)
 		if s.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{Leases: s.stores.leases, Feed: s.store,
-			Build: projectorsOf, TTL: cfg.Segments.LeaseTTL, Lag: s.lag, Logger: cfg.Logger,
+			Build: projectorsOf, Tasks: segmentZeroTasks, TTL: cfg.Segments.LeaseTTL, Lag: s.lag, Logger: cfg.Logger,
 			Runner: projections.RunnerConfig{Logger: cfg.Logger}}); err != nil {
 			return nil, err
 		}
-		ready = s.holdsSegmentZero
-	}
-	workflow, _ := domain.Prescriptions.WithDeadlines(cfg.Deadlines.After) // checked by Validate
-	if s.scheduler, err = projections.NewDeadlineScheduler(s.stores.queries, s.stores.ledger, publisher{s.pub}, projections.SchedulerConfig{
-		Workflow: workflow, CommandTopic: cfg.CommandTopic, Every: cfg.Deadlines.Every, ResendAfter: cfg.Deadlines.ResendAfter,
-		Clock: cfg.Deadlines.Clock, Logger: cfg.Logger, Ready: ready,
-	}); err != nil {
-		return nil, err
 	}
 
 	reg := ops.NewRegistry()
@@ -370,7 +385,9 @@ func (s *Service) Run(ctx context.Context) error {
 			run(s.coord.Run)
 		}
 		run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
-		run(s.scheduler.Run)
+		if s.scheduler != nil {
+			run(s.scheduler.Run)
+		}
 		if s.coord != nil {
 			s.log.Info("projector running", "http", s.HTTPAddr(), "instance", s.cfg.Segments.InstanceID, "segments", s.cfg.Segments.Count)
 		} else {

@@ -1,14 +1,16 @@
 package projector
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"rxflow/infra/ledger"
+	"rxflow/infra/postgres"
 	"rxflow/infra/readmodel"
 	"rxflow/projections"
 )
@@ -55,9 +57,35 @@ func openEmbedded(dir string) (st stores, err error) {
 	return st, nil
 }
 
-// openPostgres opens the stores shared by the instances on cfg.Database.
+// openPostgres opens the stores the instances share on cfg.Database, and
+// this instance's segment leases. The schema is migrated first (once, by
+// whichever instance comes first); a database of another segment count is
+// refused.
 func openPostgres(cfg Segments) (stores, error) {
-	return stores{}, fmt.Errorf("projector: -database (%d segments): the PostgreSQL read model and stores are not part of this build yet", cfg.Count)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := postgres.Open(ctx, cfg.Database, postgres.IdleInTransactionTimeout(cfg.LeaseTTL/2))
+	if err != nil {
+		return stores{}, err
+	}
+	leases, err := db.Leases(ctx, cfg.InstanceID, cfg.Count, cfg.LeaseTTL)
+	if err != nil {
+		db.Close()
+		return stores{}, err
+	}
+	access := db.AccessLog()
+	return stores{
+		queries: db.Queries(), ledger: db.Ledger(projections.Whole), ops: db.Operations(), accessLog: access,
+		bound: func(l projections.Lease) (projections.ReadModel, projections.Ledger) {
+			return db.ReadModel(l), db.Ledger(l)
+		},
+		leases: leases,
+		close: func() error {
+			err := access.Close()
+			db.Close()
+			return err
+		},
+	}, nil
 }
 
 // registerSegmentMetrics exports, per segment, whether this instance holds

@@ -23,15 +23,51 @@ var tracer = otel.Tracer("rxflow/service/projector")
 type traced struct{ projections.Projector }
 
 func (t traced) Handle(ctx context.Context, rec events.Recorded) error {
-	ctx, span := tracer.Start(telemetry.EventContext(ctx, rec.Meta), "project "+t.Name(), trace.WithSpanKind(trace.SpanKindConsumer),
+	ctx, span := t.start(ctx, rec)
+	defer span.End()
+	return t.end(span, t.Projector.Handle(ctx, rec))
+}
+
+// start begins rec's span, in the trace of the append that stored it.
+func (t traced) start(ctx context.Context, rec events.Recorded) (context.Context, trace.Span) {
+	return tracer.Start(telemetry.EventContext(ctx, rec.Meta), "project "+t.Name(), trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("rxflow.projector", t.Name()), attribute.String("rxflow.event", rec.Name),
 			attribute.String("rxflow.event_id", rec.Meta.EventID), attribute.String("rxflow.urn", rec.URN),
 			attribute.Int64("rxflow.position", int64(rec.Position))))
-	defer span.End()
-	err := t.Projector.Handle(ctx, rec)
+}
+
+func (t traced) end(span trace.Span, err error) error {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}
 	return err
+}
+
+// tracedBatch is a traced BatchHandler: each event of a batch has its span,
+// in its own trace, covering the batch's one transaction.
+type tracedBatch struct {
+	traced
+	b projections.BatchHandler
+}
+
+func (t tracedBatch) HandleBatch(ctx context.Context, recs []events.Recorded) error {
+	spans := make([]trace.Span, len(recs))
+	for i, rec := range recs {
+		_, spans[i] = t.start(ctx, rec)
+	}
+	err := t.b.HandleBatch(ctx, recs)
+	for _, span := range spans {
+		t.end(span, err)
+		span.End()
+	}
+	return err
+}
+
+// withTracing wraps p in traced, or in tracedBatch if p takes batches.
+func withTracing(p projections.Projector) projections.Projector {
+	if b, ok := p.(projections.BatchHandler); ok {
+		return tracedBatch{traced{p}, b}
+	}
+	return traced{p}
 }
