@@ -440,7 +440,10 @@ func TestStaleInstanceOnThePostgreSQLReadModel(t *testing.T) {
 	}
 	c.request(6, "before")
 	a := c.startWith("a", build)
-	waitFor(t, func() bool { n, _ := queries.Checkpoint(context.Background()); return n > 0 && len(a.coord.Held()) == 2 })
+	waitFor(t, func() bool {
+		n, _ := queries.Checkpoint(context.Background())
+		return n > 0 && len(a.coord.Held()) == 2
+	})
 	a.held.Store(true)
 	a.leases.pause()
 	late := c.request(1, "late")[0]
