@@ -28,7 +28,7 @@ var rebuiltTables = []string{"prescriptions", "deadlines"}
 //  1. fresh, index-less copies of the tables are made in the schema
 //     rxflow_rebuild and loaded with COPY; then their keys and indexes are
 //     built as the live tables' are;
-//  2. one transaction switches them in: it bumps the token of every
+//  2. one transaction switches them in: it frees and bumps the token of every
 //     segment lease, so that running projector instances are fenced off
 //     (their next write is projections.ErrLeaseLost and they claim their
 //     segments again), drops the old tables, moves the new ones in, and
@@ -151,8 +151,9 @@ func (db *DB) switchRebuild(ctx context.Context, checkpoint uint64, segments int
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		// First the leases: this waits for the fenced writes in flight (they
 		// hold their lease row shared), and the writes that follow wait for
-		// this commit, then find their token old.
-		tag, err := tx.Exec(ctx, "UPDATE segment_leases SET token = token + 1")
+		// this commit, then find their token old. The leases are freed too,
+		// so the instances claim the segments again at their next round.
+		tag, err := tx.Exec(ctx, "UPDATE segment_leases SET token = token + 1, owner = '', expires_at = '-infinity'")
 		if err != nil {
 			return err
 		}
