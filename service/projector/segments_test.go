@@ -174,11 +174,16 @@ func TestInstancesShareThePostgreSQLReadSide(t *testing.T) {
 	waitUntil(t, "20 completed", func() bool { return b.completed(t) == 20 })
 	for _, p := range []partnersim.Partner{partnersim.Insurance, partnersim.Pharmacy} {
 		keys := map[string]int{}
-		for _, call := range c.sim.Accepted(p) {
-			if !call.Replay {
-				keys[call.IdempotencyKey]++
+		// The reactors follow the events on their own: wait for every call.
+		waitUntil(t, fmt.Sprintf("%s accepted a call per prescription (20)", p), func() bool {
+			clear(keys)
+			for _, call := range c.sim.Accepted(p) {
+				if !call.Replay {
+					keys[call.IdempotencyKey]++
+				}
 			}
-		}
+			return len(keys) >= 20
+		})
 		if len(keys) != 20 {
 			t.Errorf("%s: %d idempotency keys accepted, want one per prescription (20)", p, len(keys))
 		}
