@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,15 +49,8 @@ func URL(t testing.TB, options ...string) string {
 	create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " " + strings.Join(options, " ")
 	// The template may be in use for a moment (another test creating from
 	// it, or connected to it): PostgreSQL then refuses with 55006.
-	for attempt := 1; ; attempt++ {
-		_, err := conn.Exec(ctx, create)
-		if err == nil {
-			break
-		}
-		if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "55006" || attempt == 20 {
-			t.Fatalf("postgrestest: create database: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := retry(ctx, conn, create, "55006"); err != nil {
+		t.Fatalf("postgrestest: create database: %v", err)
 	}
 	t.Cleanup(func() {
 		conn, err := pgx.Connect(ctx, admin)
@@ -65,10 +59,26 @@ func URL(t testing.TB, options ...string) string {
 			return
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		// FORCE ends the test's own sessions; a server process of another
+		// role in the database (an autovacuum worker) cannot be ended by a
+		// role without pg_signal_backend (42501), but it ends soon.
+		if err := retry(ctx, conn, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)", "42501", "55006"); err != nil {
 			t.Errorf("postgrestest: drop database %s: %v", name, err)
 		}
 	})
 	u.Path = "/" + name
 	return fmt.Sprint(u)
+}
+
+// retry runs sql, again every 100 ms for up to 5 s while it fails with one
+// of the SQLSTATE codes given.
+func retry(ctx context.Context, conn *pgx.Conn, sql string, codes ...string) error {
+	for attempt := 1; ; attempt++ {
+		_, err := conn.Exec(ctx, sql)
+		pgErr, ok := errors.AsType[*pgconn.PgError](err)
+		if err == nil || !ok || !slices.Contains(codes, pgErr.Code) || attempt == 50 {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
