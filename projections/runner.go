@@ -45,6 +45,11 @@ type RunnerConfig struct {
 	CheckpointEvery int           // save the checkpoint after this many events; default 256
 	CheckpointIdle  time.Duration // and when no event came for this long; default 200ms
 	MaxBatch        int           // events per HandleBatch of a BatchHandler; default 256; 1 hands them one by one
+	// FinishWithin bounds how long an event under way may still take once
+	// the runner is stopped; default 10s. It is finished rather than
+	// cancelled: a partner call cut between the call and its record would
+	// be made again by the segment's next holder.
+	FinishWithin time.Duration
 	Logger          *slog.Logger
 	Lag             *LagTracker // optional: reports how far behind the projector is
 }
@@ -74,6 +79,7 @@ func NewRunner(feed Feed, p Projector, cfg RunnerConfig) *Runner {
 	cfg.CheckpointEvery = cmp.Or(cfg.CheckpointEvery, 256)
 	cfg.CheckpointIdle = cmp.Or(cfg.CheckpointIdle, 200*time.Millisecond)
 	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 256)
+	cfg.FinishWithin = cmp.Or(cfg.FinishWithin, 10*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -268,7 +274,9 @@ func (c *cursor) handleBatch(ctx context.Context, recs []events.Recorded) error 
 		return nil
 	}
 	last := recs[len(recs)-1]
-	if err := c.batch.HandleBatch(ctx, recs); err != nil {
+	hctx, done := finishing(ctx, c.r.cfg.FinishWithin)
+	defer done()
+	if err := c.batch.HandleBatch(hctx, recs); err != nil {
 		return errors.Join(fmt.Errorf("handle %d events up to %s@%d: %w", len(recs), last.URN, last.Revision, err), c.save(ctx))
 	}
 	c.progressed = true
@@ -312,7 +320,9 @@ func (c *cursor) handle(ctx context.Context, rec events.Recorded) error {
 	if rec.Position <= c.handled {
 		return nil
 	}
-	if err := c.r.p.Handle(ctx, rec); err != nil {
+	hctx, done := finishing(ctx, c.r.cfg.FinishWithin)
+	defer done()
+	if err := c.r.p.Handle(hctx, rec); err != nil {
 		return errors.Join(fmt.Errorf("handle %s@%d: %w", rec.URN, rec.Revision, err), c.save(ctx))
 	}
 	c.progressed = true
@@ -360,4 +370,13 @@ func (r *Runner) reportLag(position uint64) {
 	if r.cfg.Lag != nil {
 		r.cfg.Lag.Handled(r.p.Name(), position)
 	}
+}
+
+// finishing is the context an event is handled in: it ends grace after ctx
+// ends, not with it, so that a stopped runner finishes the event under way.
+// done releases it.
+func finishing(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return hctx, func() { stop(); cancel() }
 }

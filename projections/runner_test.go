@@ -219,3 +219,65 @@ func memoryStore(t *testing.T) *eventstore.Store {
 	t.Cleanup(func() { _ = store.Close() })
 	return store
 }
+
+// slowRecorder's Handle waits for release or for its context to end, and
+// reports whether its context was cancelled.
+type slowRecorder struct {
+	recorder
+	started   chan struct{}
+	release   chan struct{}
+	cancelled chan bool
+}
+
+func (r *slowRecorder) Handle(ctx context.Context, rec events.Recorded) error {
+	close(r.started)
+	select {
+	case <-r.release:
+	case <-ctx.Done():
+	}
+	r.cancelled <- ctx.Err() != nil
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return r.recorder.Handle(ctx, rec)
+}
+
+// A runner stopped while an event is under way (its segment released, the
+// service shutting down) finishes that event and saves its checkpoint: a
+// partner call cancelled between the call and its record would be made
+// again by the next holder. An event that outlasts FinishWithin is cut.
+func TestStoppedRunnerFinishesTheEventUnderWay(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		grace      time.Duration
+		wantCancel bool
+	}{
+		{"finished within the grace", time.Minute, false},
+		{"cut after the grace", time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := memoryStore(t)
+			pos := request(t, commands.NewHandler(store, commands.HandlerConfig{}), "urn:rx:slow")
+			rec := &slowRecorder{started: make(chan struct{}), release: make(chan struct{}), cancelled: make(chan bool, 1)}
+			ctx, cancel := context.WithCancel(context.Background())
+			runner := projections.NewRunner(store, rec, projections.RunnerConfig{FinishWithin: tc.grace, Logger: quiet()})
+			done := make(chan error, 1)
+			go func() { done <- runner.Run(ctx) }()
+			<-rec.started
+			cancel()
+			if !tc.wantCancel {
+				close(rec.release)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := <-rec.cancelled; got != tc.wantCancel {
+				t.Fatalf("handled with a cancelled context: %v, want %v", got, tc.wantCancel)
+			}
+			cp, _ := rec.Checkpoint(context.Background())
+			if want := map[bool]uint64{false: pos, true: 0}[tc.wantCancel]; cp != want {
+				t.Fatalf("checkpoint %d, want %d", cp, want)
+			}
+		})
+	}
+}

@@ -75,7 +75,7 @@ func (l *Leases) Count() int { return l.count }
 func (l *Leases) Claim(ctx context.Context, held int) ([]projections.Claimed, int, error) {
 	var claimed []projections.Claimed
 	var share int
-	err := pgx.BeginFunc(ctx, l.db.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, l.db.leasePool, func(tx pgx.Tx) error {
 		claimed = nil
 		if _, err := tx.Exec(ctx, `DELETE FROM projector_instances WHERE expires_at <= now()`); err != nil {
 			return err
@@ -119,7 +119,7 @@ func (l *Leases) Claim(ctx context.Context, held int) ([]projections.Claimed, in
 
 // Renew implements projections.Leases.
 func (l *Leases) Renew(ctx context.Context, lease projections.Lease) error {
-	tag, err := l.db.pool.Exec(ctx, `UPDATE segment_leases SET expires_at = now() + $4 * interval '1 microsecond'
+	tag, err := l.db.leasePool.Exec(ctx, `UPDATE segment_leases SET expires_at = now() + $4 * interval '1 microsecond'
 		WHERE segment = $1 AND token = $2 AND owner = $3`, lease.Segment, lease.Token, l.owner, l.ttl.Microseconds())
 	if err != nil {
 		return fmt.Errorf("postgres: renew segment %d: %w", lease.Segment, err)
@@ -133,7 +133,7 @@ func (l *Leases) Renew(ctx context.Context, lease projections.Lease) error {
 // Release implements projections.Leases: the segment is free at once (its
 // token moves at the next claim).
 func (l *Leases) Release(ctx context.Context, lease projections.Lease) error {
-	_, err := l.db.pool.Exec(ctx, `UPDATE segment_leases SET owner = '', expires_at = '-infinity'
+	_, err := l.db.leasePool.Exec(ctx, `UPDATE segment_leases SET owner = '', expires_at = '-infinity'
 		WHERE segment = $1 AND token = $2 AND owner = $3`, lease.Segment, lease.Token, l.owner)
 	if err != nil {
 		return fmt.Errorf("postgres: release segment %d: %w", lease.Segment, err)
@@ -144,7 +144,7 @@ func (l *Leases) Release(ctx context.Context, lease projections.Lease) error {
 // Leave implements projections.Leases: the instance no longer counts as
 // live, so the others' shares grow at their next round.
 func (l *Leases) Leave(ctx context.Context) error {
-	if _, err := l.db.pool.Exec(ctx, `DELETE FROM projector_instances WHERE id = $1`, l.owner); err != nil {
+	if _, err := l.db.leasePool.Exec(ctx, `DELETE FROM projector_instances WHERE id = $1`, l.owner); err != nil {
 		return fmt.Errorf("postgres: leave: %w", err)
 	}
 	return nil
@@ -153,7 +153,7 @@ func (l *Leases) Leave(ctx context.Context) error {
 // Owners is each segment's holder ("" when free or expired), by segment,
 // on the database's clock: for metrics and tests.
 func (l *Leases) Owners(ctx context.Context) ([]string, error) {
-	rows, err := l.db.pool.Query(ctx, `SELECT CASE WHEN expires_at > now() THEN owner ELSE '' END FROM segment_leases ORDER BY segment`)
+	rows, err := l.db.leasePool.Query(ctx, `SELECT CASE WHEN expires_at > now() THEN owner ELSE '' END FROM segment_leases ORDER BY segment`)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: segment owners: %w", err)
 	}

@@ -35,6 +35,7 @@ var migrations embed.FS
 // DB is a PostgreSQL database holding the read side.
 type DB struct {
 	pool      *pgxpool.Pool
+	leasePool *pgxpool.Pool // the leases' own connections: a renewal never waits for the writers' turn
 	progress  progress
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -62,7 +63,14 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
+	leaseCfg := cfg.Copy()
+	leaseCfg.MaxConns = 2
+	leasePool, err := pgxpool.NewWithConfig(ctx, leaseCfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &DB{pool: pool, leasePool: leasePool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
 }
 
 // Option tunes the connections of Open.
@@ -130,14 +138,17 @@ func migrateUp(pool *pgxpool.Pool) error {
 func (db *DB) Close() {
 	db.closeOnce.Do(func() { close(db.closed) })
 	db.pool.Close()
+	db.leasePool.Close()
 }
 
 // Pool is the connection pool, for tests and benchmarks.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 // fence checks, inside tx, that l is still the lease of its segment, and
-// holds a shared lock on the lease's row until tx ends, so a claim by
-// another instance waits for tx and then sees its writes. A lease that was
+// holds a key-share lock on the lease's row until tx ends, so a claim by
+// another instance (which locks the row FOR UPDATE) waits for tx and then
+// sees its writes, while the holder's renewals (which change no key) do
+// not wait for its own writers. A lease that was
 // claimed since is projections.ErrLeaseLost, and tx must be rolled back.
 // projections.Whole is never fenced.
 func fence(ctx context.Context, tx pgx.Tx, l projections.Lease) error {
@@ -145,7 +156,7 @@ func fence(ctx context.Context, tx pgx.Tx, l projections.Lease) error {
 		return nil
 	}
 	var token int64
-	err := tx.QueryRow(ctx, `SELECT token FROM segment_leases WHERE segment = $1 FOR SHARE`, l.Segment).Scan(&token)
+	err := tx.QueryRow(ctx, `SELECT token FROM segment_leases WHERE segment = $1 FOR KEY SHARE`, l.Segment).Scan(&token)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && token != l.Token) {
 		return fmt.Errorf("segment %d token %d: %w", l.Segment, l.Token, projections.ErrLeaseLost)
 	}

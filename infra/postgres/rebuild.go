@@ -153,6 +153,11 @@ func (db *DB) switchRebuild(ctx context.Context, checkpoint uint64, segments int
 		// hold their lease row shared), and the writes that follow wait for
 		// this commit, then find their token old. The leases are freed too,
 		// so the instances claim the segments again at their next round.
+		// FOR UPDATE waits for the writes under way (each holds its lease row
+		// FOR KEY SHARE), so none lands after the switch.
+		if _, err := tx.Exec(ctx, "SELECT segment FROM segment_leases ORDER BY segment FOR UPDATE"); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, "UPDATE segment_leases SET token = token + 1, owner = '', expires_at = '-infinity'")
 		if err != nil {
 			return err
