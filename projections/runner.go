@@ -50,8 +50,8 @@ type RunnerConfig struct {
 	// cancelled: a partner call cut between the call and its record would
 	// be made again by the segment's next holder.
 	FinishWithin time.Duration
-	Logger          *slog.Logger
-	Lag             *LagTracker // optional: reports how far behind the projector is
+	Logger       *slog.Logger
+	Lag          *LagTracker // optional: reports how far behind the projector is
 }
 
 // Runner runs one projector on a Feed: it subscribes from the checkpoint,
