@@ -83,7 +83,11 @@ func run(ctx context.Context, args []string) error {
 	security, securityErr := kafkaSecurity()
 	after, every, resend, deadlineErr := deadlines()
 	authCfg, authErr := auth()
-	if err := errors.Join(err, logErr, securityErr, deadlineErr, authErr); err != nil {
+	var segmentsErr error
+	if *database == "" && (f.Given("segments", "PROJECTOR_SEGMENTS") || f.Given("instance-id", "PROJECTOR_INSTANCE_ID") || f.Given("lease-ttl", "PROJECTOR_LEASE_TTL")) {
+		segmentsErr = errors.New("-segments, -instance-id and -lease-ttl (PROJECTOR_SEGMENTS, PROJECTOR_INSTANCE_ID, PROJECTOR_LEASE_TTL) need -database (DATABASE_URL): without PostgreSQL the projector runs alone on its embedded stores")
+	}
+	if err := errors.Join(err, logErr, securityErr, deadlineErr, authErr, segmentsErr); err != nil {
 		return err
 	}
 	stopTracing, err := telemetry.Setup(ctx, "rxflow-projector")

@@ -155,6 +155,14 @@ func (f *Flags) Parse(args []string) error {
 	return errors.Join(errs...)
 }
 
+// Given reports whether flag name was given on the command line, or its
+// variable env is set in the environment. Call it after Parse.
+func (f *Flags) Given(name, env string) bool {
+	_, given := os.LookupEnv(env)
+	f.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
+}
+
 // Durations parses a comma-separated list of positive durations such as
 // "1s,2s,4s"; an empty list is nil.
 func Durations(s string) ([]time.Duration, error) {

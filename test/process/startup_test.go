@@ -336,6 +336,8 @@ func TestStartupFailuresProjector(t *testing.T) {
 			want: []string{"-deadline-pickup-overdue", `"213504d"`, "-deadline-every", `"1ns"`, "-deadline-resend", "; "}},
 		{name: "several problems", bin: p, env: f.projectorEnv("QUERY_API_JWKS_URL=https://idp.example/jwks", "KAFKA_BROKERS=no-port",
 			"ESDB_CONNECTION_STRING=bogus://x"), want: []string{"the issuer is required", `"no-port"`, "connection string", "; "}},
+		{name: "segments without a database", bin: p, env: f.projectorEnv("PROJECTOR_SEGMENTS=3"), want: []string{"-segments", "need -database"}},
+		{name: "lease time without a database", bin: p, args: []string{"-lease-ttl=1s"}, env: f.projectorEnv(), want: []string{"-lease-ttl", "need -database"}},
 		{name: "rebuild data dir is a file", bin: p, args: []string{"rebuild", "-data", f.file, "-esdb", f.esdbURL()},
 			want: []string{f.file, "not a directory"}},
 	})
