@@ -19,12 +19,13 @@ type Report struct {
 // Controls is a partner's current failure settings, echoed by the POST
 // /_sim/* endpoints.
 type Controls struct {
-	Partner      Partner `json:"partner"`
-	Down         bool    `json:"down"`
-	FailNext     int     `json:"failNext"`
-	FailStatus   int     `json:"failStatus,omitempty"`
-	LatencyMS    int64   `json:"latencyMs"`
-	RetryAfterMS int64   `json:"retryAfterMs"`
+	Partner      Partner  `json:"partner"`
+	Down         bool     `json:"down"`
+	FailNext     int      `json:"failNext"`
+	FailStatus   int      `json:"failStatus,omitempty"`
+	LatencyMS    int64    `json:"latencyMs"`
+	RetryAfterMS int64    `json:"retryAfterMs"`
+	Refuse       *Refusal `json:"refuse,omitempty"`
 }
 
 // handleCalls answers GET /_sim/calls[?partner=p] with a map partner → Report.
@@ -110,6 +111,22 @@ func (s *Sim) handleRetryAfter(w http.ResponseWriter, r *http.Request) {
 	s.writeControls(w, p)
 }
 
+// handleRefuse answers POST /_sim/refuse?partner=p&field=f&value=v&status=S
+// (status default 422); without field it cancels p's refusal.
+func (s *Sim) handleRefuse(w http.ResponseWriter, r *http.Request) {
+	p, ok := partnerParam(w, r)
+	if !ok {
+		return
+	}
+	status, ok := intParam(w, r, "status", http.StatusUnprocessableEntity, 400, 599)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	s.Refuse(p, Refusal{Field: q.Get("field"), Value: q.Get("value"), Status: status})
+	s.writeControls(w, p)
+}
+
 // handleReset answers POST /_sim/reset.
 func (s *Sim) handleReset(w http.ResponseWriter, _ *http.Request) {
 	s.Reset()
@@ -125,6 +142,10 @@ func (s *Sim) writeControls(w http.ResponseWriter, p Partner) {
 	}
 	if st.failNext > 0 {
 		c.FailStatus = st.failStatus
+	}
+	if st.refuse.Field != "" {
+		rf := st.refuse
+		c.Refuse = &rf
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, c)

@@ -114,6 +114,17 @@ type partnerState struct {
 	down       bool
 	latency    time.Duration
 	retryAfter time.Duration
+	refuse     Refusal
+}
+
+// Refusal makes a partner refuse, every time, the requests whose JSON body
+// has the top-level string field Field equal to Value, with Status: a
+// partner that declines some orders for good (say, a closed pharmacy),
+// whatever the attempt. The zero Refusal refuses nothing.
+type Refusal struct {
+	Field  string `json:"field"`
+	Value  string `json:"value"`
+	Status int    `json:"status"` // 400–599
 }
 
 func newPartnerState() *partnerState {
@@ -156,6 +167,7 @@ func Start(cfg Config) (*Sim, error) {
 	mux.HandleFunc("POST /_sim/down", s.handleDown)
 	mux.HandleFunc("POST /_sim/latency", s.handleLatency)
 	mux.HandleFunc("POST /_sim/retryafter", s.handleRetryAfter)
+	mux.HandleFunc("POST /_sim/refuse", s.handleRefuse)
 	mux.HandleFunc("POST /_sim/reset", s.handleReset)
 
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -208,6 +220,18 @@ func (s *Sim) FailNext(p Partner, n int, status int) {
 // SetDown makes every request to p answer 503 while down.
 func (s *Sim) SetDown(p Partner, down bool) {
 	s.with(p, func(st *partnerState) { st.down = down })
+}
+
+// Refuse sets p's Refusal, replacing the previous one; a zero Field
+// cancels it. A Status outside 400–599 means 422. A key accepted before is
+// still replayed.
+func (s *Sim) Refuse(p Partner, r Refusal) {
+	if r.Field == "" {
+		r = Refusal{}
+	} else if r.Status < 400 || r.Status > 599 {
+		r.Status = http.StatusUnprocessableEntity
+	}
+	s.with(p, func(st *partnerState) { st.refuse = r })
 }
 
 // SetLatency delays every answer from p by d. The request is processed
@@ -358,6 +382,9 @@ func (s *Sim) decide(p Partner, st *partnerState, r *http.Request, key string, r
 			return refuse(http.StatusUnprocessableEntity, "Idempotency-Key reused with a different payload")
 		}
 		return answer{status: prev.status, body: prev.body, replay: true}, "replay of accepted key"
+	}
+	if rf := st.refuse; rf.Field != "" && doc[rf.Field] == rf.Value {
+		return simulated(rf.Status, fmt.Sprintf("simulated refusal: %s is %q", rf.Field, rf.Value))
 	}
 	if problems := validate(doc); len(problems) > 0 {
 		body, _ := json.Marshal(map[string]any{"error": "invalid payload", "problems": problems})

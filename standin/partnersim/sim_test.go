@@ -285,6 +285,34 @@ func TestHTTPControls(t *testing.T) {
 		t.Fatalf("retryafter: %d %q", s, h.Get("Retry-After"))
 	}
 
+	// refuse: a matching body is refused on every attempt, with the status
+	// given; another body and a key accepted before are not.
+	if body := control("/_sim/refuse?partner=pharmacy&field=pharmacyId&value=ph-closed&status=409", 200); !strings.Contains(body, `"refuse":{"field":"pharmacyId","value":"ph-closed","status":409}`) {
+		t.Fatalf("refuse echo %s", body)
+	}
+	closed := order
+	closed.PharmacyID = "ph-closed"
+	for range 2 {
+		if res, err := c.Post(ctx, pathPrescriptions, "evt-closed", closed); !errors.Is(err, partners.ErrPermanent) || res.Attempts != 1 {
+			t.Fatalf("refused order: %+v %v; want a permanent refusal on the first attempt", res, err)
+		}
+	}
+	if calls := sim.Calls(partnersim.Pharmacy); calls[len(calls)-1].Status != 409 || calls[len(calls)-1].Attempt != 2 {
+		t.Fatalf("refused call recorded as %+v", calls[len(calls)-1])
+	}
+	if res, err := c.Post(ctx, pathPrescriptions, "evt-4", order); err != nil || res.Attempts != 1 {
+		t.Fatalf("another pharmacy while refusing: %+v %v", res, err)
+	}
+	if res, err := c.Post(ctx, pathPrescriptions, "evt-1", order); err != nil || res.Attempts != 1 {
+		t.Fatalf("replay while refusing: %+v %v", res, err)
+	}
+	if body := control("/_sim/refuse?partner=pharmacy", 200); strings.Contains(body, `"refuse"`) {
+		t.Fatalf("refuse without field should cancel: %s", body)
+	}
+	if _, err := c.Post(ctx, pathPrescriptions, "evt-closed", closed); err != nil {
+		t.Fatalf("after the refusal is cancelled: %v", err)
+	}
+
 	// reset clears calls and controls.
 	control("/_sim/reset", 204)
 	if n := len(sim.Calls(partnersim.Pharmacy)); n != 0 {
@@ -302,6 +330,7 @@ func TestHTTPControls(t *testing.T) {
 		"/_sim/down?partner=pharmacy&down=maybe",
 		"/_sim/latency?partner=pharmacy",
 		"/_sim/retryafter?partner=pharmacy&s=x",
+		"/_sim/refuse?partner=pharmacy&field=pharmacyId&value=x&status=200",
 	} {
 		control(path, 400)
 	}
