@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,6 +202,7 @@ type system struct {
 	esdbAddr, simAddr, procAddr, projAddr string
 
 	esdb, sim, proc, proj *child
+	projs                 []*child // further projector instances (several on one PostgreSQL)
 
 	sent []sentCommand // every command produced, in order
 }
@@ -208,6 +210,18 @@ type system struct {
 // newSystem starts EventStoreDB, the partner simulators, the processor and
 // the projector as child processes on brokers, and waits until each is ready.
 func newSystem(t *testing.T, brokers []string) *system {
+	t.Helper()
+	s := newCore(t, brokers)
+	s.proj = newChild(t, "projector", bin.projector, nil, append(s.projectorEnv(),
+		"PROJECTOR_DATA_DIR="+s.projDir, "PROJECTOR_HTTP_ADDR="+s.projAddr))
+	s.startProjector(t)
+	return s
+}
+
+// newCore starts EventStoreDB, the partner simulators and the processor as
+// child processes on brokers, and waits until each is ready; the caller
+// adds the projector or projectors.
+func newCore(t *testing.T, brokers []string) *system {
 	t.Helper()
 	s := &system{
 		brokers: brokers,
@@ -229,22 +243,33 @@ func newSystem(t *testing.T, brokers []string) *system {
 	s.proc = newChild(t, "processor", bin.processor, nil, append(slices.Clone(kafkaEnv),
 		"PROCESSOR_GROUP="+s.topics.group, "REJECTION_TOPIC="+s.topics.rejections, "DLQ_TOPIC="+s.topics.dlq,
 		"PROCESSOR_HTTP_ADDR="+s.procAddr))
-	partnerURL := func(p partnersim.Partner) string { return "http://" + s.simAddr + "/" + string(p) }
-	s.proj = newChild(t, "projector", bin.projector, nil, append(slices.Clone(kafkaEnv),
-		"DISPENSED_TOPIC="+s.topics.dispensed, "FAILED_TOPIC="+s.topics.failed, "STATUS_CHANGED_TOPIC="+s.topics.changed,
-		"PROJECTOR_DATA_DIR="+s.projDir, "PROJECTOR_HTTP_ADDR="+s.projAddr, "QUERY_API_TOKEN="+token, "QUERY_API_STATIC_TOKEN_ENABLED=true",
-		"INSURANCE_URL="+partnerURL(partnersim.Insurance), "PHARMACY_URL="+partnerURL(partnersim.Pharmacy),
-		"NOTIFICATIONS_URL="+partnerURL(partnersim.Notifications), "ALERTING_URL="+partnerURL(partnersim.Alerting)))
 
 	s.startESDB(t)
 	s.sim.start(t)
 	s.waitHTTP(t, s.sim, "http://"+s.simAddr+"/_sim/calls")
 	s.startProcessor(t)
-	s.startProjector(t)
 	return s
 }
 
-func (s *system) children() []*child { return []*child{s.esdb, s.sim, s.proc, s.proj} }
+// projectorEnv is a projector's environment on this system, without its
+// data directory, database and HTTP address.
+func (s *system) projectorEnv() []string {
+	partnerURL := func(p partnersim.Partner) string { return "http://" + s.simAddr + "/" + string(p) }
+	return []string{"KAFKA_BROKERS=" + strings.Join(s.brokers, ","), "COMMAND_TOPIC=" + s.topics.commands,
+		"ESDB_CONNECTION_STRING=" + s.esdbURL, "LOG_LEVEL=info",
+		"DISPENSED_TOPIC=" + s.topics.dispensed, "FAILED_TOPIC=" + s.topics.failed, "STATUS_CHANGED_TOPIC=" + s.topics.changed,
+		"QUERY_API_TOKEN=" + token, "QUERY_API_STATIC_TOKEN_ENABLED=true",
+		"INSURANCE_URL=" + partnerURL(partnersim.Insurance), "PHARMACY_URL=" + partnerURL(partnersim.Pharmacy),
+		"NOTIFICATIONS_URL=" + partnerURL(partnersim.Notifications), "ALERTING_URL=" + partnerURL(partnersim.Alerting)}
+}
+
+func (s *system) children() []*child {
+	cs := []*child{s.esdb, s.sim, s.proc}
+	if s.proj != nil {
+		cs = append(cs, s.proj)
+	}
+	return append(cs, s.projs...)
+}
 
 // check fails the test if a child died without being asked to.
 func (s *system) check(t *testing.T) {
@@ -370,22 +395,28 @@ func (s *system) history(t *testing.T, urn string) []projections.HistoryEntry {
 	}
 }
 
-// rows returns the whole read model, at most 500 rows.
+// rows returns the whole read model, page by page.
 func (s *system) rows(t *testing.T) map[string]projections.RowView {
 	t.Helper()
-	var page struct {
-		Items      []projections.RowView
-		NextCursor string
-	}
-	s.api(t, "/prescriptions?limit=500", &page)
-	if page.NextCursor != "" {
-		t.Fatal("more than 500 prescriptions")
-	}
 	out := map[string]projections.RowView{}
-	for _, r := range page.Items {
-		out[r.URN] = r
+	cursor := ""
+	for {
+		var page struct {
+			Items      []projections.RowView
+			NextCursor string
+		}
+		path := "/prescriptions?limit=500"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		s.api(t, path, &page)
+		for _, r := range page.Items {
+			out[r.URN] = r
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			return out
+		}
 	}
-	return out
 }
 
 // simCalls returns what each simulated partner received.

@@ -1,6 +1,7 @@
 package process_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,11 +19,25 @@ import (
 type command struct{ id, event string }
 
 // rx is a prescription of the workload: its commands in order and the
-// status they must lead to.
+// status they must lead to. The pharmacy refuses the order of a refused
+// prescription (pharmacy closedPharmacy), so the projector fails it: its
+// stream ends with that follow-up command's event.
 type rx struct {
-	urn   string
-	cmds  []command
-	final domain.Status
+	urn     string
+	cmds    []command
+	final   domain.Status
+	refused bool
+}
+
+// closedPharmacy is the pharmacy id whose orders the simulated pharmacy
+// refuses in the tests that make it (partnersim.Refuse).
+const closedPharmacy = "ph-closed"
+
+func (r rx) pharmacy() string {
+	if r.refused {
+		return closedPharmacy
+	}
+	return "ph-1"
 }
 
 var lifecycles = map[domain.Status][]string{
@@ -64,10 +79,10 @@ func countCommands(rxs []rx, rounds ...int) int {
 	return n
 }
 
-func payload(i int, event string) string {
+func payload(i int, pharmacy, event string) string {
 	switch event {
 	case "prescription.request":
-		return fmt.Sprintf(`{"patientId":"pat-%03d","prescriberId":"dr-1","pharmacyId":"ph-1","medication":{"name":"Amoxicillin","code":"J01CA04","strength":"500mg","quantity":20,"refills":1}}`, i)
+		return fmt.Sprintf(`{"patientId":"pat-%03d","prescriberId":"dr-1","pharmacyId":%q,"medication":{"name":"Amoxicillin","code":"J01CA04","strength":"500mg","quantity":20,"refills":1}}`, i, pharmacy)
 	case "prescription.approve":
 		return `{"approvedBy":"dr-1"}`
 	case "prescription.reject":
@@ -101,7 +116,7 @@ func (s *system) produce(t *testing.T, rxs []rx, rounds ...int) int {
 			}
 			c := r.cmds[k]
 			recs = append(recs, kafkatest.Record{Key: []byte(r.urn),
-				Value: fmt.Appendf(nil, `{"urn":%q,"event":%q,"commandId":%q,"payload":%s}`, r.urn, c.event, c.id, payload(i, c.event))})
+				Value: fmt.Appendf(nil, `{"urn":%q,"event":%q,"commandId":%q,"payload":%s}`, r.urn, c.event, c.id, payload(i, r.pharmacy(), c.event))})
 			ids = append(ids, c.id)
 		}
 	}
@@ -217,7 +232,8 @@ func (s *system) histories(t *testing.T, rxs []rx) map[string][]projections.Hist
 
 // checkStreams: each stream holds exactly one event per command, in the
 // order sent, with the event id derived from the command id — no command
-// lost, none applied twice, none refused.
+// lost, none applied twice, none refused. A refused prescription's stream
+// ends with the pharmacy reaction's prescription.fail, once.
 func checkStreams(t *testing.T, rxs []rx, hist map[string][]projections.HistoryEntry) {
 	t.Helper()
 	for _, r := range rxs {
@@ -226,14 +242,19 @@ func checkStreams(t *testing.T, rxs []rx, hist map[string][]projections.HistoryE
 		for i, e := range h {
 			got[i] = e.CommandID + " " + e.Event + " " + e.EventType
 		}
-		ok := len(h) == len(r.cmds)
+		cmds := r.cmds
+		if r.refused && len(h) == len(cmds)+1 {
+			process := h[len(cmds)-1].EventID
+			cmds = append(slices.Clone(cmds), command{id: projections.FollowUpCommandID("pharmacy", process), event: "prescription.fail"})
+		}
+		ok := len(h) == len(cmds)
 		for i := 0; ok && i < len(h); i++ {
-			e, c := h[i], r.cmds[i]
+			e, c := h[i], cmds[i]
 			ok = e.CommandID == c.id && e.Event == c.event && e.EventType != events.NameCommandRefused &&
 				e.Revision == uint64(i) && e.EventID == events.EventID(r.urn, c.id, 0).String()
 		}
 		if !ok {
-			t.Errorf("%s: stream holds %q, want one event per command %v", r.urn, got, r.cmds)
+			t.Errorf("%s: stream holds %q, want one event per command %v (refused by the pharmacy: %v)", r.urn, got, r.cmds, r.refused)
 		}
 	}
 }
@@ -277,9 +298,15 @@ func (s *system) checkNoRejections(t *testing.T) {
 func (s *system) checkPartners(t *testing.T, rxs []rx, hist map[string][]projections.HistoryEntry) {
 	t.Helper()
 	want := map[partnersim.Partner][]string{}
+	refusedKeys := map[string]bool{} // the pharmacy orders refused on purpose
 	for _, r := range rxs {
 		for _, e := range hist[r.urn] {
-			if p, ok := partnerOf[e.Event]; ok {
+			p, ok := partnerOf[e.Event]
+			switch {
+			case !ok:
+			case r.refused && p == partnersim.Pharmacy:
+				refusedKeys[e.EventID] = true
+			default:
 				want[p] = append(want[p], e.EventID)
 			}
 		}
@@ -297,9 +324,11 @@ func (s *system) checkPartners(t *testing.T, rxs []rx, hist map[string][]project
 			missing, extra := diff(exp, accepted)
 			t.Errorf("%s accepted %d keys, want %d; missing %v, unexpected %v", p, len(accepted), len(exp), missing, extra)
 		}
-		effects, replays := map[string]int{}, 0
+		effects, replays, refusals := map[string]int{}, 0, 0
 		for _, c := range rep.Calls {
 			switch {
+			case p == partnersim.Pharmacy && refusedKeys[c.IdempotencyKey] && c.Status == refusalStatus:
+				refusals++
 			case c.Status < 200 || c.Status > 299:
 				t.Errorf("%s answered %d to key %s (attempt %d): %s", p, c.Status, c.IdempotencyKey, c.Attempt, c.Reason)
 			case c.Replay:
@@ -313,9 +342,11 @@ func (s *system) checkPartners(t *testing.T, rxs []rx, hist map[string][]project
 				t.Errorf("%s performed the side effect of key %s %d times", p, k, n)
 			}
 		}
-		if replays > 0 {
-			t.Logf("%s: %d calls in all, %d idempotent replays of accepted keys", p, len(rep.Calls), replays)
+		if replays > 0 || refusals > 0 {
+			t.Logf("%s: %d calls in all, %d idempotent replays of accepted keys, %d refusals of %d orders refused on purpose",
+				p, len(rep.Calls), replays, refusals, len(refusedKeys))
 		}
+		checkOneKeyPerEffect(t, p, rep.Accepted)
 	}
 }
 
@@ -363,6 +394,32 @@ func (s *system) checkOutbound(t *testing.T, rxs []rx, hist map[string][]project
 		}
 		if dups > 0 {
 			t.Logf("%s: %d duplicate messages (allowed: at least once)", topic, dups)
+		}
+	}
+}
+
+// refusalStatus is what the simulated pharmacy answers to an order for
+// closedPharmacy.
+const refusalStatus = 422
+
+// checkOneKeyPerEffect: no side effect was made under two idempotency keys,
+// that is, no partner accepted two calls of the same kind (path, and the
+// alert's or notice's text) for one prescription.
+func checkOneKeyPerEffect(t *testing.T, p partnersim.Partner, accepted []partnersim.Call) {
+	t.Helper()
+	keys := map[string][]string{}
+	for _, c := range accepted {
+		var body struct{ URN, Message, Summary string }
+		if err := json.Unmarshal(c.Body, &body); err != nil {
+			t.Errorf("%s: accepted call %s has no JSON body: %v", p, c.IdempotencyKey, err)
+			continue
+		}
+		effect := body.URN + " " + body.Message + body.Summary
+		keys[effect] = append(keys[effect], c.IdempotencyKey)
+	}
+	for effect, ks := range keys {
+		if len(ks) > 1 {
+			t.Errorf("%s: the effect %q was made under %d keys: %v", p, effect, len(ks), ks)
 		}
 	}
 }
