@@ -12,7 +12,10 @@
 //     on a live $all subscription);
 //  3. rebuild: the audit rebuild (projector.Rebuild) of every stored event;
 //  4. flat cost: (2) again against a store seeded with -seed-events events;
-//  5. memory: the peak RSS (VmHWM) of the processor child in (2) and (4).
+//  5. memory: the peak RSS (VmHWM) of the processor child in (2) and (4);
+//  6. read side (-only readside): the projector's rebuild and live apply
+//     rates on SQLite and on PostgreSQL (-database), live apply also with
+//     2 and 3 instances sharing the segments (readside.go).
 //
 // By default it starts an embedded Kafka broker (kfake) and an embedded
 // EventStoreDB on disk in a temporary directory; -brokers and -esdb point it
@@ -56,13 +59,17 @@ type options struct {
 	brokerStop      string // shell commands for the restart phase's outage
 	brokerStart     string
 	only            map[string]bool // phases to run; empty runs all
+	database        string          // PostgreSQL server for the readside phase: a role that may create databases
+	projectorBin    string          // the projector binary for the readside phase; empty builds ./cmd/projector
+	readsideEvents  int             // events the readside phase's live apply runs over
 	otlpSink        bool            // trace the processor children, exporting to a local OTLP sink
 }
 
 // runs reports whether phase is to run. The restart phase runs only when
-// named: it kills processes and may stop the broker.
+// named: it kills processes and may stop the broker; so does the readside
+// phase: it builds and runs the projector binary.
 func (o options) runs(phase string) bool {
-	return (len(o.only) == 0 && phase != "restart") || o.only[phase]
+	return (len(o.only) == 0 && phase != "restart" && phase != "readside") || o.only[phase]
 }
 
 func main() {
@@ -88,7 +95,10 @@ func run(args []string) error {
 	seedWriters := f.Int("seed-writers", "BENCH_SEED_WRITERS", 64, "concurrent appends while seeding")
 	runs := f.Int("runs", "BENCH_RUNS", 1, "repeat each throughput run and keep the median")
 	dir := f.String("dir", "BENCH_DIR", "", "directory for the embedded stores; default a temporary one, removed at the end")
-	only := f.String("only", "BENCH_ONLY", "", "comma-separated phases to run (raw, processor, latency, flat, rebuild); default all")
+	only := f.String("only", "BENCH_ONLY", "", "comma-separated phases to run (raw, processor, latency, flat, rebuild; restart and readside only when named); default all")
+	database := f.String("database", "BENCH_DATABASE", "", "readside phase: PostgreSQL URL of a role that may create databases (one fresh database per run); empty measures SQLite only")
+	projectorBin := f.String("projector-bin", "BENCH_PROJECTOR_BIN", "", "readside phase: the projector binary; empty builds ./cmd/projector of this module")
+	readsideEvents := f.Int("readside-events", "BENCH_READSIDE_EVENTS", 100000, "readside phase: events stored before each live-apply run")
 	cpuprofile := f.String("cpuprofile", "BENCH_CPUPROFILE", "", "write CPU profiles: this file for the bench process, FILE.<role>.<run> for each child")
 	brokerStop := f.String("broker-stop", "BENCH_BROKER_STOP", "", "restart phase: shell command that stops the Kafka broker (-brokers); with -broker-start, the outage is measured")
 	brokerStart := f.String("broker-start", "BENCH_BROKER_START", "", "restart phase: shell command that starts the broker again and returns once it serves")
@@ -111,9 +121,9 @@ func run(args []string) error {
 	o := options{brokers: *brokers, security: security, esdb: *esdbConn, n: *n, prescriptions: *prescriptions, partitions: *partitions,
 		latencySeconds: *latencySeconds, latencyRate: *latencyRate, seedEvents: *seedEvents, seedWriters: *seedWriters, repeat: *runs, dir: *dir, cpuprofile: *cpuprofile,
 		brokerStop: *brokerStop, brokerStart: *brokerStart,
-		otlpSink: *otlpSink}
-	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.repeat < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 || o.latencyRate < 0 {
-		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds positive; -seed-events, -latency-rate not negative")
+		otlpSink: *otlpSink, database: *database, projectorBin: *projectorBin, readsideEvents: *readsideEvents}
+	if o.n < 1000 || o.prescriptions < 1 || o.partitions < 1 || o.repeat < 1 || o.seedWriters < 1 || o.seedEvents < 0 || o.latencySeconds < 1 || o.latencyRate < 0 || o.readsideEvents < 1 {
+		return errors.New("-n must be at least 1000; -prescriptions, -partitions, -runs, -seed-writers, -latency-seconds, -readside-events positive; -seed-events, -latency-rate not negative")
 	}
 	o.only = map[string]bool{}
 	for _, p := range config.List(*only) {
@@ -192,10 +202,11 @@ type results struct {
 	rebuild              rebuildRun
 	seedTook             time.Duration
 	restart              restartResults
+	readside             readsideResults
 }
 
 // phases are the parts of a run, in order.
-var phases = []string{"raw", "processor", "latency", "flat", "rebuild", "restart"}
+var phases = []string{"raw", "processor", "latency", "flat", "rebuild", "restart", "readside"}
 
 func (b *bench) all(ctx context.Context, openStore func() (string, func(), error)) (r results, err error) {
 	conn, closeStore, err := openStore()
@@ -233,6 +244,12 @@ func (b *bench) all(ctx context.Context, openStore func() (string, func(), error
 		}
 		if r.lat, err = b.latency(ctx, conn, rate, time.Duration(b.opts.latencySeconds)*time.Second); err != nil {
 			return r, fmt.Errorf("latency: %w", err)
+		}
+	}
+	if b.opts.runs("readside") {
+		progress("(6) read side: rebuild and live apply, SQLite and PostgreSQL")
+		if r.readside, err = b.readside(ctx, openStore); err != nil {
+			return r, fmt.Errorf("readside: %w", err)
 		}
 	}
 	if !b.opts.runs("flat") && !b.opts.runs("rebuild") {
@@ -380,6 +397,18 @@ func (r results) table(o options) string {
 			row("(5) Kafka outage ends → first command handled, static member", "≤ 2 s", secs(r.restart.outage), check(r.restart.outage <= 2*time.Second))
 			row("… of which the broker's: outage ends → the group's coordinator answers", "—", secs(r.restart.coordinator), "")
 		}
+	}
+	for _, run := range r.readside.rebuild {
+		row(fmt.Sprintf("(6) rebuild of %d events, %s (`projector rebuild`)", run.events, run.backend), "≥ 100,000 events/s",
+			fmt.Sprintf("%.0f events/s (%.1f s)", run.rate(), run.took.Seconds()), check(run.rate() >= 100000))
+	}
+	for _, run := range r.readside.live {
+		target, status := "—", ""
+		if run.instances == 1 {
+			target, status = "≥ 5,000 events/s", check(run.rate() >= 5000)
+		}
+		row(fmt.Sprintf("(6) live apply of %d events, %d instance(s), %s", run.events, run.instances, run.backend), target,
+			fmt.Sprintf("%.0f events/s (%.1f s)", run.rate(), run.took.Seconds()), status)
 	}
 	return sb.String()
 }
