@@ -2,6 +2,7 @@ package process_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -205,6 +206,8 @@ type system struct {
 	projs                 []*child // further projector instances (several on one PostgreSQL)
 
 	sent []sentCommand // every command produced, in order
+
+	poll time.Duration // how often eventually polls; 20 ms if zero
 }
 
 // newSystem starts EventStoreDB, the partner simulators, the processor and
@@ -336,7 +339,7 @@ func (s *system) eventuallyf(t *testing.T, timeout time.Duration, what string, c
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s; %s", timeout, what, state)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(cmp.Or(s.poll, 20*time.Millisecond))
 	}
 }
 
