@@ -3,10 +3,12 @@
 package process_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -289,33 +291,44 @@ func (s *shared) audit(t *testing.T) []write {
 	return ws
 }
 
-// checkFencing reads the whole write audit: every write to a segment
-// table must come from the instance that holds the segment's lease at that
-// point of the lock order (the last lease row written for the segment). A
-// write by an instance that has lost the lease is what fencing forbids. It
-// returns the number of segment writes per instance.
+// checkFencing reads the whole write audit (fencingViolations) and returns
+// the number of segment writes per instance.
 func (s *shared) checkFencing(t *testing.T, ws []write) map[string]int {
 	t.Helper()
-	owner := map[int]string{}
+	bad := fencingViolations(ws)
+	for _, v := range bad[:min(10, len(bad))] {
+		t.Error(v)
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d writes in all by an instance that did not hold the segment's lease", len(bad))
+	}
 	writes := map[string]int{}
-	bad := 0
+	for _, w := range ws {
+		if w.table != "segment_leases" {
+			writes[w.app]++
+		}
+	}
+	return writes
+}
+
+// fencingViolations: every write to a segment table must come from the
+// instance that holds the segment's lease at that point of the lock order
+// (the last lease row written for the segment). A write by an instance
+// that has lost the lease is what fencing forbids; each is described.
+func fencingViolations(ws []write) []string {
+	owner := map[int]string{}
+	var bad []string
 	for _, w := range ws {
 		if w.table == "segment_leases" {
 			owner[w.segment] = w.owner
 			continue
 		}
-		writes[w.app]++
 		if owner[w.segment] != w.app {
-			if bad++; bad <= 10 {
-				t.Errorf("audit %d at %s: %s wrote to %s for segment %d while %q held its lease",
-					w.id, w.at.Format(time.TimeOnly+".000"), w.app, w.table, w.segment, owner[w.segment])
-			}
+			bad = append(bad, fmt.Sprintf("audit %d at %s: %s wrote to %s for segment %d while %q held its lease",
+				w.id, w.at.Format(time.TimeOnly+".000"), w.app, w.table, w.segment, owner[w.segment]))
 		}
 	}
-	if bad > 0 {
-		t.Errorf("%d writes in all by an instance that did not hold the segment's lease", bad)
-	}
-	return writes
+	return bad
 }
 
 // writesBy counts id's checkpoint writes after since to segments (every
@@ -649,4 +662,70 @@ func newAuthRequest(url string) (*http.Request, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	return req, nil
+}
+
+// The write audit itself, on a database without projectors: a write made
+// after another instance claimed the segment is reported, one made under
+// the writer's own claim is not, and a row named by urn falls in its
+// stream's segment.
+func TestWriteAuditSeesStaleWrites(t *testing.T) {
+	dbURL := postgrestest.URL(t)
+	ctx := t.Context()
+	db, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	installAudit(t, pool)
+	as := func(app string) *pgx.Conn {
+		c, err := pgx.Connect(ctx, withAppName(t, dbURL, app))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	a, b := as("projector-a"), as("projector-b")
+	exec := func(c *pgx.Conn, q string, args ...any) {
+		t.Helper()
+		if _, err := c.Exec(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	claim := `INSERT INTO segment_leases (segment, owner, token, expires_at) VALUES ($1, current_setting('application_name'), 1, now() + interval '2 s')
+		ON CONFLICT (segment) DO UPDATE SET owner = excluded.owner, token = segment_leases.token + 1, expires_at = excluded.expires_at`
+	checkpoint := `INSERT INTO checkpoints (projector, segment, position) VALUES ('readmodel', $1, $2)
+		ON CONFLICT (projector, segment) DO UPDATE SET position = excluded.position`
+	exec(a, claim, 3)
+	exec(a, checkpoint, 3, 10) // a holds 3: fine
+	exec(b, claim, 3)
+	exec(b, checkpoint, 3, 20) // b holds 3: fine
+	exec(a, checkpoint, 3, 30) // a lost 3: stale
+	exec(a, claim, 3)
+	exec(a, checkpoint, 3, 40) // a claimed 3 again: fine
+
+	ws := (&shared{db: pool}).audit(t)
+	bad := fencingViolations(ws)
+	if len(bad) != 1 || !strings.Contains(bad[0], `projector-a wrote to checkpoints for segment 3 while "projector-b" held its lease`) {
+		t.Errorf("violations %q, want the one stale write of projector-a", bad)
+	}
+
+	urn := "urn:rx:audit-1"
+	seg := projections.SegmentOf(events.StreamName(urn), segmentCount)
+	if _, err := pool.Exec(ctx, `CREATE TABLE rows_by_urn (urn text PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TRIGGER rxtest_audit AFTER INSERT ON rows_by_urn FOR EACH ROW EXECUTE FUNCTION rxtest_audit()`); err != nil {
+		t.Fatal(err)
+	}
+	exec(b, `INSERT INTO rows_by_urn (urn) VALUES ($1)`, urn)
+	ws = (&shared{db: pool}).audit(t)
+	if last := ws[len(ws)-1]; last.table != "rows_by_urn" || last.segment != seg || last.app != "projector-b" {
+		t.Errorf("a row named by urn is audited as %+v, want segment %d by projector-b", last, seg)
+	}
 }
