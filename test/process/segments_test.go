@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"rxflow/domain"
-	"rxflow/events"
 	"rxflow/infra/kafka/kafkatest"
 	"rxflow/infra/postgres"
 	"rxflow/infra/postgres/postgrestest"
@@ -38,8 +37,10 @@ const (
 
 // segmentTables are the tables whose rows are a segment's writes: each row
 // written, with its checkpoint, under the segment's lease (fenced). Their
-// rows carry the segment or the prescription's urn.
-var segmentTables = []string{"checkpoints"}
+// rows carry the segment or the prescription's urn: the read model
+// (prescriptions, deadlines), the reactors' ledger (effects) and every
+// projector's checkpoints.
+var segmentTables = []string{"checkpoints", "prescriptions", "deadlines", "effects"}
 
 // instance is one projector process of a shared system.
 type instance struct {
@@ -262,7 +263,7 @@ type write struct {
 }
 
 // audit returns every audited write, in lock order, each with its segment
-// (a row's own, or its urn's stream's).
+// (a row's own, or its urn's: projections.SegmentOf hashes the urn).
 func (s *shared) audit(t *testing.T) []write {
 	t.Helper()
 	rows, err := s.db.Query(t.Context(), `SELECT id, at, app, tbl, segment, urn, coalesce(owner, '') FROM rxtest_audit ORDER BY id`)
@@ -279,7 +280,7 @@ func (s *shared) audit(t *testing.T) []write {
 		case segment != nil:
 			w.segment = *segment
 		case urn != nil:
-			w.segment = projections.SegmentOf(events.StreamName(*urn), segmentCount)
+			w.segment = projections.SegmentOf(*urn, segmentCount)
 		default:
 			return w, fmt.Errorf("audit %d: a write to %s names no segment", w.id, w.table)
 		}
@@ -667,7 +668,7 @@ func newAuthRequest(url string) (*http.Request, error) {
 // The write audit itself, on a database without projectors: a write made
 // after another instance claimed the segment is reported, one made under
 // the writer's own claim is not, and a row named by urn falls in its
-// stream's segment.
+// urn's segment.
 func TestWriteAuditSeesStaleWrites(t *testing.T) {
 	dbURL := postgrestest.URL(t)
 	ctx := t.Context()
@@ -716,7 +717,7 @@ func TestWriteAuditSeesStaleWrites(t *testing.T) {
 	}
 
 	urn := "urn:rx:audit-1"
-	seg := projections.SegmentOf(events.StreamName(urn), segmentCount)
+	seg := projections.SegmentOf(urn, segmentCount)
 	if _, err := pool.Exec(ctx, `CREATE TABLE rows_by_urn (urn text PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
