@@ -87,6 +87,9 @@ func (b *bench) readside(ctx context.Context, openStore func() (string, func(), 
 		progress("readside: rebuild of %d events on %s", stored, backend)
 		run := readsideRun{backend: backend, events: stored}
 		run.took, err = rebuildChild(ctx, bin, append(env, "ESDB_CONNECTION_STRING="+conn), filepath.Join(b.opts.dir, "rebuild-"+backend+".log"))
+		if err == nil && backend == "PostgreSQL" {
+			err = checkRows(ctx, env, stored/len(completed))
+		}
 		drop()
 		if err != nil {
 			return res, fmt.Errorf("rebuild on %s: %w", backend, err)
@@ -185,6 +188,29 @@ func (b *bench) readStore(ctx context.Context, backend string) (env []string, dr
 		}
 	}
 	return []string{"DATABASE_URL=" + u.String(), "PROJECTOR_DATA_DIR=" + filepath.Join(b.opts.dir, name)}, drop, nil
+}
+
+// checkRows checks that the PostgreSQL database of env holds want rows in
+// its read model: the rebuild went there.
+func checkRows(ctx context.Context, env []string, want int) error {
+	for _, kv := range env {
+		if dbURL, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			conn, err := pgx.Connect(ctx, dbURL)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(ctx)
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM prescriptions`).Scan(&n); err != nil {
+				return fmt.Errorf("the read model after the rebuild: %w", err)
+			}
+			if n != want {
+				return fmt.Errorf("the rebuilt read model has %d prescriptions, want %d", n, want)
+			}
+			return nil
+		}
+	}
+	return errors.New("no DATABASE_URL")
 }
 
 // rebuildChild runs `projector rebuild` with env and returns how long it ran.
