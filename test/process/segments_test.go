@@ -84,7 +84,7 @@ func newShared(t *testing.T, n int) *shared {
 	installAudit(t, pool)
 
 	s := &shared{system: newCore(t, brokers), db: pool}
-	s.poll = 250 * time.Millisecond // the partner report alone is megabytes
+	s.poll = time.Second // the partner report alone is megabytes
 	for i := range n {
 		id := fmt.Sprintf("projector-%c", 'a'+i)
 		in := &instance{id: id, addr: freeAddr(t)}
