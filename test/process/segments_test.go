@@ -263,20 +263,24 @@ type write struct {
 }
 
 // audit returns every audited write, in lock order, each with its segment
-// (a row's own, or its urn's: projections.SegmentOf hashes the urn).
+// (a row's own, or its urn's: projections.SegmentOf hashes the urn; the
+// deadline scheduler's effects are segment 0's).
 func (s *shared) audit(t *testing.T) []write {
 	t.Helper()
-	rows, err := s.db.Query(t.Context(), `SELECT id, at, app, tbl, segment, urn, coalesce(owner, '') FROM rxtest_audit ORDER BY id`)
+	rows, err := s.db.Query(t.Context(), `SELECT id, at, app, tbl, segment, urn, coalesce(owner, ''), coalesce(projector, '') FROM rxtest_audit ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ws, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (w write, err error) {
 		var segment *int
 		var urn *string
-		if err := r.Scan(&w.id, &w.at, &w.app, &w.table, &segment, &urn, &w.owner); err != nil {
+		var projector string
+		if err := r.Scan(&w.id, &w.at, &w.app, &w.table, &segment, &urn, &w.owner, &projector); err != nil {
 			return w, err
 		}
 		switch {
+		case w.table == "effects" && projector == "deadlines":
+			w.segment = 0 // the deadline scheduler's, under segment 0's lease
 		case segment != nil:
 			w.segment = *segment
 		case urn != nil:
