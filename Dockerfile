@@ -31,9 +31,11 @@ ENV PROCESSOR_HTTP_ADDR=0.0.0.0:9101 \
     PARTNERSIM_ADDR=0.0.0.0:8090 \
     PROJECTOR_DATA_DIR=/data/projector
 
-# /data/projector holds the projector's read model and side-effect ledger:
-# mount a persistent volume there (compose: volume projector-data). No VOLUME
-# instruction, so that the processor and partnersim get no anonymous volumes.
+# /data/projector holds the projector's embedded stores (read model,
+# side-effect ledger, operations, access log) when it runs without
+# DATABASE_URL: mount a persistent volume there. On PostgreSQL (as in
+# docker-compose.yml) it is not used. No VOLUME instruction, so that the
+# processor and partnersim get no anonymous volumes.
 WORKDIR /data
 USER rxflow:rxflow
 EXPOSE 8080 8090 9101
