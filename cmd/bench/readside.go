@@ -277,7 +277,10 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 		}
 		defer log.Close()
 		cmd := exec.CommandContext(ctx, bin)
-		cmd.Env = append(os.Environ(), append(common, "PROJECTOR_HTTP_ADDR="+addr, fmt.Sprintf("PROJECTOR_INSTANCE_ID=bench-%d", i))...)
+		cmd.Env = append(os.Environ(), append(common, "PROJECTOR_HTTP_ADDR="+addr)...)
+		if backend == "PostgreSQL" { // the embedded stores refuse the instance settings
+			cmd.Env = append(cmd.Env, fmt.Sprintf("PROJECTOR_INSTANCE_ID=bench-%d", i))
+		}
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
 			return 0, err
