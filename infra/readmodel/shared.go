@@ -2,6 +2,7 @@ package readmodel
 
 import (
 	"encoding/base64"
+	"time"
 
 	"rxflow/projections"
 )
@@ -44,3 +45,26 @@ func CheckFilter(f projections.Filter) (limit int, after string, err error) { re
 
 // Cursor is the NextCursor of a page whose last urn is urn.
 func Cursor(urn string) string { return base64.RawURLEncoding.EncodeToString([]byte(urn)) }
+
+// Rows is a query's result as both database/sql and pgx give it.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// CollectWaiting reads due-deadline rows (urn, since, started_at in Unix
+// nanoseconds), as the due query selects them, into deadline's Waiting.
+func CollectWaiting(rows Rows, deadline string) ([]projections.Waiting, error) {
+	var out []projections.Waiting
+	for rows.Next() {
+		w := projections.Waiting{Deadline: deadline}
+		var started int64
+		if err := rows.Scan(&w.URN, &w.Since, &started); err != nil {
+			return nil, err
+		}
+		w.StartedAt = time.Unix(0, started).UTC()
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}

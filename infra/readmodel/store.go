@@ -302,17 +302,8 @@ func (s *Store) Due(ctx context.Context, deadline string, cutoff time.Time, limi
 		return nil, fmt.Errorf("readmodel: due %s: %w", deadline, err)
 	}
 	defer rows.Close()
-	var out []projections.Waiting
-	for rows.Next() {
-		w := projections.Waiting{Deadline: deadline}
-		var started int64
-		if err := rows.Scan(&w.URN, &w.Since, &started); err != nil {
-			return nil, fmt.Errorf("readmodel: due %s: %w", deadline, err)
-		}
-		w.StartedAt = time.Unix(0, started).UTC()
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := CollectWaiting(rows, deadline)
+	if err != nil {
 		return nil, fmt.Errorf("readmodel: due %s: %w", deadline, err)
 	}
 	return out, nil
