@@ -92,8 +92,8 @@ func TestRunnerBatchesWaitingEvents(t *testing.T) {
 	if len(b.single) != 0 {
 		t.Fatalf("events handled one by one: %v", b.single)
 	}
-	if c.handled != 21 || !reflect.DeepEqual(b.saved, []uint64{20}) {
-		t.Fatalf("cursor at %d, checkpoints saved %v; want 21 and [20] (the checkpoint message)", c.handled, b.saved)
+	if c.handled != 21 || len(b.saved) != 0 {
+		t.Fatalf("cursor at %d, checkpoints saved %v; want 21 and none (a checkpoint message moves the cursor; it is saved with the events)", c.handled, b.saved)
 	}
 }
 

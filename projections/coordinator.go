@@ -337,7 +337,14 @@ func named(p Projector, name string) Projector {
 
 // SegmentFeed is feed restricted to lease's segment: events of other
 // segments arrive as Message.Skipped, which only moves a runner's cursor.
-func SegmentFeed(feed Feed, lease Lease) Feed { return segmentFeed{feed, lease} }
+// Of a SharedFeed, the other segments' events are not handed to the
+// subscription at all, and a run of them is one Message.Skipped.
+func SegmentFeed(feed Feed, lease Lease) Feed {
+	if h, ok := feed.(*SharedFeed); ok {
+		return sharedSegment{h, lease}
+	}
+	return segmentFeed{feed, lease}
+}
 
 type segmentFeed struct {
 	feed  Feed

@@ -93,7 +93,7 @@ func run(args []string) error {
 	latencyRate := f.Int("latency-rate", "BENCH_LATENCY_RATE", 0, "commands per second of the latency run; 0 is half the processor's measured peak (then the processor run comes first)")
 	seedEvents := f.Int("seed-events", "BENCH_SEED_EVENTS", 200000, "events stored before the flat-cost run")
 	seedWriters := f.Int("seed-writers", "BENCH_SEED_WRITERS", 64, "concurrent appends while seeding")
-	runs := f.Int("runs", "BENCH_RUNS", 1, "repeat each throughput run and keep the median")
+	runs := f.Int("runs", "BENCH_RUNS", 1, "repeat each throughput run and keep the median; the raw and processor runs alternate")
 	dir := f.String("dir", "BENCH_DIR", "", "directory for the embedded stores; default a temporary one, removed at the end")
 	only := f.String("only", "BENCH_ONLY", "", "comma-separated phases to run (raw, processor, latency, flat, rebuild; restart and readside only when named); default all")
 	database := f.String("database", "BENCH_DATABASE", "", "readside phase: PostgreSQL URL of a role that may create databases (one fresh database per run); empty measures SQLite only")
@@ -219,21 +219,40 @@ func (b *bench) all(ctx context.Context, openStore func() (string, func(), error
 		if r.commitP50, r.commitP99, err = commitLatency(ctx, conn, 3*time.Second); err != nil {
 			return r, fmt.Errorf("commit latency: %w", err)
 		}
-		progress("(1) raw ceiling")
-		if r.raw, err = b.best(func() (consumerRun, error) { return b.backlog(ctx, roleRaw, conn, b.opts.n) }); err != nil {
-			return r, fmt.Errorf("raw ceiling: %w", err)
+	}
+	// The raw and processor runs alternate, so that each pair sees the same
+	// store (it grows with every run, and its appends slow down as it does).
+	raw := b.opts.runs("raw")
+	processor := b.opts.runs("processor") || (b.opts.runs("latency") && b.opts.latencyRate == 0) || b.opts.runs("flat")
+	var raws, processors []consumerRun
+	for range b.opts.repeat {
+		if raw {
+			progress("(1) raw ceiling")
+			run, err := b.backlog(ctx, roleRaw, conn, b.opts.n)
+			if err != nil {
+				return r, fmt.Errorf("raw ceiling: %w", err)
+			}
+			raws = append(raws, run)
 		}
+		if processor {
+			progress("(2) processor, empty store")
+			run, err := b.backlog(ctx, roleProcessor, conn, b.opts.n)
+			if err != nil {
+				return r, fmt.Errorf("processor: %w", err)
+			}
+			processors = append(processors, run)
+		}
+	}
+	if raw {
+		r.raw = median(raws)
+	}
+	if processor {
+		r.empty = median(processors)
 	}
 	if b.opts.runs("restart") {
 		progress("(5) restart and resume")
 		if r.restart, err = b.restart(ctx, conn); err != nil {
 			return r, fmt.Errorf("restart: %w", err)
-		}
-	}
-	if b.opts.runs("processor") || (b.opts.runs("latency") && b.opts.latencyRate == 0) || b.opts.runs("flat") {
-		progress("(2) processor, empty store")
-		if r.empty, err = b.best(func() (consumerRun, error) { return b.backlog(ctx, roleProcessor, conn, b.opts.n) }); err != nil {
-			return r, fmt.Errorf("processor: %w", err)
 		}
 	}
 	if b.opts.runs("latency") {

@@ -101,19 +101,6 @@ func (b *bench) backlog(ctx context.Context, role, conn string, n int) (consumer
 	return run, err
 }
 
-// best runs f opts.repeat times and keeps the median.
-func (b *bench) best(f func() (consumerRun, error)) (consumerRun, error) {
-	var runs []consumerRun
-	for range b.opts.repeat {
-		r, err := f()
-		if err != nil {
-			return consumerRun{}, err
-		}
-		runs = append(runs, r)
-	}
-	return median(runs), nil
-}
-
 // median keeps the run with the median rate, and the highest RSS of all.
 func median(runs []consumerRun) consumerRun {
 	sorted := slices.SortedFunc(slices.Values(runs), func(a, b consumerRun) int { return cmp.Compare(a.rate, b.rate) })

@@ -1,7 +1,8 @@
 // Package projector runs the projections as a service: one runner per
-// projector (read model, partner reactors, outbound Kafka events), each on
-// its own catch-up subscription and checkpoint, plus the HTTP query API with
-// /healthz, /readyz and /metrics. cmd/projector and cmd/stack wire it.
+// projector (read model, partner reactors, outbound Kafka events), each from
+// its own checkpoint on one shared catch-up subscription of $all
+// (projections.SharedFeed), plus the HTTP query API with /healthz, /readyz
+// and /metrics. cmd/projector and cmd/stack wire it.
 //
 // The query API's callers authenticate with JWTs or the static token
 // (Config.Auth), and every request is recorded in the access log, a SQLite
@@ -148,6 +149,7 @@ type Service struct {
 	cfg       Config
 	log       *slog.Logger
 	store     *eventstore.Store
+	feed      *projections.SharedFeed // $all, read once for every runner
 	stores    stores
 	sub       message.Subscriber
 	auth      *httpapi.Authenticator
@@ -236,6 +238,7 @@ func New(cfg Config) (*Service, error) {
 	if s.store, err = eventstore.Open(cfg.EventStore); err != nil {
 		return nil, err
 	}
+	s.feed = projections.NewSharedFeed(s.store, 0)
 	if s.pub, err = kafka.NewPublisher(cfg.Kafka, watermill.NewSlogLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
@@ -284,7 +287,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		s.lag = projections.NewLagTracker(checkpoints, time.Now)
 		for _, p := range projectors {
-			s.runners = append(s.runners, projections.NewRunner(s.store, p, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
+			s.runners = append(s.runners, projections.NewRunner(s.feed, p, projections.RunnerConfig{Logger: cfg.Logger, Lag: s.lag}))
 		}
 		s.readers = s.runners[0]
 	} else {
@@ -303,7 +306,7 @@ func New(cfg Config) (*Service, error) {
 			return []func(context.Context) error{sch.Run}
 		}
 		s.lag = projections.NewLagTracker(nil, time.Now)
-		if s.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{Leases: s.stores.leases, Feed: s.store,
+		if s.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{Leases: s.stores.leases, Feed: s.feed,
 			Build: projectorsOf, Tasks: segmentZeroTasks, TTL: cfg.Segments.LeaseTTL, Lag: s.lag, Logger: cfg.Logger,
 			Runner: projections.RunnerConfig{Logger: cfg.Logger}}); err != nil {
 			return nil, err
@@ -384,7 +387,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if s.coord != nil {
 			run(s.coord.Run)
 		}
-		run(projections.NewRunner(s.store, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
+		run(projections.NewRunner(s.feed, s.lag, projections.RunnerConfig{Logger: s.log}).Run)
 		if s.scheduler != nil {
 			run(s.scheduler.Run)
 		}
