@@ -19,7 +19,7 @@ import (
 // counted counts the subscriptions of its feed that are open.
 type counted struct {
 	projections.Feed
-	opened, open atomic.Int32
+	opened, open, peak atomic.Int32
 }
 
 func (c *counted) Subscribe(ctx context.Context, after uint64) (projections.Subscription, error) {
@@ -28,7 +28,12 @@ func (c *counted) Subscribe(ctx context.Context, after uint64) (projections.Subs
 		return nil, err
 	}
 	c.opened.Add(1)
-	c.open.Add(1)
+	for n := c.open.Add(1); ; {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
 	return &countedSub{Subscription: sub, c: c}, nil
 }
 
@@ -104,14 +109,15 @@ func TestSharedFeedReadsOnceForEveryRunner(t *testing.T) {
 	}
 }
 
-// A runner that starts behind the shared reading catches up on a
-// subscription of its own, then joins: one subscription is left open.
+// A runner that starts further back than the shared reading's ring reaches
+// catches up on a reading of its own, then joins: one subscription is left
+// open.
 func TestSharedFeedLateRunnerCatchesUpThenJoins(t *testing.T) {
 	store := memoryStore(t)
 	h := commands.NewHandler(store, commands.HandlerConfig{})
 	want := requests(t, h, "early", 20)
 	feed := &counted{Feed: store}
-	shared := projections.NewSharedFeed(feed, 0)
+	shared := projections.NewSharedFeed(feed, 8)
 	first := &recorder{}
 	run(t, shared, first)
 	waitFor(t, func() bool { return len(first.positions()) == len(want) })
@@ -149,8 +155,59 @@ func (b *blocked) Handle(ctx context.Context, rec events.Recorded) error {
 	return b.recorder.Handle(ctx, rec)
 }
 
-// A runner that stops taking events is dropped from the shared reading
-// once it is Buffer behind: the others go on; released, it reads on its
+// slowed is a recorder that takes a while over each event.
+type slowed struct {
+	recorder
+	per time.Duration
+}
+
+func (s *slowed) Handle(ctx context.Context, rec events.Recorded) error {
+	time.Sleep(s.per)
+	return s.recorder.Handle(ctx, rec)
+}
+
+// Runners of two speeds share readings of $all: the fast ones one, the
+// slow ones fall off it and read on their own lanes (one each at worst),
+// and all join one again once they have caught up.
+func TestSharedFeedRunnersOfTwoSpeeds(t *testing.T) {
+	store := memoryStore(t)
+	h := commands.NewHandler(store, commands.HandlerConfig{})
+	feed := &counted{Feed: store}
+	want := requests(t, h, "speeds", 300)
+	shared := projections.NewSharedFeed(feed, 64)
+	var recs []*recorder
+	for i := range 6 {
+		if i%2 == 0 {
+			rec := &recorder{}
+			run(t, shared, rec)
+			recs = append(recs, rec)
+		} else {
+			rec := &slowed{per: 2 * time.Millisecond}
+			run(t, shared, rec)
+			recs = append(recs, &rec.recorder)
+		}
+	}
+	for _, rec := range recs {
+		waitFor(t, func() bool { return len(rec.positions()) >= len(want) })
+	}
+	want = append(want, untilShared(t, feed, h, "join")...)
+	for i, rec := range recs {
+		waitFor(t, func() bool { return len(rec.positions()) >= len(want) })
+		if got := rec.positions(); !slices.Equal(got, want) {
+			t.Errorf("runner %d handled %v\nwant %v", i, got, want)
+		}
+	}
+	t.Logf("%d subscriptions of $all opened, at most %d open at once", feed.opened.Load(), feed.peak.Load())
+	if n := feed.opened.Load(); n < 2 {
+		t.Errorf("%d subscriptions of $all opened: the slow runners never fell off the fast reading", n)
+	}
+	if n := feed.peak.Load(); n > 4 {
+		t.Errorf("%d subscriptions of $all open at once for 3 fast and 3 slow runners, want at most 4: one for the fast", n)
+	}
+}
+
+// A runner that stops taking events falls off the end of the shared
+// reading's ring: the others go on; released, it reads on its
 // own from where it was, misses nothing and joins again.
 func TestSharedFeedSlowRunnerHoldsNobodyUp(t *testing.T) {
 	store := memoryStore(t)
