@@ -19,6 +19,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"rxflow/events"
 	"rxflow/standin/partnersim"
@@ -195,11 +196,11 @@ func (b *bench) readStore(ctx context.Context, backend string) (env []string, dr
 func checkRows(ctx context.Context, env []string, want int) error {
 	for _, kv := range env {
 		if dbURL, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			conn, err := pgx.Connect(ctx, dbURL)
+			conn, err := pgxpool.New(ctx, dbURL)
 			if err != nil {
 				return err
 			}
-			defer conn.Close(ctx)
+			defer conn.Close()
 			var n int
 			if err := conn.QueryRow(ctx, `SELECT count(*) FROM prescriptions`).Scan(&n); err != nil {
 				return fmt.Errorf("the read model after the rebuild: %w", err)

@@ -42,7 +42,7 @@ func (l *Ledger) Checkpoint(ctx context.Context, projector string) (uint64, erro
 // SaveCheckpoint implements projections.Ledger: the checkpoint moves only
 // forward, fenced by the lease (projections.ErrLeaseLost: nothing written).
 func (l *Ledger) SaveCheckpoint(ctx context.Context, projector string, position uint64) error {
-	if err := l.db.saveCheckpoint(ctx, l.lease, projector, position); err != nil {
+	if err := l.db.saveCheckpoint(ctx, l.db.pool, l.lease, projector, position); err != nil {
 		return fmt.Errorf("postgres: ledger: %w", err)
 	}
 	return nil
@@ -77,7 +77,7 @@ func (l *Ledger) Record(ctx context.Context, e projections.Effect, position uint
 			return fmt.Errorf("postgres: ledger: %w", err)
 		}
 	}
-	err := l.db.write(ctx, l.lease, func(tx pgx.Tx) error {
+	err := l.db.write(ctx, l.db.pool, l.lease, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO effects (`+effectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (id) DO UPDATE SET projector = excluded.projector, urn = excluded.urn, event_id = excluded.event_id,

@@ -34,7 +34,8 @@ var migrations embed.FS
 
 // DB is a PostgreSQL database holding the read side.
 type DB struct {
-	pool      *pgxpool.Pool
+	pool      *pgxpool.Pool // the ledger, operations and access log: one transaction per partner effect
+	readPool  *pgxpool.Pool // the read model's own connections: its batches and the query API never wait behind the effects' commits
 	leasePool *pgxpool.Pool // the leases' own connections: a renewal never waits for the writers' turn
 	progress  progress
 	closed    chan struct{} // closed by Close
@@ -63,14 +64,20 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
+	readPool, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	leaseCfg := cfg.Copy()
 	leaseCfg.MaxConns = 2
 	leasePool, err := pgxpool.NewWithConfig(ctx, leaseCfg)
 	if err != nil {
 		pool.Close()
+		readPool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &DB{pool: pool, leasePool: leasePool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
+	return &DB{pool: pool, readPool: readPool, leasePool: leasePool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
 }
 
 // Option tunes the connections of Open.
@@ -138,6 +145,7 @@ func migrateUp(pool *pgxpool.Pool) error {
 func (db *DB) Close() {
 	db.closeOnce.Do(func() { close(db.closed) })
 	db.pool.Close()
+	db.readPool.Close()
 	db.leasePool.Close()
 }
 

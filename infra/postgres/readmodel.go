@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"rxflow/domain"
 	"rxflow/events"
@@ -88,7 +89,7 @@ func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) erro
 		return nil
 	}
 	var last uint64
-	err := m.db.write(ctx, m.lease, func(tx pgx.Tx) error {
+	err := m.db.write(ctx, m.db.readPool, m.lease, func(tx pgx.Tx) error {
 		cp, err := checkpointOf(ctx, tx, readmodel.Projector, m.lease.Segment, true)
 		if err != nil {
 			return err
@@ -273,7 +274,7 @@ func (d *deadlineChanges) queue(b *pgx.Batch) {
 // SaveCheckpoint implements projections.ReadModel: the segment's checkpoint
 // moves to position if that is further, fenced by the lease.
 func (m *ReadModel) SaveCheckpoint(ctx context.Context, position uint64) error {
-	if err := m.db.saveCheckpoint(ctx, m.lease, readmodel.Projector, position); err != nil {
+	if err := m.db.saveCheckpoint(ctx, m.db.readPool, m.lease, readmodel.Projector, position); err != nil {
 		return fmt.Errorf("postgres: read model: %w", err)
 	}
 	m.db.moved()
@@ -283,7 +284,7 @@ func (m *ReadModel) SaveCheckpoint(ctx context.Context, position uint64) error {
 // Checkpoint implements projections.ReadModel: the $all position of the
 // segment's last event applied; 0 if none.
 func (m *ReadModel) Checkpoint(ctx context.Context) (uint64, error) {
-	cp, err := checkpointOf(ctx, m.db.pool, readmodel.Projector, m.lease.Segment, false)
+	cp, err := checkpointOf(ctx, m.db.readPool, readmodel.Projector, m.lease.Segment, false)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: read model: checkpoint: %w", err)
 	}
@@ -312,20 +313,20 @@ func checkpointOf(ctx context.Context, q querier, projector string, segment int,
 
 // saveCheckpoint moves (projector, lease.Segment)'s checkpoint forward to
 // position in a fenced transaction.
-func (db *DB) saveCheckpoint(ctx context.Context, lease projections.Lease, projector string, position uint64) error {
+func (db *DB) saveCheckpoint(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, projector string, position uint64) error {
 	if position > math.MaxInt64 {
 		return fmt.Errorf("checkpoint %d out of range", position)
 	}
-	return db.write(ctx, lease, func(tx pgx.Tx) error {
+	return db.write(ctx, pool, lease, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, saveCheckpointSQL, projector, lease.Segment, int64(position))
 		return err
 	})
 }
 
-// write runs fn in a transaction fenced by lease, committing if it
+// write runs fn in a transaction on pool fenced by lease, committing if it
 // returns nil.
-func (db *DB) write(ctx context.Context, lease projections.Lease, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+func (db *DB) write(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := fence(ctx, tx, lease); err != nil {
 			return err
 		}
@@ -344,7 +345,7 @@ func (db *DB) Queries() *Queries { return &Queries{db: db} }
 
 // Get returns urn's row, or an error matching projections.ErrNotFound.
 func (q *Queries) Get(ctx context.Context, urn string) (projections.Row, error) {
-	row, err := readmodel.ScanRow(q.db.pool.QueryRow(ctx, rmSelectSQL+" WHERE urn = $1", urn))
+	row, err := readmodel.ScanRow(q.db.readPool.QueryRow(ctx, rmSelectSQL+" WHERE urn = $1", urn))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return projections.Row{}, fmt.Errorf("postgres: prescription %q: %w", urn, projections.ErrNotFound)
 	}
@@ -382,7 +383,7 @@ func (q *Queries) List(ctx context.Context, f projections.Filter) (projections.P
 	}
 	args = append(args, limit+1) // one more tells whether a next page exists
 	sql += " ORDER BY urn LIMIT $" + strconv.Itoa(len(args))
-	rows, err := q.db.pool.Query(ctx, sql, args...)
+	rows, err := q.db.readPool.Query(ctx, sql, args...)
 	if err != nil {
 		return projections.Page{}, fmt.Errorf("postgres: list: %w", err)
 	}
@@ -412,7 +413,7 @@ func (q *Queries) Stats(ctx context.Context, pharmacyID string) (map[domain.Stat
 	if pharmacyID != "" {
 		sql, args = "SELECT status, COUNT(*) FROM prescriptions WHERE pharmacy_id = $1 GROUP BY status", []any{pharmacyID}
 	}
-	rows, err := q.db.pool.Query(ctx, sql, args...)
+	rows, err := q.db.readPool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: stats: %w", err)
 	}
@@ -448,7 +449,7 @@ const minCheckpointSQL = `SELECT COALESCE(MIN(COALESCE(c.position, 0)), 0)
 // lowest of the segments' read-model checkpoints (see minCheckpointSQL).
 func (q *Queries) Checkpoint(ctx context.Context) (uint64, error) {
 	var pos int64
-	if err := q.db.pool.QueryRow(ctx, minCheckpointSQL, readmodel.Projector).Scan(&pos); err != nil {
+	if err := q.db.readPool.QueryRow(ctx, minCheckpointSQL, readmodel.Projector).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("postgres: read model checkpoint: %w", err)
 	}
 	return uint64(pos), nil
@@ -497,7 +498,7 @@ func (q *Queries) WaitFor(ctx context.Context, position uint64) error {
 // that started at or before cutoff, oldest first, at most limit; one range
 // of the index deadlines_due.
 func (q *Queries) Due(ctx context.Context, deadline string, cutoff time.Time, limit int) ([]projections.Waiting, error) {
-	rows, err := q.db.pool.Query(ctx, dueSQL, deadline, cutoff.UnixNano(), limit)
+	rows, err := q.db.readPool.Query(ctx, dueSQL, deadline, cutoff.UnixNano(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: due %s: %w", deadline, err)
 	}
