@@ -35,6 +35,15 @@ func NewLagTracker(checkpoints map[string]uint64, now func() time.Time) *LagTrac
 	return t
 }
 
+// NewLagTrackerAfter tracks the projectors that report later (Handled),
+// observing the events after position: the lowest checkpoint any of them
+// can start from, so that the tracker's runner does not read $all before it.
+func NewLagTrackerAfter(position uint64, now func() time.Time) *LagTracker {
+	t := NewLagTracker(nil, now)
+	t.seen = position
+	return t
+}
+
 // Handled records that projector has handled everything up to position.
 func (t *LagTracker) Handled(projector string, position uint64) {
 	t.mu.Lock()

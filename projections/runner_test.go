@@ -164,6 +164,25 @@ func TestLagTracker(t *testing.T) {
 	}
 }
 
+// A tracker started after a position reads $all from there, and counts
+// for the projectors that report later only the events it observed.
+func TestLagTrackerAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	lt := projections.NewLagTrackerAfter(100, func() time.Time { return now })
+	if from, err := lt.Checkpoint(context.Background()); err != nil || from != 100 {
+		t.Fatalf("checkpoint %d, %v; want 100: its runner must subscribe after the lowest stored checkpoint", from, err)
+	}
+	lt.Handled("a", 100)
+	for _, pos := range []uint64{90, 100, 110, 120} {
+		if err := lt.Handle(context.Background(), events.Recorded{Position: pos, Created: now.Add(-time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, age := lt.Lag("a"); n != 2 || age != time.Second {
+		t.Fatalf("a: %d events, %v behind; want 2 (110 and 120), 1s", n, age)
+	}
+}
+
 // Refusals reach every projector as events: a reactor must see the refusal
 // of its own follow-up command. They change no read-model row, live or
 // replayed, and only move the checkpoint.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"rxflow/commands"
 	"rxflow/domain"
 	"rxflow/infra/eventstore"
@@ -234,5 +236,44 @@ func TestRebuildOnPostgreSQLBesideRunningInstances(t *testing.T) {
 	if _, err := RebuildPostgres(context.Background(), PostgresRebuildConfig{EventStore: c.cfg.EventStore, Database: c.cfg.Segments.Database, Segments: 3}, nil); err == nil ||
 		!strings.Contains(err.Error(), "2 segment leases, not 3") {
 		t.Errorf("rebuild with another segment count: %v", err)
+	}
+}
+
+// An instance starting on a database projected before follows $all for
+// the lag from the lowest checkpoint stored for any projector of any
+// segment, not from the start of $all, which every restart would
+// otherwise read whole.
+func TestLagTrackerStartsAtTheLowestStoredCheckpoint(t *testing.T) {
+	c := newCluster(t, 2, 900*time.Millisecond)
+	a := c.start("a")
+	c.prescribe("lag", 4)
+	conn, err := pgx.Connect(context.Background(), c.cfg.Segments.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	want := 2 * (2 + len(projections.Reactions)) // read model, outbound and reactors, per segment
+	var rows int
+	var low uint64
+	waitUntil(t, "every projector of both segments has saved a checkpoint past the first event", func() bool {
+		if err := conn.QueryRow(context.Background(), `SELECT count(*), COALESCE(min(position), 0) FROM checkpoints`).Scan(&rows, &low); err != nil {
+			t.Fatal(err)
+		}
+		return rows == want && low > 0
+	})
+	a.stop()
+	if err := conn.QueryRow(context.Background(), `SELECT min(position) FROM checkpoints`).Scan(&low); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := c.cfg
+	cfg.Segments.InstanceID = "b"
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	if from, err := b.lag.Checkpoint(context.Background()); err != nil || from != low {
+		t.Fatalf("lag tracker starts after %d (%v), want the lowest stored checkpoint %d", from, err, low)
 	}
 }

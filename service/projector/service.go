@@ -305,7 +305,11 @@ func New(cfg Config) (*Service, error) {
 			}
 			return []func(context.Context) error{sch.Run}
 		}
-		s.lag = projections.NewLagTracker(nil, time.Now)
+		from, err := lowestCheckpoint(projectorsOf, cfg.Segments.Count)
+		if err != nil {
+			return nil, err
+		}
+		s.lag = projections.NewLagTrackerAfter(from, time.Now)
 		if s.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{Leases: s.stores.leases, Feed: s.feed,
 			Build: projectorsOf, Tasks: segmentZeroTasks, TTL: cfg.Segments.LeaseTTL, Lag: s.lag, Logger: cfg.Logger,
 			Runner: projections.RunnerConfig{Logger: cfg.Logger}}); err != nil {
