@@ -74,7 +74,7 @@ type Coordinator struct {
 	roundErr  error
 	renewals  atomic.Uint64
 	takeovers atomic.Uint64
-	wg        sync.WaitGroup // segment goroutines
+	wg        sync.WaitGroup // segment goroutines and releases
 }
 
 // segment is one held segment and its runners.
@@ -125,10 +125,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 }
 
 // round renews the held leases, claims up to the share and releases any
-// segment beyond it.
+// segment beyond it. Each call to the lease table gets one lease time: a
+// renewal that takes longer comes too late anyway, and a hung connection
+// must not keep the instance believing it holds its segments.
 func (c *Coordinator) round(ctx context.Context) {
 	for _, l := range c.Held() {
-		err := c.cfg.Leases.Renew(ctx, l)
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.TTL)
+		err := c.cfg.Leases.Renew(rctx, l)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
@@ -141,7 +145,9 @@ func (c *Coordinator) round(ctx context.Context) {
 			c.drop(l, "renewal failed: "+err.Error())
 		}
 	}
-	claimed, share, err := c.cfg.Leases.Claim(ctx, len(c.Held()))
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.TTL)
+	claimed, share, err := c.cfg.Leases.Claim(cctx, len(c.Held()))
+	cancel()
 	if ctx.Err() != nil {
 		return
 	}
@@ -163,7 +169,9 @@ func (c *Coordinator) round(ctx context.Context) {
 	}
 	if held := c.Held(); len(held) > share {
 		for _, l := range held[share:] {
-			c.release(ctx, l)
+			// Off the round: runners finishing an event must not hold up
+			// the renewal of the other leases.
+			c.wg.Go(func() { c.release(ctx, l) })
 		}
 	}
 }
@@ -230,6 +238,10 @@ func (c *Coordinator) release(ctx context.Context, l Lease) {
 	s.stop()
 	<-s.done
 	c.forget(s)
+	// Even when ctx has ended (a stop): the others then claim the segment
+	// at once rather than after the lease time.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.TTL)
+	defer cancel()
 	if err := c.cfg.Leases.Release(ctx, l); err != nil {
 		c.log.Warn("segment release failed; it frees when the lease expires", "segment", l.Segment, "err", err)
 		return

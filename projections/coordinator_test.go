@@ -337,6 +337,55 @@ func TestStaleInstanceWritesNothingForALostSegment(t *testing.T) {
 	}
 }
 
+// Handing a segment over to a newcomer waits for its runners to finish the
+// event under way; meanwhile the instance keeps renewing its other leases,
+// so no other instance takes them over.
+func TestHandoverKeepsTheOtherLeases(t *testing.T) {
+	c := newCluster(t, 2, 600*time.Millisecond)
+	c.request(4, "before")
+	a := c.start("a")
+	waitFor(t, func() bool { n, _ := c.applied(); return n == 4 && len(a.coord.Held()) == 2 })
+
+	// a's last segment, the one it hands over, is stuck in an event.
+	handed := a.coord.Held()[1].Segment
+	urn := ""
+	for i := 0; urn == ""; i++ {
+		if u := fmt.Sprintf("urn:rx:stuck-%d", i); projections.SegmentOf(u, 2) == handed {
+			urn = u
+		}
+	}
+	a.held.Store(true)
+	request(t, c.h, urn)
+	b := c.start("b")
+	kept := a.coord.Held()[0].Segment
+	for deadline := time.Now().Add(5 * c.ttl); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !a.coord.Holds(kept) || b.coord.Holds(kept) {
+			t.Fatalf("segment %d left a while a handed segment %d over: a holds %v, b %v", kept, handed, segments(a.coord.Held()), segments(b.coord.Held()))
+		}
+	}
+	close(a.hold)
+	waitFor(t, func() bool { return b.coord.Holds(handed) && a.coord.Holds(kept) })
+	if n, _ := c.applied(); n != 5 {
+		t.Errorf("%d events applied, want 5", n)
+	}
+}
+
+// An instance whose calls to the lease table hang (a dead connection)
+// drops its segments once a lease time has passed, rather than believing
+// it still holds them, and claims its share again once the table answers.
+func TestHungLeaseCallsDropTheSegments(t *testing.T) {
+	c := newCluster(t, 2, 600*time.Millisecond)
+	a := c.start("a")
+	waitFor(t, func() bool { return len(a.coord.Held()) == 2 })
+	a.leases.pause()
+	waitFor(t, func() bool { return len(a.coord.Held()) == 0 })
+	if err := a.coord.Ready(); err == nil {
+		t.Error("ready while no call reaches the lease table")
+	}
+	a.leases.resume()
+	waitFor(t, func() bool { return len(a.coord.Held()) == 2 })
+}
+
 // saves counts a recorder's checkpoint writes.
 type saves struct {
 	recorder
