@@ -53,6 +53,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connection string: %w", redact(err))
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
 	for _, o := range opts {
 		o(cfg)
 	}
@@ -79,6 +82,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	}
 	return &DB{pool: pool, readPool: readPool, leasePool: leasePool, progress: progress{ch: make(chan struct{})}, closed: make(chan struct{})}, nil
 }
+
+// DefaultConnectTimeout bounds each new connection (dial and start-up,
+// the migration's included) when url sets no connect_timeout: a server
+// that accepts and never answers, or a host that drops packets, fails
+// Open instead of holding it for the system's TCP timeout or for ever.
+const DefaultConnectTimeout = 10 * time.Second
 
 // Option tunes the connections of Open.
 type Option func(*pgxpool.Config)

@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"rxflow/infra/postgres/postgrestest"
 	"rxflow/projections"
@@ -65,6 +67,41 @@ func TestConnectionStringErrorsHideThePassword(t *testing.T) {
 	_, err := Open(context.Background(), "postgres://u:s3cret@127.0.0.1:5432/db?sslmode=bogus")
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("err = %v, want an error without the password", err)
+	}
+}
+
+// A server that accepts the connection and never answers fails Open after
+// DefaultConnectTimeout (the URL sets none), migration included.
+func TestOpenGivesUpOnAServerThatNeverAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // held open, unanswered, until the test ends
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		db, err := Open(context.Background(), "postgres://u:p@"+ln.Addr().String()+"/db?sslmode=disable")
+		if err == nil {
+			db.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("Open = %v, want a timeout error", err)
+		}
+	case <-time.After(DefaultConnectTimeout + 20*time.Second):
+		t.Fatal("Open still waits on a server that never answers")
 	}
 }
 
