@@ -109,7 +109,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.TTL / 3)
 	defer tick.Stop()
 	defer func() {
-		// Past one lease time, releasing is moot: the leases have expired.
+		// Past one lease time, leaving is moot: the instance's mark has
+		// expired. Each release bounds its own call the same way.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.TTL)
 		defer cancel()
 		c.shutdown(ctx)

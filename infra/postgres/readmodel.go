@@ -436,21 +436,33 @@ func (q *Queries) Stats(ctx context.Context, pharmacyID string) (map[domain.Stat
 	return stats, nil
 }
 
-// minCheckpointSQL is the lowest read-model checkpoint over the segments:
-// those with a lease row and those with a read-model checkpoint (a
-// database whose leases are not initialised yet, or a single Whole
-// store); a segment without a checkpoint counts as 0, and so does a
-// database with no segment at all.
+// minCheckpointSQL is the lowest checkpoint of the projectors $1 over the
+// segments: those with a lease row and those with a checkpoint of theirs
+// (a database whose leases are not initialised yet, or a single Whole
+// store); a (projector, segment) without a checkpoint counts as 0, and so
+// does a database with no segment at all.
 const minCheckpointSQL = `SELECT COALESCE(MIN(COALESCE(c.position, 0)), 0)
-	FROM (SELECT segment FROM segment_leases UNION SELECT segment FROM checkpoints WHERE projector = $1) s
-	LEFT JOIN checkpoints c ON c.projector = $1 AND c.segment = s.segment`
+	FROM (SELECT segment FROM segment_leases UNION SELECT segment FROM checkpoints WHERE projector = ANY($1)) s
+	CROSS JOIN unnest($1::text[]) p(projector)
+	LEFT JOIN checkpoints c ON c.projector = p.projector AND c.segment = s.segment`
 
 // Checkpoint is the $all position the whole read model has reached: the
 // lowest of the segments' read-model checkpoints (see minCheckpointSQL).
 func (q *Queries) Checkpoint(ctx context.Context) (uint64, error) {
-	var pos int64
-	if err := q.db.readPool.QueryRow(ctx, minCheckpointSQL, readmodel.Projector).Scan(&pos); err != nil {
+	pos, err := q.db.LowestCheckpoint(ctx, []string{readmodel.Projector})
+	if err != nil {
 		return 0, fmt.Errorf("postgres: read model checkpoint: %w", err)
+	}
+	return pos, nil
+}
+
+// LowestCheckpoint is the lowest checkpoint of projectors over every
+// segment, 0 where one has none yet (see minCheckpointSQL): whichever
+// segments an instance comes to hold, their runners start after it.
+func (db *DB) LowestCheckpoint(ctx context.Context, projectors []string) (uint64, error) {
+	var pos int64
+	if err := db.readPool.QueryRow(ctx, minCheckpointSQL, projectors).Scan(&pos); err != nil {
+		return 0, err
 	}
 	return uint64(pos), nil
 }

@@ -185,7 +185,10 @@ type stores struct {
 	// bound are the read model and ledger whose writes are fenced by lease.
 	bound  func(lease projections.Lease) (projections.ReadModel, projections.Ledger)
 	leases projections.Leases // nil: embedded, one instance on projections.Whole
-	close  func() error
+	// lowestCheckpoint is, with leases, the lowest checkpoint of the named
+	// projectors over every segment.
+	lowestCheckpoint func(ctx context.Context, projectors []string) (uint64, error)
+	close            func() error
 }
 
 // operationsStore is the operations store as the service uses it: consumed
@@ -305,9 +308,15 @@ func New(cfg Config) (*Service, error) {
 			}
 			return []func(context.Context) error{sch.Run}
 		}
-		from, err := lowestCheckpoint(projectorsOf, cfg.Segments.Count)
+		var names []string
+		for _, p := range projectorsOf(projections.Whole) {
+			names = append(names, p.Name())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		from, err := s.stores.lowestCheckpoint(ctx, names)
+		cancel()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("lowest checkpoint of %v: %w", names, err)
 		}
 		s.lag = projections.NewLagTrackerAfter(from, time.Now)
 		if s.coord, err = projections.NewCoordinator(projections.CoordinatorConfig{Leases: s.stores.leases, Feed: s.feed,

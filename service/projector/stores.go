@@ -3,8 +3,6 @@ package projector
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -81,7 +79,7 @@ func openPostgres(cfg Segments) (stores, error) {
 		bound: func(l projections.Lease) (projections.ReadModel, projections.Ledger) {
 			return db.ReadModel(l), db.Ledger(l)
 		},
-		leases: leases,
+		leases: leases, lowestCheckpoint: db.LowestCheckpoint,
 		close: func() error {
 			err := access.Close()
 			db.Close()
@@ -143,23 +141,4 @@ func (c segmentLag) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(segmentLagEvents, prometheus.GaugeValue, float64(behind), seg)
 		ch <- prometheus.MustNewConstMetric(segmentLagSeconds, prometheus.GaugeValue, age, seg)
 	}
-}
-
-// lowestCheckpoint is the lowest checkpoint stored for any projector of
-// any of count segments, 0 where one has none yet: whichever segments this
-// instance comes to hold, their runners start after it.
-func lowestCheckpoint(projectorsOf func(projections.Lease) []projections.Projector, count int) (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	low := uint64(math.MaxUint64)
-	for seg := range count {
-		for _, p := range projectorsOf(projections.Lease{Segment: seg, Count: count}) {
-			pos, err := p.Checkpoint(ctx)
-			if err != nil {
-				return 0, fmt.Errorf("checkpoint of %s, segment %d: %w", p.Name(), seg, err)
-			}
-			low = min(low, pos)
-		}
-	}
-	return low, nil
 }
