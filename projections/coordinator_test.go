@@ -487,12 +487,13 @@ func TestStaleInstanceOnThePostgreSQLReadModel(t *testing.T) {
 		mu.Unlock()
 		return []projections.Projector{p}
 	}
-	c.request(6, "before")
+	before := c.request(6, "before")
 	a := c.startWith("a", build)
-	waitFor(t, func() bool {
-		n, _ := queries.Checkpoint(context.Background())
-		return n > 0 && len(a.coord.Held()) == 2
-	})
+	waitFor(t, func() bool { return len(a.coord.Held()) == 2 })
+	// Every earlier event applied: the late one is the only write held.
+	if err := queries.WaitFor(context.Background(), before[len(before)-1]); err != nil {
+		t.Fatal(err)
+	}
 	a.held.Store(true)
 	a.leases.pause()
 	late := c.request(1, "late")[0]
