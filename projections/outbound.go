@@ -84,14 +84,14 @@ type StatusChanged struct {
 // after a crash a message may be published again, never lost.
 type OutboundProjector struct {
 	ledger    Ledger
-	history   History
+	changes   *changes
 	publisher Publisher
 	topics    OutboundTopics
 }
 
 // NewOutboundProjector returns the outbound projector; its checkpoint is kept in ledger.
 func NewOutboundProjector(ledger Ledger, history History, publisher Publisher, topics OutboundTopics) *OutboundProjector {
-	return &OutboundProjector{ledger: ledger, history: history, publisher: publisher, topics: topics.WithDefaults()}
+	return &OutboundProjector{ledger: ledger, changes: newChanges(history), publisher: publisher, topics: topics.WithDefaults()}
 }
 
 // Name implements Projector.
@@ -111,12 +111,14 @@ func (o *OutboundProjector) SaveCheckpoint(ctx context.Context, pos uint64) erro
 // status, and the processor has published it as a refusal. Nor does a
 // passed deadline, which changes no status either.
 func (o *OutboundProjector) Handle(ctx context.Context, rec events.Recorded) error {
+	var need bool
 	switch rec.Event.(type) {
 	case domain.Refused, domain.DeadlinePassed:
-		return nil
+	default:
+		need = true
 	}
-	c, err := loadChange(ctx, o.history, rec)
-	if err != nil {
+	c, err := o.changes.follow(ctx, rec, need)
+	if err != nil || !need {
 		return err
 	}
 	return o.publisher.Publish(ctx, outboundOf(c, o.topics)...)

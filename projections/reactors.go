@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"rxflow/domain"
 	"rxflow/events"
 )
@@ -42,6 +44,61 @@ func loadChange(ctx context.Context, h History, rec events.Recorded) (Change, er
 	}
 	c.After = domain.Evolve(c.Before, rec.Event)
 	return c, nil
+}
+
+// changeCacheSize is how many prescriptions a projector following changes
+// keeps folded (per projector and segment).
+const changeCacheSize = 512
+
+// changes follows the prescriptions a projector is handed, folding each
+// event into the prescription before it, so that the change around an
+// event comes from memory instead of a read of its whole stream
+// (History.Load) per event. A kept prescription is used only when the
+// event follows on from it (its revision); otherwise (a start mid-stream,
+// events handed again after a resubscription, one dropped from the
+// cache) the stream is read as before. At most changeCacheSize are kept,
+// the least recently used dropped first, and none in a final state.
+type changes struct {
+	history History
+	kept    *lru.Cache[string, domain.Prescription]
+}
+
+func newChanges(h History) *changes {
+	kept, _ := lru.New[string, domain.Prescription](changeCacheSize) // fails only for a size <= 0
+	return &changes{history: h, kept: kept}
+}
+
+// follow takes rec, handed to the projector in $all order, and returns
+// its change when need is set (else a zero Change, and no error).
+func (c *changes) follow(ctx context.Context, rec events.Recorded, need bool) (Change, error) {
+	before, ok := c.kept.Get(rec.URN)
+	switch {
+	case ok && uint64(before.Revision) == rec.Revision:
+	case rec.Revision == 0:
+		before = domain.Prescription{}
+	case !need:
+		c.kept.Remove(rec.URN)
+		return Change{}, nil
+	default:
+		ch, err := loadChange(ctx, c.history, rec)
+		if err != nil {
+			c.kept.Remove(rec.URN)
+			return Change{}, err
+		}
+		c.keep(rec.URN, ch.After)
+		return ch, nil
+	}
+	ch := Change{Event: rec, Before: before, After: domain.Evolve(before, rec.Event)}
+	c.keep(rec.URN, ch.After)
+	return ch, nil
+}
+
+func (c *changes) keep(urn string, p domain.Prescription) {
+	if domain.Prescriptions.IsFinal(p.Status) {
+		c.kept.Remove(urn)
+		return
+	}
+	c.kept.Add(urn, p)
 }
 
 // Trigger says which events a reaction follows: every event of a command
@@ -191,8 +248,9 @@ type ReactorDeps struct {
 
 // Reactor runs one Reaction as a projector, with its ledger.
 type Reactor struct {
-	r    Reaction
-	deps ReactorDeps
+	r       Reaction
+	deps    ReactorDeps
+	changes *changes
 }
 
 // NewReactor returns the projector for reaction r.
@@ -203,7 +261,7 @@ func NewReactor(r Reaction, deps ReactorDeps) *Reactor {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return &Reactor{r: r, deps: deps}
+	return &Reactor{r: r, deps: deps, changes: newChanges(deps.History)}
 }
 
 // Name implements Projector.
@@ -223,15 +281,16 @@ func (x *Reactor) SaveCheckpoint(ctx context.Context, pos uint64) error {
 // event, and parks the effect whose follow-up command the stream records as
 // refused.
 func (x *Reactor) Handle(ctx context.Context, rec events.Recorded) error {
-	if r, ok := rec.Event.(domain.Refused); ok {
-		return x.parkRefused(ctx, rec, r)
-	}
-	if !x.r.When.mayMatch(rec.Event) {
-		return nil
-	}
-	c, err := loadChange(ctx, x.deps.History, rec)
-	if err != nil || !x.r.When.matches(c) {
+	r, refused := rec.Event.(domain.Refused)
+	need := !refused && x.r.When.mayMatch(rec.Event)
+	c, err := x.changes.follow(ctx, rec, need)
+	switch {
+	case err != nil:
 		return err
+	case refused:
+		return x.parkRefused(ctx, rec, r)
+	case !need || !x.r.When.matches(c):
+		return nil
 	}
 	id := x.effectID(rec.Meta.EventID)
 	if _, done, err := x.deps.Ledger.Effect(ctx, id); err != nil || done {

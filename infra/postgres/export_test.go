@@ -1,5 +1,23 @@
 package postgres
 
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"rxflow/projections"
+)
+
+// fence runs l's fence alone in tx, as the writes' pipelines run it first.
+func fence(ctx context.Context, tx pgx.Tx, l projections.Lease) error {
+	b := &pgx.Batch{}
+	queueFence(b, l)
+	if b.Len() == 0 {
+		return nil
+	}
+	return leaseLost(tx.SendBatch(ctx, b).Close(), l)
+}
+
 // SetAfterRebuildLoad makes RebuildReadModel call f between loading the
 // fresh tables and switching them in; it returns a func restoring the
 // previous state.

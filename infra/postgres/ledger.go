@@ -32,7 +32,7 @@ func (db *DB) Ledger(lease projections.Lease) *Ledger { return &Ledger{db: db, l
 // Checkpoint implements projections.Ledger: projector's checkpoint in the
 // lease's segment; 0 if none.
 func (l *Ledger) Checkpoint(ctx context.Context, projector string) (uint64, error) {
-	cp, err := checkpointOf(ctx, l.db.pool, projector, l.lease.Segment, false)
+	cp, err := checkpointOf(ctx, l.db.pool, projector, l.lease.Segment)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: ledger: checkpoint of %s: %w", projector, err)
 	}
@@ -77,8 +77,7 @@ func (l *Ledger) Record(ctx context.Context, e projections.Effect, position uint
 			return fmt.Errorf("postgres: ledger: %w", err)
 		}
 	}
-	err := l.db.write(ctx, l.db.pool, l.lease, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
+	err := l.db.write(ctx, l.db.pool, l.lease, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO effects (`+effectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (id) DO UPDATE SET projector = excluded.projector, urn = excluded.urn, event_id = excluded.event_id,
 			event_name = excluded.event_name, status = excluded.status, error = excluded.error, attempts = excluded.attempts,
@@ -87,7 +86,6 @@ func (l *Ledger) Record(ctx context.Context, e projections.Effect, position uint
 		if position > 0 {
 			b.Queue(saveCheckpointSQL, e.Projector, l.lease.Segment, int64(position))
 		}
-		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: ledger: record %s: %w", e.ID, err)

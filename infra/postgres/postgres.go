@@ -161,20 +161,31 @@ func (db *DB) Close() {
 // Pool is the connection pool, for tests and benchmarks.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
-// fence checks, inside tx, that l is still the lease of its segment, and
-// holds a key-share lock on the lease's row until tx ends, so a claim by
-// another instance (which locks the row FOR UPDATE) waits for tx and then
-// sees its writes, while the holder's renewals (which change no key) do
-// not wait for its own writers. A lease that was
-// claimed since is projections.ErrLeaseLost, and tx must be rolled back.
-// projections.Whole is never fenced.
-func fence(ctx context.Context, tx pgx.Tx, l projections.Lease) error {
-	if l == projections.Whole {
-		return nil
+// fenceSQL is the fence of every segment write (migration 000006): it
+// holds a key-share lock on the lease's row until the transaction ends, so
+// a claim by another instance (which locks the row FOR UPDATE) waits for
+// the write and then sees it, while the holder's renewals (which change no
+// key) do not wait for its own writers; and it raises leaseLostCode when
+// the segment's token is no longer the writer's. A failing statement
+// aborts the rest of its transaction, so the fence and the writes behind
+// it go in one pipeline.
+const fenceSQL = "SELECT segment_fence($1, $2)"
+
+// leaseLostCode is the SQLSTATE segment_fence raises.
+const leaseLostCode = "RX001"
+
+// queueFence queues l's fence as b's next statement; projections.Whole is
+// never fenced.
+func queueFence(b *pgx.Batch, l projections.Lease) {
+	if l != projections.Whole {
+		b.Queue(fenceSQL, l.Segment, l.Token)
 	}
-	var token int64
-	err := tx.QueryRow(ctx, `SELECT token FROM segment_leases WHERE segment = $1 FOR KEY SHARE`, l.Segment).Scan(&token)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && token != l.Token) {
+}
+
+// leaseLost is err, as projections.ErrLeaseLost when the fence of l
+// refused the write.
+func leaseLost(err error, l projections.Lease) error {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == leaseLostCode {
 		return fmt.Errorf("segment %d token %d: %w", l.Segment, l.Token, projections.ErrLeaseLost)
 	}
 	return err

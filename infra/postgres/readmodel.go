@@ -89,60 +89,60 @@ func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) erro
 		return nil
 	}
 	var last uint64
-	err := m.db.write(ctx, m.db.readPool, m.lease, func(tx pgx.Tx) error {
-		cp, err := checkpointOf(ctx, tx, readmodel.Projector, m.lease.Segment, true)
-		if err != nil {
-			return err
-		}
-		var todo []events.Recorded
+	err := m.db.readThenWrite(ctx, m.db.readPool, m.lease, func(reads *pgx.Batch) func(writes *pgx.Batch) error {
+		var cp uint64
+		reads.Queue(checkpointSQL+" FOR UPDATE", readmodel.Projector, m.lease.Segment).QueryRow(func(row pgx.Row) error {
+			return scanCheckpoint(row, &cp)
+		})
 		urns := map[string]bool{}
 		for _, rec := range recs {
-			if rec.Position > max(cp, last) {
-				todo = append(todo, rec)
-				last = rec.Position
-				if _, refused := rec.Event.(domain.Refused); !refused {
-					urns[rec.URN] = true
+			if _, refused := rec.Event.(domain.Refused); !refused {
+				urns[rec.URN] = true
+			}
+		}
+		rows := m.queueRows(reads, urns)
+		return func(writes *pgx.Batch) error {
+			var todo []events.Recorded
+			for _, rec := range recs {
+				if rec.Position > max(cp, last) {
+					todo = append(todo, rec)
+					last = rec.Position
 				}
 			}
-		}
-		if len(todo) == 0 {
+			if len(todo) == 0 {
+				return nil
+			}
+			var order []string // urns in the order their rows were first changed
+			seen := map[string]bool{}
+			var dl deadlineChanges
+			for _, rec := range todo {
+				if _, refused := rec.Event.(domain.Refused); refused {
+					continue
+				}
+				row, ok := rows[rec.URN]
+				if !ok {
+					row = &projections.Row{}
+					rows[rec.URN] = row
+				}
+				if !seen[rec.URN] {
+					seen[rec.URN] = true
+					order = append(order, rec.URN)
+				}
+				before := row.Status
+				projections.FoldRow(row, rec)
+				dl.add(projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
+			}
+			if len(order) > 0 {
+				cols, err := columnArrays(rows, order)
+				if err != nil {
+					return err
+				}
+				writes.Queue(rmUpsertSQL, cols...)
+			}
+			dl.queue(writes)
+			writes.Queue(saveCheckpointSQL, readmodel.Projector, m.lease.Segment, int64(last))
 			return nil
 		}
-		rows, err := m.rowsOf(ctx, tx, urns)
-		if err != nil {
-			return err
-		}
-		var order []string // urns in the order their rows were first changed
-		seen := map[string]bool{}
-		var dl deadlineChanges
-		for _, rec := range todo {
-			if _, refused := rec.Event.(domain.Refused); refused {
-				continue
-			}
-			row, ok := rows[rec.URN]
-			if !ok {
-				row = &projections.Row{}
-				rows[rec.URN] = row
-			}
-			if !seen[rec.URN] {
-				seen[rec.URN] = true
-				order = append(order, rec.URN)
-			}
-			before := row.Status
-			projections.FoldRow(row, rec)
-			dl.add(projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
-		}
-		b := &pgx.Batch{}
-		if len(order) > 0 {
-			cols, err := columnArrays(rows, order)
-			if err != nil {
-				return err
-			}
-			b.Queue(rmUpsertSQL, cols...)
-		}
-		dl.queue(b)
-		b.Queue(saveCheckpointSQL, readmodel.Projector, m.lease.Segment, int64(last))
-		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: read model: apply %d events from position %d: %w", len(recs), recs[0].Position, err)
@@ -151,29 +151,28 @@ func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) erro
 	return nil
 }
 
-// rowsOf reads the rows of urns that exist.
-func (m *ReadModel) rowsOf(ctx context.Context, tx pgx.Tx, urns map[string]bool) (map[string]*projections.Row, error) {
+// queueRows queues the read of the rows of urns that exist, into the
+// map it returns, filled once reads is sent.
+func (m *ReadModel) queueRows(reads *pgx.Batch, urns map[string]bool) map[string]*projections.Row {
 	out := make(map[string]*projections.Row, len(urns))
 	if len(urns) == 0 {
-		return out, nil
+		return out
 	}
 	keys := make([]string, 0, len(urns))
 	for urn := range urns {
 		keys = append(keys, urn)
 	}
-	rows, err := tx.Query(ctx, rmSelectSQL+" WHERE urn = ANY($1)", keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		r, err := readmodel.ScanRow(rows)
-		if err != nil {
-			return nil, err
+	reads.Queue(rmSelectSQL+" WHERE urn = ANY($1)", keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			r, err := readmodel.ScanRow(rows)
+			if err != nil {
+				return err
+			}
+			out[r.URN] = &r
 		}
-		out[r.URN] = &r
-	}
-	return out, rows.Err()
+		return rows.Err()
+	})
+	return out
 }
 
 // columnArrays returns the rows of urns as one array per column, in
@@ -284,54 +283,83 @@ func (m *ReadModel) SaveCheckpoint(ctx context.Context, position uint64) error {
 // Checkpoint implements projections.ReadModel: the $all position of the
 // segment's last event applied; 0 if none.
 func (m *ReadModel) Checkpoint(ctx context.Context) (uint64, error) {
-	cp, err := checkpointOf(ctx, m.db.readPool, readmodel.Projector, m.lease.Segment, false)
+	cp, err := checkpointOf(ctx, m.db.readPool, readmodel.Projector, m.lease.Segment)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: read model: checkpoint: %w", err)
 	}
 	return cp, nil
 }
 
-// querier is a pool or a transaction.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+// checkpointSQL reads (projector, segment)'s checkpoint.
+const checkpointSQL = "SELECT position FROM checkpoints WHERE projector = $1 AND segment = $2"
+
+// checkpointOf reads (projector, segment)'s checkpoint; 0 if none.
+func checkpointOf(ctx context.Context, pool *pgxpool.Pool, projector string, segment int) (uint64, error) {
+	var cp uint64
+	err := scanCheckpoint(pool.QueryRow(ctx, checkpointSQL, projector, segment), &cp)
+	return cp, err
 }
 
-// checkpointOf reads (projector, segment)'s checkpoint; 0 if none. forUpdate
-// locks its row until the transaction ends.
-func checkpointOf(ctx context.Context, q querier, projector string, segment int, forUpdate bool) (uint64, error) {
-	sql := "SELECT position FROM checkpoints WHERE projector = $1 AND segment = $2"
-	if forUpdate {
-		sql += " FOR UPDATE"
-	}
+// scanCheckpoint scans checkpointSQL's row into cp; 0 if there is none.
+func scanCheckpoint(row pgx.Row, cp *uint64) error {
 	var pos int64
-	err := q.QueryRow(ctx, sql, projector, segment).Scan(&pos)
+	err := row.Scan(&pos)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
+		*cp = 0
+		return nil
 	}
-	return uint64(pos), err
+	*cp = uint64(pos)
+	return err
 }
 
 // saveCheckpoint moves (projector, lease.Segment)'s checkpoint forward to
-// position in a fenced transaction.
+// position, fenced by lease.
 func (db *DB) saveCheckpoint(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, projector string, position uint64) error {
 	if position > math.MaxInt64 {
 		return fmt.Errorf("checkpoint %d out of range", position)
 	}
-	return db.write(ctx, pool, lease, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, saveCheckpointSQL, projector, lease.Segment, int64(position))
-		return err
+	return db.write(ctx, pool, lease, func(b *pgx.Batch) {
+		b.Queue(saveCheckpointSQL, projector, lease.Segment, int64(position))
 	})
 }
 
-// write runs fn in a transaction on pool fenced by lease, committing if it
-// returns nil.
-func (db *DB) write(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := fence(ctx, tx, lease); err != nil {
+// write sends the statements queue queues, behind lease's fence, in one
+// round trip as one implicit transaction: all or nothing. Errors:
+// projections.ErrLeaseLost (nothing written), or the database's.
+func (db *DB) write(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, queue func(*pgx.Batch)) error {
+	b := &pgx.Batch{}
+	queueFence(b, lease)
+	queue(b)
+	return leaseLost(pool.SendBatch(ctx, b).Close(), lease)
+}
+
+// readThenWrite is a transaction fenced by lease in three round trips:
+// the fence and the reads that prepare queues (begun in the same batch);
+// then the writes that its returned func queues once the reads are in;
+// then the commit. Nothing is written if either func or any statement
+// fails. Errors: projections.ErrLeaseLost (nothing written), or the
+// database's.
+func (db *DB) readThenWrite(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, prepare func(reads *pgx.Batch) func(writes *pgx.Batch) error) error {
+	reads := &pgx.Batch{}
+	reads.BeginTx(pgx.TxOptions{})
+	queueFence(reads, lease)
+	then := prepare(reads)
+	br := pool.SendBatch(ctx, reads)
+	tx := br.Tx()
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op once committed
+	if err := br.Close(); err != nil {
+		return leaseLost(err, lease)
+	}
+	writes := &pgx.Batch{}
+	if err := then(writes); err != nil {
+		return err
+	}
+	if writes.Len() > 0 {
+		if err := tx.SendBatch(ctx, writes).Close(); err != nil {
 			return err
 		}
-		return fn(tx)
-	})
+	}
+	return tx.Commit(ctx)
 }
 
 // Queries is the read model's query side over every segment
