@@ -48,7 +48,11 @@ func NewLagTrackerAfter(position uint64, now func() time.Time) *LagTracker {
 func (t *LagTracker) Handled(projector string, position uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	old, known := t.handled[projector]
 	t.handled[projector] = position
+	if len(t.positions) == 0 || (known && old >= t.positions[0]) {
+		return // another projector has not handled the oldest event kept
+	}
 	low := position
 	for _, p := range t.handled {
 		low = min(low, p)
