@@ -47,9 +47,13 @@ type readsideRun struct {
 	instances int    // 0 for a rebuild
 	events    int
 	took      time.Duration
+	cpu       time.Duration // live apply: the instances' CPU time (user and system) until the read model reached the head
 }
 
 func (r readsideRun) rate() float64 { return float64(r.events) / r.took.Seconds() }
+
+// cpuPerEvent is the instances' CPU per event of a live apply, in µs.
+func (r readsideRun) cpuPerEvent() float64 { return float64(r.cpu.Microseconds()) / float64(r.events) }
 
 // readsideResults are the phase's figures.
 type readsideResults struct {
@@ -126,10 +130,10 @@ func (b *bench) readside(ctx context.Context, openStore func() (string, func(), 
 		for _, n := range counts {
 			progress("readside: live apply of %d events, %d instance(s) on %s", b.opts.readsideEvents, n, backend)
 			run := readsideRun{backend: backend, instances: n, events: seededEvents(b.opts.readsideEvents)}
-			if run.took, err = b.liveApply(ctx, bin, backend, n, live, head, sim); err != nil {
+			if run.took, run.cpu, err = b.liveApply(ctx, bin, backend, n, live, head, sim); err != nil {
 				return res, fmt.Errorf("live apply, %d instance(s) on %s: %w", n, backend, err)
 			}
-			progress("readside: %.0f events/s", run.rate())
+			progress("readside: %.0f events/s, %.0f µs of the instances' CPU per event", run.rate(), run.cpuPerEvent())
 			res.live = append(res.live, run)
 		}
 	}
@@ -232,11 +236,12 @@ func rebuildChild(ctx context.Context, bin string, env []string, logFile string)
 }
 
 // liveApply starts n projector instances on a fresh read side and returns
-// the time from their start until the read model has applied head.
-func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn string, head uint64, sim *partnersim.Sim) (time.Duration, error) {
+// the time from their start until the read model has applied head, and
+// the CPU time the instances had used by then.
+func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn string, head uint64, sim *partnersim.Sim) (took, cpu time.Duration, err error) {
 	env, drop, err := b.readStore(ctx, backend)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer drop()
 	topic, group, _ := b.next("readside")
@@ -269,12 +274,12 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 	for i := range n {
 		addr, err := freePort()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		logFile := filepath.Join(b.opts.dir, fmt.Sprintf("live-%s-%d-%d.log", backend, n, i))
 		log, err := os.Create(logFile)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer log.Close()
 		cmd := exec.CommandContext(ctx, bin)
@@ -284,7 +289,7 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 		}
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		c := child{cmd: cmd, log: logFile, done: make(chan struct{})}
 		go func() { _ = cmd.Wait(); close(c.done) }()
@@ -294,13 +299,17 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 		for _, c := range children {
 			select {
 			case <-c.done:
-				return 0, fmt.Errorf("a projector exited: %v (log: %s)", c.cmd.ProcessState, c.log)
+				return 0, 0, fmt.Errorf("a projector exited: %v (log: %s)", c.cmd.ProcessState, c.log)
 			default:
 			}
 		}
 		pos, err := readModelPosition(ctx, addrs[0])
 		if err == nil && pos >= head {
-			return time.Since(start), nil
+			took := time.Since(start)
+			for _, c := range children {
+				cpu += cpuTime(c.cmd.Process.Pid)
+			}
+			return took, cpu, nil
 		}
 		if err == nil && pos != last {
 			last = pos
@@ -311,7 +320,7 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
