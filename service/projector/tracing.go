@@ -28,12 +28,17 @@ func (t traced) Handle(ctx context.Context, rec events.Recorded) error {
 	return t.end(span, t.Projector.Handle(ctx, rec))
 }
 
-// start begins rec's span, in the trace of the append that stored it.
+// start begins rec's span, in the trace of the append that stored it. Its
+// attributes are built only for a span that records (tracing off, or the
+// trace not sampled, leaves them out: every runner starts one per event).
 func (t traced) start(ctx context.Context, rec events.Recorded) (context.Context, trace.Span) {
-	return tracer.Start(telemetry.EventContext(ctx, rec.Meta), "project "+t.Name(), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("rxflow.projector", t.Name()), attribute.String("rxflow.event", rec.Name),
+	ctx, span := tracer.Start(telemetry.EventContext(ctx, rec.Meta), "project "+t.Name(), trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("rxflow.projector", t.Name()), attribute.String("rxflow.event", rec.Name),
 			attribute.String("rxflow.event_id", rec.Meta.EventID), attribute.String("rxflow.urn", rec.URN),
-			attribute.Int64("rxflow.position", int64(rec.Position))))
+			attribute.Int64("rxflow.position", int64(rec.Position)))
+	}
+	return ctx, span
 }
 
 func (t traced) end(span trace.Span, err error) error {

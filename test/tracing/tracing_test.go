@@ -314,6 +314,9 @@ func TestCommandJoinsItsTraceparent(t *testing.T) {
 	tr.parent(tr.one("project kafka-outbound"), write)
 	insurance := tr.one("project insurance")
 	tr.parent(insurance, write)
+	if attr(insurance, "rxflow.urn") != urn || attr(insurance, "rxflow.projector") != "insurance" || attr(insurance, "rxflow.event_id") == "" {
+		t.Errorf("projector span attributes %v, want its urn, projector and event id", insurance.Attributes)
+	}
 	call := tr.one("HTTP POST")
 	tr.parent(call, insurance)
 	if call.SpanKind != trace.SpanKindClient {
