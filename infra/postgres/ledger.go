@@ -70,12 +70,16 @@ func (l *Ledger) Record(ctx context.Context, e projections.Effect, position uint
 	if position > math.MaxInt64 {
 		return fmt.Errorf("postgres: ledger: checkpoint %d out of range", position)
 	}
-	var refusal []byte
+	// The refusal goes as text: as []byte, the exec and simple_protocol
+	// query exec modes would send it as bytea, which JSONB refuses.
+	var refusal *string
 	if e.Refusal != nil {
-		var err error
-		if refusal, err = json.Marshal(e.Refusal); err != nil {
+		b, err := json.Marshal(e.Refusal)
+		if err != nil {
 			return fmt.Errorf("postgres: ledger: %w", err)
 		}
+		text := string(b)
+		refusal = &text
 	}
 	err := l.db.write(ctx, l.db.pool, l.lease, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO effects (`+effectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

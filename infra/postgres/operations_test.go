@@ -26,7 +26,7 @@ var (
 
 // open connects to url as another projector instance would: a pool of its
 // own, closed when t ends.
-func open(t *testing.T, url string) *postgres.DB {
+func open(t testing.TB, url string) *postgres.DB {
 	t.Helper()
 	db, err := postgres.Open(context.Background(), url)
 	if err != nil {

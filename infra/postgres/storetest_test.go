@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"net/url"
 	"testing"
 
 	"rxflow/infra/httpapi"
@@ -20,12 +21,21 @@ var (
 
 func openDB(t testing.TB, createOptions ...string) *postgres.DB {
 	t.Helper()
-	db, err := postgres.Open(context.Background(), postgrestest.URL(t, createOptions...))
+	return open(t, postgrestest.URL(t, createOptions...))
+}
+
+// openDBIn opens a fresh database whose connections use pgx's query exec
+// mode (default_query_exec_mode in the URL).
+func openDBIn(t testing.TB, mode string) *postgres.DB {
+	t.Helper()
+	u, err := url.Parse(postgrestest.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(db.Close)
-	return db
+	q := u.Query()
+	q.Set("default_query_exec_mode", mode)
+	u.RawQuery = q.Encode()
+	return open(t, u.String())
 }
 
 func TestReadModelConformance(t *testing.T) {
@@ -50,24 +60,43 @@ func TestLedgerConformance(t *testing.T) {
 }
 
 func TestSharedConformance(t *testing.T) {
-	storetest.RunShared(t, func(t *testing.T) storetest.Shared {
-		db := openDB(t)
-		return storetest.Shared{
-			Count: 3,
-			Claim: func(t *testing.T, segment int) projections.Lease { return claim(t, db, segment, 3) },
-			ReadModel: func(l projections.Lease) interface {
-				projections.ReadModel
-				projections.ReadModelBatch
-			} {
-				return db.ReadModel(l)
-			},
-			Ledger:  func(l projections.Lease) projections.Ledger { return db.Ledger(l) },
-			Queries: func() storetest.ReadModel { return storetest.ReadModel{Queries: db.Queries()} },
-			Rebuild: func(ctx context.Context, rows []projections.Row, waiting []projections.Waiting, checkpoint uint64) error {
-				return db.RebuildReadModel(ctx, rows, waiting, checkpoint, 3)
-			},
-		}
-	})
+	storetest.RunShared(t, func(t *testing.T) storetest.Shared { return shared(openDB(t)) })
+}
+
+// Every query exec mode a DATABASE_URL may choose (PgBouncer's transaction
+// pooling needs exec or simple_protocol) keeps the ports' contracts: the
+// same statements, sent other ways, must encode alike, and a fenced write
+// must stay one transaction.
+func TestConformanceInEveryQueryExecMode(t *testing.T) {
+	for _, mode := range []string{"cache_describe", "describe_exec", "exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			storetest.RunLedger(t, func(t *testing.T) projections.Ledger { return openDBIn(t, mode).Ledger(projections.Whole) })
+			storetest.RunReadModel(t, func(t *testing.T) storetest.ReadModel {
+				db := openDBIn(t, mode)
+				return storetest.ReadModel{Writer: db.ReadModel(projections.Whole), Queries: db.Queries()}
+			})
+			storetest.RunShared(t, func(t *testing.T) storetest.Shared { return shared(openDBIn(t, mode)) })
+		})
+	}
+}
+
+// shared is db as storetest.RunShared takes it, with 3 segments.
+func shared(db *postgres.DB) storetest.Shared {
+	return storetest.Shared{
+		Count: 3,
+		Claim: func(t *testing.T, segment int) projections.Lease { return claim(t, db, segment, 3) },
+		ReadModel: func(l projections.Lease) interface {
+			projections.ReadModel
+			projections.ReadModelBatch
+		} {
+			return db.ReadModel(l)
+		},
+		Ledger:  func(l projections.Lease) projections.Ledger { return db.Ledger(l) },
+		Queries: func() storetest.ReadModel { return storetest.ReadModel{Queries: db.Queries()} },
+		Rebuild: func(ctx context.Context, rows []projections.Row, waiting []projections.Waiting, checkpoint uint64) error {
+			return db.RebuildReadModel(ctx, rows, waiting, checkpoint, 3)
+		},
+	}
 }
 
 // claim takes segment of count for a new holder, as an instance's claim
