@@ -69,7 +69,8 @@ func newChanges(h History) *changes {
 }
 
 // follow takes rec, handed to the projector in $all order, and returns
-// its change when need is set (else a zero Change, and no error).
+// its change. When need is not set it reads no stream and never fails;
+// the change is then zero unless rec follows on from what is kept.
 func (c *changes) follow(ctx context.Context, rec events.Recorded, need bool) (Change, error) {
 	before, ok := c.kept.Get(rec.URN)
 	switch {

@@ -47,13 +47,22 @@ type readsideRun struct {
 	instances int    // 0 for a rebuild
 	events    int
 	took      time.Duration
-	cpu       time.Duration // live apply: the instances' CPU time (user and system) until the read model reached the head
+	// live apply: the instances' CPU time (user and system) until the read
+	// model reached the head; the other projectors' work still under way
+	// then is not in it. 0 if /proc could not be read.
+	cpu time.Duration
 }
 
 func (r readsideRun) rate() float64 { return float64(r.events) / r.took.Seconds() }
 
-// cpuPerEvent is the instances' CPU per event of a live apply, in µs.
-func (r readsideRun) cpuPerEvent() float64 { return float64(r.cpu.Microseconds()) / float64(r.events) }
+// cpuPerEvent is the instances' CPU per event of a live apply until the
+// read model reached the head, as text: "n µs", or "?" if unknown.
+func (r readsideRun) cpuPerEvent() string {
+	if r.cpu == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f µs", float64(r.cpu.Microseconds())/float64(r.events))
+}
 
 // readsideResults are the phase's figures.
 type readsideResults struct {
@@ -133,7 +142,7 @@ func (b *bench) readside(ctx context.Context, openStore func() (string, func(), 
 			if run.took, run.cpu, err = b.liveApply(ctx, bin, backend, n, live, head, sim); err != nil {
 				return res, fmt.Errorf("live apply, %d instance(s) on %s: %w", n, backend, err)
 			}
-			progress("readside: %.0f events/s, %.0f µs of the instances' CPU per event", run.rate(), run.cpuPerEvent())
+			progress("readside: %.0f events/s, %s of the instances' CPU per event until the read model's head", run.rate(), run.cpuPerEvent())
 			res.live = append(res.live, run)
 		}
 	}

@@ -6,7 +6,8 @@
 //
 // Writes for a segment are fenced: each runs in a transaction that first
 // checks, under a shared row lock, that the lease's token is still the
-// segment's (see fence), so an instance that lost its lease writes nothing.
+// segment's (see fenceSQL), so an instance that lost its lease writes
+// nothing.
 package postgres
 
 import (

@@ -1,4 +1,4 @@
--- The fence of every segment write (postgres.fence): it holds the lease's
+-- The fence of every segment write (postgres.fenceSQL): it holds the lease's
 -- row key-share locked until the transaction ends, so a claim (which locks
 -- the row FOR UPDATE) waits for the write and then sees it, and it raises
 -- SQLSTATE RX001 when the segment's token is no longer the writer's. As a
