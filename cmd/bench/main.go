@@ -427,7 +427,7 @@ func (r results) table(o options) string {
 			target, status = "≥ 5,000 events/s", check(run.rate() >= 5000)
 		}
 		row(fmt.Sprintf("(6) live apply of %d events, %d instance(s), %s", run.events, run.instances, run.backend), target,
-			fmt.Sprintf("%.0f events/s (%.1f s; %s of the instances' CPU per event until then)", run.rate(), run.took.Seconds(), run.cpuPerEvent()), status)
+			fmt.Sprintf("%.0f events/s (%.1f s; %s of the instances' CPU per event, every projector caught up)", run.rate(), run.took.Seconds(), run.cpuPerEvent()), status)
 	}
 	return sb.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -35,8 +36,9 @@ import (
 //     batched transactions, every projector: read model, outbound, partner
 //     reactors against the simulators); the time runs from their start until
 //     the query API reports (X-Read-Model-Position) that the read model has
-//     applied the store's last position. SQLite with one instance;
-//     PostgreSQL with 1, 2 and 3 instances sharing the segments.
+//     applied the store's last position; their CPU time is read once every
+//     projector has caught up (no lag on /metrics). SQLite with one
+//     instance; PostgreSQL with 1, 2 and 3 instances sharing the segments.
 
 // readsideToken is the static token the projector children accept.
 const readsideToken = "bench-token"
@@ -47,16 +49,16 @@ type readsideRun struct {
 	instances int    // 0 for a rebuild
 	events    int
 	took      time.Duration
-	// live apply: the instances' CPU time (user and system) until the read
-	// model reached the head; the other projectors' work still under way
-	// then is not in it. 0 if /proc could not be read.
+	// live apply: the instances' CPU time (user and system) until every
+	// projector had caught up; 0 if it did not within its limit or /proc
+	// could not be read.
 	cpu time.Duration
 }
 
 func (r readsideRun) rate() float64 { return float64(r.events) / r.took.Seconds() }
 
-// cpuPerEvent is the instances' CPU per event of a live apply until the
-// read model reached the head, as text: "n µs", or "?" if unknown.
+// cpuPerEvent is the instances' CPU per event of a live apply, every
+// projector's work included, as text: "n µs", or "?" if unknown.
 func (r readsideRun) cpuPerEvent() string {
 	if r.cpu == 0 {
 		return "?"
@@ -142,7 +144,7 @@ func (b *bench) readside(ctx context.Context, openStore func() (string, func(), 
 			if run.took, run.cpu, err = b.liveApply(ctx, bin, backend, n, live, head, sim); err != nil {
 				return res, fmt.Errorf("live apply, %d instance(s) on %s: %w", n, backend, err)
 			}
-			progress("readside: %.0f events/s, %s of the instances' CPU per event until the read model's head", run.rate(), run.cpuPerEvent())
+			progress("readside: %.0f events/s, %s of the instances' CPU per event", run.rate(), run.cpuPerEvent())
 			res.live = append(res.live, run)
 		}
 	}
@@ -246,7 +248,7 @@ func rebuildChild(ctx context.Context, bin string, env []string, logFile string)
 
 // liveApply starts n projector instances on a fresh read side and returns
 // the time from their start until the read model has applied head, and
-// the CPU time the instances had used by then.
+// the CPU time the instances had used once every projector had caught up.
 func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn string, head uint64, sim *partnersim.Sim) (took, cpu time.Duration, err error) {
 	env, drop, err := b.readStore(ctx, backend)
 	if err != nil {
@@ -315,6 +317,12 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 		pos, err := readModelPosition(ctx, addrs[0])
 		if err == nil && pos >= head {
 			took := time.Since(start)
+			// The reactors trail the read model: the CPU is read once
+			// every projector of every instance has caught up.
+			if !caughtUp(ctx, addrs, 5*time.Minute) {
+				progress("readside: the projectors did not catch up within 5 minutes: no CPU figure")
+				return took, 0, nil
+			}
 			for _, c := range children {
 				cpu += cpuTime(c.cmd.Process.Pid)
 			}
@@ -333,6 +341,62 @@ func (b *bench) liveApply(ctx context.Context, bin, backend string, n int, conn 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// caughtUp waits, for at most limit, until no instance at addrs reports a
+// lag (the sum of rxflow_projector_lag_events and rxflow_segment_lag_events
+// on /metrics) in two scrapes 100 ms apart.
+func caughtUp(ctx context.Context, addrs []string, limit time.Duration) bool {
+	lagging := func() bool {
+		for _, addr := range addrs {
+			if n, err := lagEvents(ctx, addr); err != nil || n > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if !lagging() {
+			time.Sleep(100 * time.Millisecond)
+			if !lagging() {
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+// lagEvents is the sum of the projector and segment lag gauges of the
+// instance at addr.
+func lagEvents(ctx context.Context, addr string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics: status %d", resp.StatusCode)
+	}
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rxflow_projector_lag_events") && !strings.HasPrefix(line, "rxflow_segment_lag_events") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metrics: %q: %w", line, err)
+		}
+		total += v
+	}
+	return total, sc.Err()
 }
 
 // readModelPosition is the read model's position as the query API at addr
