@@ -86,15 +86,24 @@ func (c *child) handled(ctx context.Context) (int, error) {
 
 // scrape returns the samples of one metric, by their labels ("" for none).
 func (c *child) scrape(ctx context.Context, metric string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.addr+"/metrics", nil)
+	return scrape(ctx, c.http, c.addr, metric)
+}
+
+// scrape returns the samples of one metric at http://addr/metrics, by
+// their labels ("" for none).
+func scrape(ctx context.Context, client *http.Client, addr, metric string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/metrics: status %d", addr, resp.StatusCode)
+	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -371,32 +370,17 @@ func caughtUp(ctx context.Context, addrs []string, limit time.Duration) bool {
 // lagEvents is the sum of the projector and segment lag gauges of the
 // instance at addr.
 func lagEvents(ctx context.Context, addr string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("metrics: status %d", resp.StatusCode)
-	}
 	var total float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "rxflow_projector_lag_events") && !strings.HasPrefix(line, "rxflow_segment_lag_events") {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	for _, metric := range []string{"rxflow_projector_lag_events", "rxflow_segment_lag_events"} {
+		samples, err := scrape(ctx, http.DefaultClient, addr, metric)
 		if err != nil {
-			return 0, fmt.Errorf("metrics: %q: %w", line, err)
+			return 0, err
 		}
-		total += v
+		for _, v := range samples {
+			total += v
+		}
 	}
-	return total, sc.Err()
+	return total, nil
 }
 
 // readModelPosition is the read model's position as the query API at addr

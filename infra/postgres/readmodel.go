@@ -88,66 +88,69 @@ func (m *ReadModel) ApplyBatch(ctx context.Context, recs []events.Recorded) erro
 	if len(recs) == 0 {
 		return nil
 	}
-	var last uint64
-	err := m.db.readThenWrite(ctx, m.db.readPool, m.lease, func(reads *pgx.Batch) func(writes *pgx.Batch) error {
-		var cp uint64
-		reads.Queue(checkpointSQL+" FOR UPDATE", readmodel.Projector, m.lease.Segment).QueryRow(func(row pgx.Row) error {
-			return scanCheckpoint(row, &cp)
-		})
-		urns := map[string]bool{}
-		for _, rec := range recs {
-			if _, refused := rec.Event.(domain.Refused); !refused {
-				urns[rec.URN] = true
-			}
+	reads := beginFenced(m.lease)
+	var cp uint64
+	reads.Queue(checkpointSQL+" FOR UPDATE", readmodel.Projector, m.lease.Segment).QueryRow(func(row pgx.Row) error {
+		return scanCheckpoint(row, &cp)
+	})
+	urns := map[string]bool{}
+	for _, rec := range recs {
+		if _, refused := rec.Event.(domain.Refused); !refused {
+			urns[rec.URN] = true
 		}
-		rows := m.queueRows(reads, urns)
-		return func(writes *pgx.Batch) error {
-			var todo []events.Recorded
-			for _, rec := range recs {
-				if rec.Position > max(cp, last) {
-					todo = append(todo, rec)
-					last = rec.Position
-				}
-			}
-			if len(todo) == 0 {
-				return nil
-			}
-			var order []string // urns in the order their rows were first changed
-			seen := map[string]bool{}
-			var dl deadlineChanges
-			for _, rec := range todo {
-				if _, refused := rec.Event.(domain.Refused); refused {
-					continue
-				}
-				row, ok := rows[rec.URN]
-				if !ok {
-					row = &projections.Row{}
-					rows[rec.URN] = row
-				}
-				if !seen[rec.URN] {
-					seen[rec.URN] = true
-					order = append(order, rec.URN)
-				}
-				before := row.Status
-				projections.FoldRow(row, rec)
-				dl.add(projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
-			}
-			if len(order) > 0 {
-				cols, err := columnArrays(rows, order)
-				if err != nil {
-					return err
-				}
-				writes.Queue(rmUpsertSQL, cols...)
-			}
-			dl.queue(writes)
-			writes.Queue(saveCheckpointSQL, readmodel.Projector, m.lease.Segment, int64(last))
-			return nil
-		}
+	}
+	rows := m.queueRows(reads, urns)
+	err := m.db.readThenWrite(ctx, m.db.readPool, m.lease, reads, func(writes *pgx.Batch) error {
+		return m.queueApply(writes, recs, cp, rows)
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: read model: apply %d events from position %d: %w", len(recs), recs[0].Position, err)
 	}
 	m.db.moved()
+	return nil
+}
+
+// queueApply queues the writes that fold recs after checkpoint cp into
+// rows (those read, by urn), their deadlines, and the new checkpoint;
+// nothing if every rec is at or before cp.
+func (m *ReadModel) queueApply(writes *pgx.Batch, recs []events.Recorded, cp uint64, rows map[string]*projections.Row) error {
+	last := cp
+	var order []string // urns in the order their rows were first changed
+	seen := map[string]bool{}
+	var dl deadlineChanges
+	for _, rec := range recs {
+		if rec.Position <= last {
+			continue
+		}
+		last = rec.Position
+		if _, refused := rec.Event.(domain.Refused); refused {
+			continue
+		}
+		row, ok := rows[rec.URN]
+		if !ok {
+			row = &projections.Row{}
+			rows[rec.URN] = row
+		}
+		if !seen[rec.URN] {
+			seen[rec.URN] = true
+			order = append(order, rec.URN)
+		}
+		before := row.Status
+		projections.FoldRow(row, rec)
+		dl.add(projections.DeadlinesAfter(domain.Prescriptions, rec, before, row.Status))
+	}
+	if last == cp {
+		return nil
+	}
+	if len(order) > 0 {
+		cols, err := columnArrays(rows, order)
+		if err != nil {
+			return err
+		}
+		writes.Queue(rmUpsertSQL, cols...)
+	}
+	dl.queue(writes)
+	writes.Queue(saveCheckpointSQL, readmodel.Projector, m.lease.Segment, int64(last))
 	return nil
 }
 
@@ -333,17 +336,22 @@ func (db *DB) write(ctx context.Context, pool *pgxpool.Pool, lease projections.L
 	return leaseLost(pool.SendBatch(ctx, b).Close(), lease)
 }
 
+// beginFenced is a batch that begins a transaction and fences it by
+// lease: the reads of a readThenWrite are queued behind.
+func beginFenced(lease projections.Lease) *pgx.Batch {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	queueFence(b, lease)
+	return b
+}
+
 // readThenWrite is a transaction fenced by lease in three round trips:
-// the fence and the reads that prepare queues (begun in the same batch);
-// then the writes that its returned func queues once the reads are in;
-// then the commit. Nothing is written if either func or any statement
+// reads (made by beginFenced, their results taken by their queued
+// callbacks); then the writes that queueWrites queues once the reads are
+// in; then the commit. Nothing is written if queueWrites or any statement
 // fails. Errors: projections.ErrLeaseLost (nothing written), or the
 // database's.
-func (db *DB) readThenWrite(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, prepare func(reads *pgx.Batch) func(writes *pgx.Batch) error) error {
-	reads := &pgx.Batch{}
-	reads.BeginTx(pgx.TxOptions{})
-	queueFence(reads, lease)
-	then := prepare(reads)
+func (db *DB) readThenWrite(ctx context.Context, pool *pgxpool.Pool, lease projections.Lease, reads *pgx.Batch, queueWrites func(*pgx.Batch) error) error {
 	br := pool.SendBatch(ctx, reads)
 	tx := br.Tx()
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }() // a no-op once committed
@@ -351,7 +359,7 @@ func (db *DB) readThenWrite(ctx context.Context, pool *pgxpool.Pool, lease proje
 		return leaseLost(err, lease)
 	}
 	writes := &pgx.Batch{}
-	if err := then(writes); err != nil {
+	if err := queueWrites(writes); err != nil {
 		return err
 	}
 	if writes.Len() > 0 {
