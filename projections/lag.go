@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -14,12 +15,17 @@ import (
 // checkpoint: it remembers the position and time of every event that some
 // projector has not handled yet.
 type LagTracker struct {
-	mu        sync.Mutex
-	positions []uint64    // events not yet handled by every projector, ascending
-	created   []time.Time // when each of them was stored
-	handled   map[string]uint64
-	seen      uint64 // position of the last event observed
-	now       func() time.Time
+	mu      sync.Mutex
+	pending []observed // events not yet handled by every projector, by position
+	handled map[string]uint64
+	seen    uint64 // position of the last event observed
+	now     func() time.Time
+}
+
+// observed is one event some projector has not handled yet.
+type observed struct {
+	position uint64
+	created  time.Time // when it was stored
 }
 
 // NewLagTracker tracks the named projectors from their checkpoints.
@@ -50,16 +56,27 @@ func (t *LagTracker) Handled(projector string, position uint64) {
 	defer t.mu.Unlock()
 	old, known := t.handled[projector]
 	t.handled[projector] = position
-	if len(t.positions) == 0 || (known && old >= t.positions[0]) {
+	if len(t.pending) == 0 || (known && old >= t.pending[0].position) {
 		return // another projector has not handled the oldest event kept
 	}
 	low := position
 	for _, p := range t.handled {
 		low = min(low, p)
 	}
-	if n, _ := slices.BinarySearch(t.positions, low+1); n > 0 {
-		t.positions, t.created = slices.Delete(t.positions, 0, n), slices.Delete(t.created, 0, n)
-	}
+	t.drop(low)
+}
+
+// drop forgets the events up to position low. It reslices rather than
+// copies, so that handling an event costs the same however long the
+// backlog is: the dropped front is freed when append next grows the slice.
+func (t *LagTracker) drop(low uint64) {
+	t.pending = t.pending[t.after(low):]
+}
+
+// after is the index of the first pending event after position.
+func (t *LagTracker) after(position uint64) int {
+	i, _ := slices.BinarySearchFunc(t.pending, position+1, func(o observed, p uint64) int { return cmp.Compare(o.position, p) })
+	return i
 }
 
 // Forget stops tracking projector (a runner of a segment given up), so
@@ -77,9 +94,7 @@ func (t *LagTracker) Forget(projector string) {
 	if !any {
 		low = t.seen
 	}
-	if n, _ := slices.BinarySearch(t.positions, low+1); n > 0 {
-		t.positions, t.created = slices.Delete(t.positions, 0, n), slices.Delete(t.created, 0, n)
-	}
+	t.drop(low)
 }
 
 // Lag returns how many observed events projector has not handled, and the
@@ -87,11 +102,11 @@ func (t *LagTracker) Forget(projector string) {
 func (t *LagTracker) Lag(projector string) (behind int, age time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i, _ := slices.BinarySearch(t.positions, t.handled[projector]+1)
-	if i == len(t.positions) {
+	i := t.after(t.handled[projector])
+	if i == len(t.pending) {
 		return 0, 0
 	}
-	return len(t.positions) - i, t.now().Sub(t.created[i])
+	return len(t.pending) - i, t.now().Sub(t.pending[i].created)
 }
 
 // Name implements Projector.
@@ -114,8 +129,7 @@ func (t *LagTracker) Handle(_ context.Context, rec events.Recorded) error {
 	t.seen = rec.Position
 	for _, p := range t.handled {
 		if p < rec.Position {
-			t.positions = append(t.positions, rec.Position)
-			t.created = append(t.created, rec.Created)
+			t.pending = append(t.pending, observed{position: rec.Position, created: rec.Created})
 			break
 		}
 	}

@@ -164,6 +164,38 @@ func TestLagTracker(t *testing.T) {
 	}
 }
 
+// BenchmarkLagTrackerBacklog is the cost of one event handled by every
+// projector while a slow one trails by backlog events: it must not grow
+// with the backlog (go test -run - -bench LagTrackerBacklog ./projections).
+func BenchmarkLagTrackerBacklog(b *testing.B) {
+	for _, backlog := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint(backlog), func(b *testing.B) {
+			ctx, created := context.Background(), time.Now()
+			lt := projections.NewLagTracker(map[string]uint64{"fast": 0, "slow": 0}, time.Now)
+			head := uint64(0)
+			for range backlog {
+				head++
+				if err := lt.Handle(ctx, events.Recorded{Position: head, Created: created}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			slow := uint64(0)
+			for b.Loop() {
+				head++
+				if err := lt.Handle(ctx, events.Recorded{Position: head, Created: created}); err != nil {
+					b.Fatal(err)
+				}
+				lt.Handled("fast", head)
+				slow++
+				lt.Handled("slow", slow)
+			}
+			if n, _ := lt.Lag("slow"); n != backlog {
+				b.Fatalf("slow is %d events behind, want %d", n, backlog)
+			}
+		})
+	}
+}
+
 // A tracker started after a position reads $all from there, and counts
 // for the projectors that report later only the events it observed.
 func TestLagTrackerAfter(t *testing.T) {
